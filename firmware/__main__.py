@@ -1,0 +1,5 @@
+import sys
+
+from firmware.cli.main import main
+
+sys.exit(main())
