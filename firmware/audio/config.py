@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -14,4 +15,70 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class BridgeConfig:
-    """The inline headset <-> computer passthrough (filled in by the bridge issue)."""
+    """The inline headset <-> computer passthrough.
+
+    PCM names are the stable ones ``board/asound.conf`` defines; each is a ``plug`` over the
+    real card so the bridge always sees mono S16 at ``rate_hz`` whatever the hardware offers.
+    One-way latency by configuration is (see ``latency_frames``): one capture period, the
+    FIFO target, the whole playback buffer and half the resampler's taps.
+    """
+
+    headset_capture: str = "parallax_headset_in"
+    headset_playback: str = "parallax_headset_out"
+    host_capture: str = "parallax_host_in"  # what the computer plays: the buyer
+    host_playback: str = "parallax_host_out"  # what the computer records: the rep
+    rate_hz: int = 48000
+    channels: int = 1
+    period_frames: int = 96
+    periods: int = 2
+    # Frames left in each direction's FIFO after the playback pulls: one period absorbs the
+    # phase slip between two independent USB clocks (a cycle with two pulls or no arrival).
+    target_fill_frames: int = 112
+    # Drift controller: proportional gain in ppm per frame of smoothed error, integral gain
+    # in ppm per frame-second, a dead band inside which nothing changes (so equal clocks give
+    # a sample-exact copy) and a hard clamp on the correction.
+    fill_kp_ppm_per_frame: float = 2.0
+    fill_ki_ppm_per_frame_s: float = 4.0
+    fill_deadband_frames: float = 24.0
+    fill_smoothing_s: float = 0.5
+    max_correction_ppm: float = 2000.0
+    sched_fifo: bool = True
+    sched_priority: int = 70
+    tap_socket: Path = Path("/run/parallax/taps.sock")
+    call_state_file: Path = Path("/run/parallax/call_state.json")
+    # Call detection: the host streams when its capture delivered audio within stream_idle_s;
+    # speech is RMS above speech_threshold_dbfs; a call ends after call_end_silence_s of
+    # silence or as soon as the host closes the stream.
+    stream_idle_s: float = 0.5
+    speech_threshold_dbfs: float = -45.0
+    call_start_speech_s: float = 0.3
+    call_end_silence_s: float = 30.0
+    reopen_initial_s: float = 0.05
+    reopen_max_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.rate_hz not in (16000, 32000, 48000, 96000):
+            raise ValueError(f"rate_hz must be 16000, 32000, 48000 or 96000, got {self.rate_hz}")
+        if self.rate_hz % 16000:
+            raise ValueError("rate_hz must be a multiple of the 16 kHz analysis rate")
+        if not 16 <= self.period_frames <= 4096:
+            raise ValueError(f"period_frames must be 16..4096, got {self.period_frames}")
+        if not 2 <= self.periods <= 16:
+            raise ValueError(f"periods must be 2..16, got {self.periods}")
+        if self.channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2, got {self.channels}")
+        if not 0 <= self.target_fill_frames <= 8 * self.period_frames:
+            raise ValueError("target_fill_frames must be 0..8 periods")
+        if not 1 <= self.sched_priority <= 99:
+            raise ValueError(f"sched_priority must be 1..99, got {self.sched_priority}")
+        if self.max_correction_ppm <= 0 or self.max_correction_ppm > 20000:
+            raise ValueError("max_correction_ppm must be in (0, 20000]")
+        for name in ("fill_smoothing_s", "stream_idle_s", "call_end_silence_s", "reopen_initial_s", "reopen_max_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.reopen_max_s < self.reopen_initial_s:
+            raise ValueError("reopen_max_s must be >= reopen_initial_s")
+
+    @property
+    def period_s(self) -> float:
+        return self.period_frames / self.rate_hz
