@@ -79,6 +79,30 @@ class Utterance(Event):
 
 @_register
 @dataclass(frozen=True, kw_only=True)
+class Moment(Event):
+    """Something in the call worth coaching: a buyer intent or a talk dynamic, over [start, end]."""
+
+    type: ClassVar[str] = "moment"
+    kind: str
+    speaker: Speaker
+    start: float
+    end: float
+    confidence: float
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class Tip(Event):
+    """A tip shown to the rep for a moment; ``cues`` names the channels used (led, haptic, phone)."""
+
+    type: ClassVar[str] = "tip"
+    moment: str
+    text: str
+    cues: tuple[str, ...] = ()
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
 class Summary(Event):
     """Emitted once when a call (or a replay) ends. Subsystems add their figures to ``extra``."""
 
