@@ -9,8 +9,8 @@ from dataclasses import dataclass
 class VadConfig:
     model: str = "silero-vad"
     threshold: float = 0.5
-    # Long enough that a breath inside a sentence does not split it: Whisper needs context.
-    min_silence_s: float = 0.5
+    # Short: the VAD only finds pause-delimited chunks; the segmenter decides what joins up.
+    min_silence_s: float = 0.25
     min_speech_s: float = 0.25
     max_speech_s: float = 15.0
 
@@ -34,9 +34,10 @@ class LeakGateConfig:
 class RecognizerConfig:
     model: str = "whisper-tiny.en"
     num_threads: int = 1
-    # Whisper loops or hallucinates on short or noisy clips: cap tokens by duration.
-    max_tokens_per_s: float = 6.0
-    min_tokens: int = 8
+    # Whisper loops or hallucinates on short or noisy clips: cap the words kept by duration.
+    # Fast speech is ~3.5 words/s, so 5 words/s only ever trims runaway output.
+    max_words_per_s: float = 5.0
+    min_words: int = 6
 
 
 @dataclass(frozen=True)
@@ -44,5 +45,10 @@ class SpeechConfig:
     vad: VadConfig = VadConfig()
     leak_gate: LeakGateConfig = LeakGateConfig()
     recognizer: RecognizerConfig = RecognizerConfig()
+    # Chunks closer than this join into one segment: whole sentences transcribe far better.
+    join_gap_s: float = 0.5
+    max_segment_s: float = 15.0
+    # Audio kept either side of a segment so word onsets and fricative tails are not clipped.
+    pad_s: float = 0.15
     # Segments waiting for the recogniser, per party; beyond this they are dropped and counted.
     queue_segments: int = 8

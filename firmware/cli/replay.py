@@ -1,0 +1,57 @@
+"""``parallax replay CALL.wav``: a recorded call through the very objects the device uses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from firmware.errors import AudioInputError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("replay", help="replay a two-channel call recording through the pipeline")
+    p.add_argument("call", type=Path, help="WAV file: channel 0 rep, channel 1 buyer (any sample rate)")
+    p.add_argument("--channels", default="0,1", help="REP,BUYER channel numbers in the file (default 0,1)")
+    p.add_argument("--speed", default="max", help="'max' (default, as fast as possible) or a factor such as 1 (real time)")
+    p.add_argument("--json", dest="json_path", help="write events as JSON lines to PATH ('-' for stdout)")
+    p.set_defaults(handler=run)
+
+
+def parse_speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = -1.0
+    if not 0 < speed <= 1000:
+        raise AudioInputError(f"--speed must be 'max' or a positive factor such as 1, got {text!r}")
+    return speed
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware.audio.wavfile import parse_channel_map, probe_wav
+    from firmware.bus import EventBus
+    from firmware.config import load_config
+    from firmware.replay import JsonLinesWriter, TimelinePrinter, replay_call
+    from firmware.runtime import CallSession, load_engines
+
+    config = load_config(args.config)
+    speed = parse_speed(args.speed)
+    channels = parse_channel_map(args.channels)
+    probe_wav(args.call)  # a bad file fails before models load
+    bus = EventBus()
+    with ExitStack() as stack:
+        timeline_stream = sys.stdout
+        if args.json_path == "-":
+            bus.subscribe(JsonLinesWriter(sys.stdout))
+            timeline_stream = sys.stderr
+        elif args.json_path:
+            bus.subscribe(JsonLinesWriter(stack.enter_context(open(args.json_path, "w", encoding="utf-8"))))
+        bus.subscribe(TimelinePrinter(timeline_stream))
+        engines = load_engines(config)
+        session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))
+        replay_call(args.call, session, speed=speed, channels=channels)
+    return 0

@@ -1,0 +1,129 @@
+"""One call on the box: the objects every mode shares, wired in one place.
+
+``parallax replay`` (frames from a WAV file) and ``parallax run`` (frames from the bridge's
+taps) both build a :class:`CallSession` here, so what a replay shows is what the device does.
+This is also the one place where real engines are chosen; tests pass fakes instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware.audio.frames import CallFrame, FrameActivity
+from firmware.bus import EventBus
+from firmware.config import Config
+from firmware.events import Summary
+from firmware.speech.pipeline import Annotator, SpeechPipeline
+from firmware.speech.recognizer import Recognizer, load_recognizer
+from firmware.speech.vad import SileroVad, VoiceDetector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The heavy, swappable parts of a session. Load once; reuse across calls."""
+
+    vad_factory: Callable[[], VoiceDetector]
+    recognizer: Recognizer
+    annotate: Annotator | None = None
+
+
+def load_engines(config: Config) -> Engines:
+    from firmware.provision.manifest import load_manifest
+
+    models_dir = config.paths.resolve(config.paths.models_dir)
+    vad_manifest = load_manifest(models_dir, config.speech.vad.model)
+    vad_manifest.verify()
+    vad_path: Path = vad_manifest.file("model")
+    recognizer = load_recognizer(models_dir, config.speech.recognizer)
+    return Engines(
+        vad_factory=lambda: SileroVad(vad_path, config.speech.vad),
+        recognizer=recognizer,
+        annotate=_load_annotator(config, models_dir),
+    )
+
+
+def _load_annotator(config: Config, models_dir: Path) -> Annotator | None:
+    try:
+        from firmware.intent import load_classifier  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    classifier = load_classifier(models_dir, config.intent)
+
+    def annotate(text: str) -> tuple[str, float]:
+        result = classifier.classify(text)
+        return result[0], result[1]
+
+    return annotate
+
+
+class CallSession:
+    """Feed frames in call order; events go to ``bus``; ``end_call`` returns the summary."""
+
+    def __init__(self, config: Config, engines: Engines, bus: EventBus, *, lockstep: bool = False) -> None:
+        self._config = config
+        self._bus = bus
+        self._activity_listeners: list[Callable[[FrameActivity], None]] = []
+        self._cpu_start = time.process_time()
+        self.pipeline = SpeechPipeline(
+            config.speech,
+            engines.vad_factory,
+            engines.recognizer,
+            bus.publish,
+            annotate=engines.annotate,
+            lockstep=lockstep,
+        )
+        self.pipeline.start()
+        self._ended = False
+
+    @property
+    def now(self) -> float:
+        return self.pipeline.now
+
+    def on_activity(self, listener: Callable[[FrameActivity], None]) -> None:
+        """Per-frame who-is-speaking, for consumers that time things (the coach's pauses)."""
+        self._activity_listeners.append(listener)
+
+    def feed(self, frame: CallFrame) -> None:
+        activity = self.pipeline.feed(frame)
+        for listener in self._activity_listeners:
+            listener(activity)
+
+    def end_call(self, extra: dict[str, object] | None = None) -> Summary:
+        if self._ended:
+            raise RuntimeError("call already ended")
+        self._ended = True
+        self.pipeline.finish()
+        stats = self.pipeline.stats
+        summary = Summary(
+            t=self.now,
+            duration_s=self.now,
+            cpu_s=time.process_time() - self._cpu_start,
+            extra={
+                "utterances": stats.utterances,
+                "segments": stats.segments,
+                "segments_dropped": self.pipeline.dropped_segments,
+                "segments_empty": stats.empty_segments,
+                "recognizer_errors": stats.recognizer_errors,
+                "recognizer_rtf": stats.recognizer_busy_s / stats.recognized_audio_s if stats.recognized_audio_s else 0.0,
+                "leak_frames_muted": self.pipeline.leak_gate.frames_muted,
+                **(extra or {}),
+            },
+        )
+        self._bus.publish(summary)
+        return summary
+
+    def close(self) -> None:
+        self.pipeline.stop()
+
+    def __enter__(self) -> CallSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,176 @@
+"""Both parties from frames to utterances: leak gate -> VAD -> segmenter -> recogniser.
+
+Frames arrive on the caller's thread (the replay feeder or the live tap reader) and are cut
+into segments there, which is cheap. Recognition runs on one worker thread behind a bounded
+queue: when it falls behind, new segments are dropped and counted, and the producer never
+waits. Replay at full speed uses ``lockstep``, where the feeder waits for the worker after each
+closed segment, so the timeline matches what the box would have done with an instant
+recogniser and is the same run after run.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firmware.audio.frames import CallFrame, FrameActivity, PcmF32
+from firmware.events import Speaker, Utterance
+from firmware.handoff import DropQueue
+from firmware.speech.config import SpeechConfig
+from firmware.speech.guards import clean_transcript
+from firmware.speech.leak import LeakGate
+from firmware.speech.recognizer import Recognizer
+from firmware.speech.segmenter import Segment, Segmenter
+from firmware.speech.vad import VoiceDetector
+
+log = logging.getLogger(__name__)
+
+# text -> (intent label, confidence); the intent classifier plugs in here.
+Annotator = Callable[[str], tuple[str, float]]
+
+
+@dataclass
+class PipelineStats:
+    segments: int = 0
+    utterances: int = 0
+    empty_segments: int = 0
+    recognizer_errors: int = 0
+    recognized_audio_s: float = 0.0
+    recognizer_busy_s: float = 0.0
+    per_speaker: dict[str, int] = field(default_factory=lambda: {"rep": 0, "buyer": 0})
+
+
+class _DcBlocker:
+    """Removes a constant offset (cheap headsets and line inputs have one) before the VAD."""
+
+    def __init__(self) -> None:
+        self._mean = 0.0
+
+    def __call__(self, frame: PcmF32) -> PcmF32:
+        self._mean += 0.02 * (float(frame.mean()) - self._mean)  # ~1 s time constant at 50 frames/s
+        return frame - np.float32(self._mean)
+
+
+class SpeechPipeline:
+    def __init__(
+        self,
+        config: SpeechConfig,
+        vad_factory: Callable[[], VoiceDetector],
+        recognizer: Recognizer,
+        on_utterance: Callable[[Utterance], None],
+        *,
+        annotate: Annotator | None = None,
+        lockstep: bool = False,
+    ) -> None:
+        self._config = config
+        self._recognizer = recognizer
+        self._on_utterance = on_utterance
+        self._annotate = annotate
+        self._lockstep = lockstep
+        self._segmenters = {
+            speaker: Segmenter(
+                speaker,
+                vad_factory(),
+                join_gap_s=config.join_gap_s,
+                max_segment_s=config.max_segment_s,
+                pad_s=config.pad_s,
+            )
+            for speaker in ("rep", "buyer")
+        }
+        self._dc = {"rep": _DcBlocker(), "buyer": _DcBlocker()}
+        self.leak_gate = LeakGate(config.leak_gate)
+        self._queue: DropQueue[Segment] = DropQueue(config.queue_segments)
+        self._now = 0.0
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="speech-recognizer", daemon=True)
+        self.stats = PipelineStats()
+
+    @property
+    def now(self) -> float:
+        """Call time at the end of the newest frame fed; stamps every event."""
+        return self._now
+
+    @property
+    def dropped_segments(self) -> int:
+        return self._queue.dropped
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def feed(self, frame: CallFrame) -> FrameActivity:
+        self._now = frame.end_t
+        rep = self._dc["rep"](frame.rep)
+        buyer = self._dc["buyer"](frame.buyer)
+        rep = self.leak_gate.apply(rep, buyer)
+        closed = self._segmenters["rep"].accept(rep) + self._segmenters["buyer"].accept(buyer)
+        self._submit(closed)
+        return FrameActivity(frame.t, self._segmenters["rep"].in_speech, self._segmenters["buyer"].in_speech)
+
+    def finish(self) -> None:
+        """End of call: close open segments and wait until every queued one is transcribed."""
+        self._submit(self._segmenters["rep"].flush() + self._segmenters["buyer"].flush())
+        self._queue.join()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker.is_alive():
+            self._worker.join()
+
+    def _submit(self, segments: list[Segment]) -> None:
+        for segment in sorted(segments, key=lambda s: s.end):
+            self.stats.segments += 1
+            if self._lockstep:
+                self._queue.put(segment)
+            elif not self._queue.offer(segment):
+                log.warning("recogniser behind: dropped a %.1f s %s segment", segment.end - segment.start, segment.speaker)
+        if self._lockstep and segments:
+            self._queue.join()
+
+    def _work(self) -> None:
+        import time
+
+        while not self._stop.is_set():
+            try:
+                segment = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                started = time.perf_counter()
+                raw = self._recognizer.transcribe(segment.samples)
+                self.stats.recognizer_busy_s += time.perf_counter() - started
+                self.stats.recognized_audio_s += len(segment.samples) / 16000
+                self._emit(segment, raw)
+            except Exception:  # a failing segment must not end recognition for the call
+                self.stats.recognizer_errors += 1
+                log.exception("recogniser failed on a %.1f s %s segment", segment.end - segment.start, segment.speaker)
+            finally:
+                self._queue.task_done()
+
+    def _emit(self, segment: Segment, raw: str) -> None:
+        cfg = self._config.recognizer
+        text = clean_transcript(
+            raw, segment.end - segment.start, max_words_per_s=cfg.max_words_per_s, min_words=cfg.min_words
+        )
+        if not text:
+            self.stats.empty_segments += 1
+            return
+        intent, confidence = self._annotate(text) if self._annotate else (None, None)
+        speaker: Speaker = segment.speaker
+        self.stats.utterances += 1
+        self.stats.per_speaker[speaker] += 1
+        self._on_utterance(
+            Utterance(
+                t=max(self._now, segment.end),
+                speaker=speaker,
+                start=segment.start,
+                end=segment.end,
+                text=text,
+                intent=intent,
+                confidence=confidence,
+            )
+        )
