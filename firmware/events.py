@@ -112,6 +112,21 @@ class Summary(Event):
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+@_register
+@dataclass(frozen=True, kw_only=True)
+class CallState(Event):
+    """The bridge's view of the call: published when a call starts or ends.
+
+    ``t`` is call time (0 at the start, the call's length at the end); ``call_id`` ties the
+    start and end together; ``reason`` says what ended it (silence, host closed the stream).
+    """
+
+    type: ClassVar[str] = "call_state"
+    active: bool
+    call_id: int
+    reason: str | None = None
+
+
 def event_types() -> Mapping[str, type[Event]]:
     return dict(_REGISTRY)
 

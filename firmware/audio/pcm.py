@@ -1,0 +1,159 @@
+"""The ALSA boundary: a small PcmDevice protocol and its pyalsaaudio implementation.
+
+The bridge only ever sees :class:`PcmDevice`. Every method either does its job, returns a
+count (0 = would block, :data:`XRUN` = an xrun that was recovered) or raises
+:class:`~firmware.errors.AudioDeviceError` when the device is unusable (unplugged, missing);
+the bridge then closes it and reopens it with backoff. All devices are opened non-blocking:
+one thread serves four PCMs on two clocks, so it waits on one capture and never on the rest.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware.errors import AudioDeviceError
+
+Direction = Literal["capture", "playback"]
+Int16Buffer = npt.NDArray[np.int16]
+
+XRUN = -1
+
+
+class PcmDevice(Protocol):
+    """One PCM stream, mono or interleaved S16 at a fixed rate and period."""
+
+    name: str
+    direction: Direction
+    period_frames: int
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def read(self, out: Int16Buffer) -> int:
+        """Copy one period into ``out``; return frames, 0 when none is ready, XRUN after an overrun."""
+        ...
+
+    def write(self, data: Int16Buffer) -> int:
+        """Queue one period; return frames, 0 when the buffer is full, XRUN after an underrun."""
+        ...
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until a capture period is ready (True) or the timeout passes (False)."""
+        ...
+
+
+class AlsaPcm:
+    """A :class:`PcmDevice` on pyalsaaudio, opened lazily (``import alsaaudio`` happens on open)."""
+
+    def __init__(
+        self,
+        name: str,
+        direction: Direction,
+        *,
+        rate_hz: int,
+        channels: int,
+        period_frames: int,
+        periods: int,
+    ) -> None:
+        self.name = name
+        self.direction = direction
+        self.rate_hz = rate_hz
+        self.channels = channels
+        self.period_frames = period_frames
+        self.periods = periods
+        self._pcm: Any = None
+        self._poll: select.poll | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._pcm is not None
+
+    def open(self) -> None:
+        if self._pcm is not None:
+            return
+        import alsaaudio
+
+        kind = alsaaudio.PCM_CAPTURE if self.direction == "capture" else alsaaudio.PCM_PLAYBACK
+        try:
+            pcm = alsaaudio.PCM(
+                kind,
+                alsaaudio.PCM_NONBLOCK,
+                device=self.name,
+                channels=self.channels,
+                rate=self.rate_hz,
+                format=alsaaudio.PCM_FORMAT_S16_LE,
+                periodsize=self.period_frames,
+                periods=self.periods,
+            )
+        except alsaaudio.ALSAAudioError as exc:
+            raise AudioDeviceError(f"cannot open {self.direction} PCM {self.name!r}: {exc}") from None
+        info = pcm.info()
+        got = (info.get("rate"), info.get("channels"), info.get("period_size"))
+        if got != (self.rate_hz, self.channels, self.period_frames):
+            pcm.close()
+            raise AudioDeviceError(
+                f"PCM {self.name!r} offers rate/channels/period {got}, not "
+                f"{(self.rate_hz, self.channels, self.period_frames)}: route it through a plug PCM"
+            )
+        poll = select.poll()
+        for fd, mask in pcm.polldescriptors():
+            poll.register(fd, mask)
+        self._pcm, self._poll = pcm, poll
+
+    def close(self) -> None:
+        pcm, self._pcm, self._poll = self._pcm, None, None
+        if pcm is not None:
+            try:
+                pcm.close()
+            except Exception:  # a vanished device may fail to close; it is gone either way
+                pass
+
+    def read(self, out: Int16Buffer) -> int:
+        pcm = self._require()
+        try:
+            frames, data = pcm.read()
+        except Exception as exc:
+            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {exc}") from None
+        if frames == -errno.EPIPE:
+            return XRUN  # pyalsaaudio has already re-prepared the stream
+        if frames < 0 and frames != -errno.EAGAIN:
+            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
+        if frames <= 0:
+            return 0
+        samples = frames * self.channels
+        out[:samples] = np.frombuffer(data, dtype=np.int16, count=samples)
+        return frames
+
+    def write(self, data: Int16Buffer) -> int:
+        pcm = self._require()
+        try:
+            frames = pcm.write(data.tobytes())
+        except Exception as exc:
+            raise AudioDeviceError(f"playback PCM {self.name!r} failed: {exc}") from None
+        if frames == -errno.EPIPE:
+            return XRUN
+        if frames < 0 and frames != -errno.EAGAIN:
+            raise AudioDeviceError(f"playback PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
+        return max(frames, 0)
+
+    def wait(self, timeout_s: float) -> bool:
+        self._require()
+        assert self._poll is not None
+        try:
+            return bool(self._poll.poll(max(0, int(timeout_s * 1000))))
+        except InterruptedError:
+            return False
+
+    def _require(self) -> Any:
+        if self._pcm is None:
+            raise AudioDeviceError(f"PCM {self.name!r} is not open")
+        return self._pcm

@@ -1,0 +1,266 @@
+"""Call-audio taps: the bridge's non-blocking writer and the coach's reader.
+
+The bridge decimates each direction to 16 kHz mono and sends one 20 ms datagram per frame
+(rep and buyer together) to a Unix datagram socket the coach binds. ``sendto`` is issued with
+``MSG_DONTWAIT`` on a socket that is never connected: a slow coach (full receive queue), an
+absent one (no socket file) or a crashed one (stale file, ECONNREFUSED) costs a dropped,
+counted frame and a few microseconds, never a blocked audio thread. A restarted coach binds
+the same path and the next frame reaches it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware.audio.frames import ANALYSIS_RATE_HZ, FRAME_SAMPLES, CallFrame
+from firmware.errors import AudioDeviceError
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+
+MAGIC = b"PXT1"
+# magic, seq, stream time (s), call id (0 = no call), call time (s), flags, samples per side
+HEADER = struct.Struct("<4sQdQdHH")
+FLAG_CALL_ACTIVE = 1
+FLAG_REP_PRESENT = 2
+FLAG_BUYER_PRESENT = 4
+PACKET_BYTES = HEADER.size + 2 * FRAME_SAMPLES * 4
+
+
+class Decimator:
+    """Integer-factor low-pass decimation to 16 kHz with state carried across periods."""
+
+    def __init__(self, in_rate_hz: int, max_block: int) -> None:
+        if in_rate_hz % ANALYSIS_RATE_HZ:
+            raise ValueError(f"cannot decimate {in_rate_hz} Hz to {ANALYSIS_RATE_HZ} Hz by an integer")
+        self.factor = in_rate_hz // ANALYSIS_RATE_HZ
+        taps = 16 * self.factor + 1
+        n = np.arange(taps) - (taps - 1) / 2
+        cutoff = 0.45 / self.factor  # 7.2 kHz at 16 kHz out: keeps speech, rejects aliases
+        kernel = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
+        self._kernel = (kernel / kernel.sum()).astype(np.float32)
+        self._history = np.zeros(taps - 1 + max_block + self.factor, dtype=np.float32)
+        self._held = taps - 1  # samples in _history before the unprocessed ones
+        self._taps = taps
+        self._out = np.zeros(max_block // self.factor + 1, dtype=np.float32)
+
+    def process(self, block: F32) -> F32:
+        """Return the decimated samples this block completes (a view, valid until the next call)."""
+        h = self._history
+        h[self._held : self._held + len(block)] = block
+        total = self._held + len(block)
+        count = (total - (self._taps - 1)) // self.factor
+        if count <= 0:
+            self._held = total
+            return self._out[:0]
+        span = (count - 1) * self.factor + self._taps
+        full = np.convolve(h[:span], self._kernel[::-1], mode="valid")
+        out = self._out[:count]
+        out[:] = full[:: self.factor]
+        consumed = count * self.factor
+        keep = total - consumed
+        h[:keep] = h[consumed:total]
+        self._held = keep
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TapPacket:
+    seq: int
+    stream_t: float
+    call_id: int
+    call_t: float
+    call_active: bool
+    rep_present: bool
+    buyer_present: bool
+    rep: F32
+    buyer: F32
+
+    def to_frame(self) -> CallFrame:
+        return CallFrame(t=self.call_t, rep=self.rep, buyer=self.buyer)
+
+
+class TapWriter:
+    """Assembles 20 ms two-party frames and offers them to the coach without ever blocking."""
+
+    def __init__(self, path: Path, *, max_lag_frames: int = 3) -> None:
+        self.path = str(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._packet = bytearray(PACKET_BYTES)
+        self._view = memoryview(self._packet)
+        cap = FRAME_SAMPLES * (max_lag_frames + 2)
+        self._rep = np.zeros(cap, dtype=np.float32)
+        self._buyer = np.zeros(cap, dtype=np.float32)
+        self._rep_n = 0
+        self._buyer_n = 0
+        self._max_lag = max_lag_frames * FRAME_SAMPLES
+        self._payload = np.frombuffer(self._packet, dtype=np.float32, offset=HEADER.size)
+        self.seq = 0
+        self.sent = 0
+        self.dropped = 0
+        self.dropped_absent = 0
+        self.dropped_busy = 0
+        self._rep_present = False
+        self._buyer_present = False
+
+    def add(self, rep: F32 | None, buyer: F32 | None, *, call_id: int, call_t0: float) -> None:
+        """Queue 16 kHz samples of either side; emit every frame both sides complete."""
+        if rep is not None:
+            self._rep_n = self._append(self._rep, self._rep_n, rep)
+            self._rep_present = True
+        if buyer is not None:
+            self._buyer_n = self._append(self._buyer, self._buyer_n, buyer)
+            self._buyer_present = True
+        # A side that stopped (device gone) must not stall the other: pad it with silence.
+        if self._rep_n >= self._max_lag and self._buyer_n < FRAME_SAMPLES:
+            self._buyer[self._buyer_n : FRAME_SAMPLES] = 0.0
+            self._buyer_n = FRAME_SAMPLES
+            self._buyer_present = False
+        if self._buyer_n >= self._max_lag and self._rep_n < FRAME_SAMPLES:
+            self._rep[self._rep_n : FRAME_SAMPLES] = 0.0
+            self._rep_n = FRAME_SAMPLES
+            self._rep_present = False
+        while self._rep_n >= FRAME_SAMPLES and self._buyer_n >= FRAME_SAMPLES:
+            self._emit(call_id, call_t0)
+
+    def _append(self, store: F32, count: int, samples: F32) -> int:
+        room = len(store) - count
+        if len(samples) > room:  # only when the other side lags far behind: keep the newest
+            shift = len(samples) - room
+            store[: count - shift] = store[shift:count]
+            count -= shift
+        store[count : count + len(samples)] = samples
+        return count + len(samples)
+
+    def _emit(self, call_id: int, call_t0: float) -> None:
+        stream_t = self.seq * FRAME_SAMPLES / ANALYSIS_RATE_HZ
+        flags = (FLAG_CALL_ACTIVE if call_id else 0) | (FLAG_REP_PRESENT if self._rep_present else 0)
+        flags |= FLAG_BUYER_PRESENT if self._buyer_present else 0
+        call_t = stream_t - call_t0 if call_id else 0.0
+        HEADER.pack_into(self._packet, 0, MAGIC, self.seq, stream_t, call_id, call_t, flags, FRAME_SAMPLES)
+        self._payload[:FRAME_SAMPLES] = self._rep[:FRAME_SAMPLES]
+        self._payload[FRAME_SAMPLES:] = self._buyer[:FRAME_SAMPLES]
+        self._rep_n = self._shift(self._rep, self._rep_n)
+        self._buyer_n = self._shift(self._buyer, self._buyer_n)
+        self.seq += 1
+        try:
+            self._sock.sendto(self._view, socket.MSG_DONTWAIT, self.path)
+            self.sent += 1
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+            self.dropped_busy += 1
+        except OSError as exc:
+            self.dropped += 1
+            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK, errno.EACCES):
+                self.dropped_absent += 1
+            else:
+                self.dropped_busy += 1
+
+    @staticmethod
+    def _shift(store: F32, count: int) -> int:
+        rest = count - FRAME_SAMPLES
+        store[:rest] = store[FRAME_SAMPLES:count]
+        return rest
+
+    @property
+    def stream_t(self) -> float:
+        """Stream time of the next frame to be emitted."""
+        return self.seq * FRAME_SAMPLES / ANALYSIS_RATE_HZ
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def decode_packet(data: bytes) -> TapPacket:
+    if len(data) < HEADER.size:
+        raise AudioDeviceError(f"tap packet too short ({len(data)} bytes)")
+    magic, seq, stream_t, call_id, call_t, flags, n = HEADER.unpack_from(data)
+    if magic != MAGIC or len(data) != HEADER.size + 8 * n:
+        raise AudioDeviceError("tap packet has a bad header or length")
+    samples = np.frombuffer(data, dtype=np.float32, offset=HEADER.size).copy()
+    return TapPacket(
+        seq=seq,
+        stream_t=stream_t,
+        call_id=call_id,
+        call_t=call_t,
+        call_active=bool(flags & FLAG_CALL_ACTIVE),
+        rep_present=bool(flags & FLAG_REP_PRESENT),
+        buyer_present=bool(flags & FLAG_BUYER_PRESENT),
+        rep=samples[:n],
+        buyer=samples[n:],
+    )
+
+
+class TapReader:
+    """The coach's end: binds the tap socket and yields packets; counts frames it never saw."""
+
+    def __init__(self, path: Path, *, receive_buffer_bytes: int = 1 << 20) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.unlink()  # left behind by a coach that was killed
+        except FileNotFoundError:
+            pass
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+            self._sock.bind(str(self.path))
+        except OSError as exc:
+            self._sock.close()
+            raise AudioDeviceError(f"cannot bind tap socket {self.path}: {exc}") from None
+        self._last_seq: int | None = None
+        self.received = 0
+        self.missed = 0
+        self.malformed = 0
+
+    def receive(self, timeout_s: float | None) -> TapPacket | None:
+        """The next packet, or None when none arrives within ``timeout_s``."""
+        self._sock.settimeout(timeout_s)
+        while True:
+            try:
+                data = self._sock.recv(PACKET_BYTES + 64)
+            except (TimeoutError, BlockingIOError):
+                return None
+            try:
+                packet = decode_packet(data)
+            except AudioDeviceError:
+                self.malformed += 1
+                continue
+            if self._last_seq is not None and packet.seq > self._last_seq + 1:
+                self.missed += packet.seq - self._last_seq - 1
+            self._last_seq = packet.seq
+            self.received += 1
+            return packet
+
+    def packets(self, idle_timeout_s: float | None = None) -> Iterator[TapPacket]:
+        """Yield packets until ``idle_timeout_s`` passes without one (forever when None)."""
+        while True:
+            packet = self.receive(idle_timeout_s)
+            if packet is None:
+                return
+            yield packet
+
+    def close(self) -> None:
+        self._sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> TapReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
