@@ -19,6 +19,7 @@ from firmware.errors import ParallaxError
 # Module names under firmware.cli, imported lazily so `parallax --help` stays quick.
 COMMANDS: tuple[str, ...] = (
     "replay",
+    "demo",
 )
 
 log = logging.getLogger("firmware")

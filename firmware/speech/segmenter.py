@@ -58,11 +58,15 @@ class Segmenter:
         join_gap_s: float,
         max_segment_s: float,
         pad_s: float = 0.15,
+        onset_s: float = 0.25,
         t0: float = 0.0,
     ) -> None:
         self.speaker = speaker
         self._vad = vad
         self._join_gap = int(join_gap_s * ANALYSIS_RATE_HZ)
+        # The VAD confirms new speech only after its minimum speech length; wait that long past
+        # the join gap before closing, or a sentence resuming just inside the gap gets cut off.
+        self._close_after = self._join_gap + int(onset_s * ANALYSIS_RATE_HZ)
         self._max_len = int(max_segment_s * ANALYSIS_RATE_HZ)
         self._pad = int(pad_s * ANALYSIS_RATE_HZ)
         self._t0 = t0
@@ -77,7 +81,7 @@ class Segmenter:
         self._history.append(samples)
         closed = [seg for chunk in self._vad.accept(samples) for seg in self._join(chunk)]
         now = self._history.written
-        if self._open is not None and not self._vad.in_speech and now - self._open[1] >= self._join_gap:
+        if self._open is not None and not self._vad.in_speech and now - self._open[1] >= self._close_after:
             closed.append(self._close())
         return closed
 

@@ -1,0 +1,105 @@
+"""Render a scripted call to a two-channel 16 kHz WAV shaped like the box's real inputs.
+
+Channel 0 is the rep's headset mic: wideband speech, a little room noise and the buyer leaking
+from the earpiece at -25 dB. Channel 1 is the buyer over a phone line: 8 kHz, mu-law,
+300-3400 Hz, line noise. espeak-ng does the speaking (a Debian package, installed at set-up).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tomllib
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from firmware.errors import AudioInputError
+
+RATE_HZ = 16000
+_LEAK_DB = -25.0
+
+
+@dataclass(frozen=True)
+class ScriptLine:
+    speaker: str
+    gap_s: float
+    text: str
+    label: str
+
+
+def load_script(path: Path) -> tuple[dict[str, str], list[ScriptLine]]:
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    lines = [ScriptLine(l["speaker"], float(l["gap_s"]), l["text"], l.get("label", "other")) for l in raw["line"]]
+    return {k: v for k, v in raw.items() if isinstance(v, str)}, lines
+
+
+def _speak(text: str, voice: str, words_per_min: int) -> np.ndarray:
+    if shutil.which("espeak-ng") is None:
+        raise AudioInputError("espeak-ng is not installed (tools/bootstrap installs it)")
+    wav_bytes = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(words_per_min), "--stdout", text],
+        check=True, capture_output=True,
+    ).stdout
+    with wave.open(io.BytesIO(wav_bytes)) as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+    import soxr
+
+    pcm = soxr.resample(pcm, rate, RATE_HZ)
+    # Trim espeak's leading/trailing silence so the script's gaps are the real gaps.
+    voiced = np.flatnonzero(np.abs(pcm) > 0.01)
+    return pcm[voiced[0] : voiced[-1] + 1] if len(voiced) else pcm
+
+
+def _phone_line(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import soxr
+
+    narrow = soxr.resample(x, RATE_HZ, 8000)
+    spectrum = np.fft.rfft(narrow)
+    freqs = np.fft.rfftfreq(len(narrow), 1 / 8000)
+    spectrum[(freqs < 300) | (freqs > 3400)] = 0
+    narrow = np.fft.irfft(spectrum, len(narrow))
+    mu = 255.0  # G.711 mu-law companding, 8-bit
+    coded = np.round(np.sign(narrow) * np.log1p(mu * np.clip(np.abs(narrow), 0, 1)) / np.log1p(mu) * 127) / 127
+    narrow = np.sign(coded) * np.expm1(np.abs(coded) * np.log1p(mu)) / mu
+    wide = soxr.resample(narrow.astype(np.float32), 8000, RATE_HZ)[: len(x)]
+    return wide + rng.normal(0, 10 ** (-46 / 20), len(wide)).astype(np.float32)
+
+
+def render_call(script: Path, out_wav: Path, *, seed: int = 7) -> dict[str, object]:
+    """Write ``out_wav`` and ``out_wav.with_suffix('.json')`` (ground truth like the dev corpus)."""
+    meta, lines = load_script(script)
+    rng = np.random.default_rng(seed)
+    clips, placed, cursor = [], [], 0.0
+    for line in lines:
+        voice = meta["rep_voice"] if line.speaker == "rep" else meta["buyer_voice"]
+        clip = _speak(line.text, voice, 165 if line.speaker == "rep" else 155) * 0.5
+        start = max(0.0, cursor + line.gap_s)
+        clips.append(clip)
+        placed.append({"speaker": line.speaker, "start": round(start, 3), "end": round(start + len(clip) / RATE_HZ, 3),
+                       "text": line.text, "label": line.label})
+        cursor = start + len(clip) / RATE_HZ
+    total = int((cursor + 1.0) * RATE_HZ)
+    rep, buyer = np.zeros(total, np.float32), np.zeros(total, np.float32)
+    for clip, u in zip(clips, placed):
+        lo = int(u["start"] * RATE_HZ)  # type: ignore[operator]
+        (rep if u["speaker"] == "rep" else buyer)[lo : lo + len(clip)] += clip
+    buyer = _phone_line(buyer, rng)
+    leak = np.concatenate((np.zeros(48, np.float32), buyer[:-48])) * 10 ** (_LEAK_DB / 20)  # 3 ms acoustic path
+    rep = rep + leak + rng.normal(0, 10 ** (-50 / 20), total).astype(np.float32)
+    stereo = np.clip(np.stack([rep, buyer], axis=1), -1, 1)
+    out_wav.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(out_wav), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(RATE_HZ)
+        w.writeframes((stereo * 32767).astype("<i2").tobytes())
+    truth = {"call_id": meta.get("call_id", out_wav.stem), "sample_rate": RATE_HZ, "channels": {"0": "rep", "1": "buyer"},
+             "duration_s": round(total / RATE_HZ, 3), "utterances": placed}
+    out_wav.with_suffix(".json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
+    return truth
