@@ -20,6 +20,7 @@ from firmware.errors import ParallaxError
 COMMANDS: tuple[str, ...] = (
     "replay",
     "demo",
+    "models",
 )
 
 log = logging.getLogger("firmware")
