@@ -37,6 +37,10 @@ class PlaybookError(ParallaxError):
     """A coaching playbook fails schema validation."""
 
 
+class CoachStateError(ParallaxError):
+    """The coach's local mastery state cannot be read or written."""
+
+
 class PhoneLinkError(ParallaxError):
     """The Bluetooth LE link to the rep's phone failed."""
 
