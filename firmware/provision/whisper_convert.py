@@ -5,9 +5,10 @@ Heavy imports (onnx, onnxruntime) happen inside :func:`convert_whisper` only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,25 @@ from firmware.provision.whisper_graph import build_decoder, build_encoder, whisp
 from firmware.provision.whisper_vocab import WhisperVocabulary
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice through the root logger; it is noise for this graph."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        return record.name != "root" or record.levelno > logging.WARNING
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    for handler in root.handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        for handler in root.handlers:
+            handler.removeFilter(drop)
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,8 @@ def convert_whisper(
             del graph
             quantized = Path(scratch) / target.name
             # MatMul only: convolutions and the hand-quantized embedding stay as they are.
-            quantize_dynamic(fp32, quantized, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+            with _quiet_quantizer():
+                quantize_dynamic(fp32, quantized, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
             final = onnx.load(quantized)
             del final.metadata_props[:]
             for key, value in meta.items():
