@@ -1,10 +1,91 @@
-"""Coach settings: dynamics thresholds and delivery policy."""
+"""Coach settings: dynamics thresholds, delivery policy and mastery fading.
+
+Defaults follow published call behaviour (see docs/engineering-notes "Call behaviour") and the
+dynamics definitions of the evaluation corpus, so the box and the ground truth measure alike.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SkillLevel = Literal["new", "developing", "experienced"]
+SKILL_LEVELS: tuple[SkillLevel, ...] = ("new", "developing", "experienced")
+Channel = Literal["led", "haptic", "phone"]
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    # A rep burst this short while the buyer talks is earpiece leak or a backchannel, not a turn.
+    leak_min_rep_burst_s: float = 0.3
+    monologue_gap_s: float = 0.7
+    monologue_cue_s: float = 75.0
+    fast_wpm: float = 190.0
+    fast_min_span_s: float = 5.0
+    pace_window_s: float = 20.0
+    baseline_delta_wpm: float = 15.0
+    baseline_sustain_s: float = 20.0
+    # The rep's own baseline is trusted only after this much rep speech has been heard.
+    baseline_min_speech_s: float = 60.0
+    interruption_overlap_s: float = 1.0
+    silence_after_question_s: float = 4.0
+    quick_reply_s: float = 0.5
+    # A gap after the buyer stops above this is "the rep paused before replying" (handled well).
+    considered_pause_s: float = 1.0
+    talk_ratio_max: float = 0.65
+    talk_ratio_window_s: float = 180.0
+    talk_ratio_min_elapsed_s: float = 300.0
+    questions_target_min: int = 11
+    questions_target_max: int = 14
+    expected_call_s: float = 1800.0
+    few_questions_check_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    pause_s: float = 0.3
+    min_gap_s: float = 30.0
+    max_tips_per_call: int = 8
+    tip_ttl_s: float = 10.0
+    # A tip about what the buyer said is stale once the rep has answered for this long.
+    reply_stale_s: float = 3.0
+    snooze_s: float = 300.0
+    min_confidence: float = 0.5
+    # Which cues the rep wants; any combination of led, haptic, phone.
+    channels: tuple[Channel, ...] = ("led", "haptic", "phone")
+
+
+@dataclass(frozen=True)
+class MasteryConfig:
+    # Net "handled well without a tip" score at which a moment's cooldown stretches, then stops.
+    fade_at: int = 3
+    off_at: int = 6
+    fade_cooldown_factor: float = 3.0
+    # Where each skill level starts on that score.
+    start_new: int = 0
+    start_developing: int = 2
+    start_experienced: int = 4
 
 
 @dataclass(frozen=True)
 class CoachConfig:
-    """Filled in by the coach issue."""
+    playbook: Path = Path("models/playbook/default.toml")
+    skill_level: SkillLevel = "new"
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    mastery: MasteryConfig = field(default_factory=MasteryConfig)
+
+    def __post_init__(self) -> None:
+        d = self.delivery
+        if d.max_tips_per_call < 0 or d.min_gap_s < 0 or d.tip_ttl_s <= 0 or d.pause_s < 0:
+            raise ValueError("delivery: caps and gaps must be >= 0 and tip_ttl_s > 0")
+        if not 0.0 <= d.min_confidence <= 1.0:
+            raise ValueError("delivery.min_confidence must be within [0, 1]")
+        if len(set(d.channels)) != len(d.channels):
+            raise ValueError("delivery.channels lists a channel twice")
+        m = self.mastery
+        if not 0 < m.fade_at <= m.off_at:
+            raise ValueError("mastery: need 0 < fade_at <= off_at")
+        if self.dynamics.fast_wpm <= 0 or self.dynamics.pace_window_s <= 0:
+            raise ValueError("dynamics: fast_wpm and pace_window_s must be > 0")
