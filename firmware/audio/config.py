@@ -19,8 +19,9 @@ class BridgeConfig:
 
     PCM names are the stable ones ``board/asound.conf`` defines; each is a ``plug`` over the
     real card so the bridge always sees mono S16 at ``rate_hz`` whatever the hardware offers.
-    One-way latency by configuration is (see ``latency_frames``): one capture period, the
-    FIFO target, the whole playback buffer and half the resampler's taps.
+    One-way latency by configuration is (see ``bridge.latency_frames``): one capture period,
+    the FIFO target, the playback fill (two periods less one frame plus the margin at worst)
+    and the resampler's look-ahead.
     """
 
     headset_capture: str = "parallax_headset_in"
@@ -30,15 +31,21 @@ class BridgeConfig:
     rate_hz: int = 48000
     channels: int = 1
     period_frames: int = 96
-    periods: int = 2
-    # Frames left in each direction's FIFO after the playback pulls: one period absorbs the
-    # phase slip between two independent USB clocks (a cycle with two pulls or no arrival).
-    target_fill_frames: int = 112
+    periods: int = 3
+    # Everything buffered per direction (unread capture + FIFO + queued playback), held by
+    # the drift controller; it is the one-way latency in frames, less the resampler's
+    # look-ahead. It must cover the worst coincidence of one unread capture period, a
+    # playback about to be topped up (one period + margin), one pull (period + 10) and the
+    # dead band: 3 x 96 + 48 + 10 + 24 = 370, plus 30 frames of headroom.
+    target_buffered_frames: int = 400
+    # The playback is topped up until it holds one period plus this margin, which covers the
+    # bridge waking on the other USB clock (up to one period late) plus scheduling jitter.
+    playback_margin_frames: int = 48
     # Drift controller: proportional gain in ppm per frame of smoothed error, integral gain
     # in ppm per frame-second, a dead band inside which nothing changes (so equal clocks give
     # a sample-exact copy) and a hard clamp on the correction.
-    fill_kp_ppm_per_frame: float = 2.0
-    fill_ki_ppm_per_frame_s: float = 4.0
+    fill_kp_ppm_per_frame: float = 6.0
+    fill_ki_ppm_per_frame_s: float = 1.0
     fill_deadband_frames: float = 24.0
     fill_smoothing_s: float = 0.5
     max_correction_ppm: float = 2000.0
@@ -67,8 +74,16 @@ class BridgeConfig:
             raise ValueError(f"periods must be 2..16, got {self.periods}")
         if self.channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, got {self.channels}")
-        if not 0 <= self.target_fill_frames <= 8 * self.period_frames:
-            raise ValueError("target_fill_frames must be 0..8 periods")
+        floor = 3 * self.period_frames + self.playback_margin_frames + 10 + int(self.fill_deadband_frames)
+        if not floor <= self.target_buffered_frames <= 16 * self.period_frames:
+            raise ValueError(
+                f"target_buffered_frames must be {floor}..{16 * self.period_frames} "
+                "(3 periods + playback margin + 10 + dead band, at most 16 periods)"
+            )
+        if not 0 <= self.playback_margin_frames <= self.period_frames * (self.periods - 1):
+            raise ValueError("playback_margin_frames must be 0..(periods - 1) x period_frames")
+        if self.max_correction_ppm * 1e-6 * self.period_frames >= 0.4:
+            raise ValueError("max_correction_ppm x period_frames must stay below 0.4 samples per period")
         if not 1 <= self.sched_priority <= 99:
             raise ValueError(f"sched_priority must be 1..99, got {self.sched_priority}")
         if self.max_correction_ppm <= 0 or self.max_correction_ppm > 20000:

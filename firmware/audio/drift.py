@@ -5,7 +5,7 @@ pulls fixed periods out at another. :class:`FillController` turns the FIFO's smo
 error into a resampling ratio a few hundred ppm from 1, and :class:`FractionalResampler`
 (polyphase windowed sinc) produces exactly one output period while consuming ``ratio``
 times as many input samples. All buffers are allocated once; the per-period work is a few
-numpy calls on ~100 x 16 arrays.
+numpy calls on ~100 x 18 arrays.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 
 HALF_TAPS = 8
-TAPS = 2 * HALF_TAPS
-PHASES = 512
+# Offsets -HALF_TAPS .. HALF_TAPS+1 around the output position's whole sample: one more than
+# symmetric, so positions drifting up to half a sample either side of a period's starting
+# phase need no re-gathering mid-period.
+TAPS = 2 * HALF_TAPS + 2
+PHASES = 512  # table rows per input sample
+TABLE_SPAN = 2  # the table covers fractional positions -0.5 .. 1.5
 
 
 class SampleFifo:
@@ -76,27 +80,34 @@ class SampleFifo:
 
 
 def _sinc_table() -> F32:
-    # Row p holds the TAPS weights for input samples (i - HALF_TAPS + 1 .. i + HALF_TAPS) at
-    # fractional position i + p / PHASES. Row 0 is an exact unit impulse, so a ratio of 1 with
-    # no accumulated phase copies samples bit for bit.
-    offsets = np.arange(-HALF_TAPS + 1, HALF_TAPS + 1, dtype=np.float64)
-    table = np.zeros((PHASES + 1, TAPS), dtype=np.float64)
-    window_span = HALF_TAPS + 1.0
-    for p in range(PHASES + 1):
-        x = offsets - p / PHASES
-        w = np.sinc(x) * np.cos(np.pi * x / (2 * window_span)) ** 2  # cosine-squared window
-        table[p] = w / w.sum()
-    table[0] = 0.0
-    table[0][HALF_TAPS - 1] = 1.0
-    table[PHASES] = 0.0
-    table[PHASES][HALF_TAPS] = 1.0
+    # Row r holds the TAPS weights for input samples (i - HALF_TAPS .. i + HALF_TAPS + 1) when
+    # the output lies at i + r / PHASES - 0.5. The row for exactly i is a unit impulse, so a
+    # ratio of 1 with no accumulated phase copies samples bit for bit.
+    offsets = np.arange(-HALF_TAPS, HALF_TAPS + 2, dtype=np.float64)
+    rows = PHASES * TABLE_SPAN + 1
+    table = np.zeros((rows, TAPS), dtype=np.float64)
+    half_width = HALF_TAPS + 0.5
+    for r in range(rows):
+        x = offsets - (r / PHASES - 0.5)
+        w = np.sinc(x) * np.where(np.abs(x) < half_width, np.cos(np.pi * x / (2 * half_width)) ** 2, 0.0)
+        table[r] = w / w.sum()
+    exact = PHASES // 2
+    table[exact] = 0.0
+    table[exact][HALF_TAPS] = 1.0
     return table.astype(np.float32)
 
 
 class FractionalResampler:
-    """Produces ``period`` output samples per call from a FIFO, consuming ``ratio`` x as many."""
+    """Produces ``period`` output samples per call from a FIFO, consuming ``ratio`` x as many.
 
-    delay_frames = HALF_TAPS  # look-ahead the interpolator needs beyond the output position
+    Output sample k of a pull lies at input position ``phase + k * ratio``. Within one pull
+    the drift moves that position less than half a sample from ``phase + k``, so each output
+    is a TAPS-long dot product of a fixed sliding window with a per-sample table row: three
+    numpy calls per period.
+    """
+
+    delay_frames = HALF_TAPS + 1  # look-ahead the interpolator needs beyond the output position
+    max_ratio_offset = 0.4  # |ratio - 1| * period must stay below half a sample
 
     def __init__(self, period: int) -> None:
         self.period = period
@@ -104,45 +115,39 @@ class FractionalResampler:
         self._phase = 0.0  # fractional input position of the next output sample
         self._steps = np.arange(period, dtype=np.float64)
         self._pos = np.empty(period, dtype=np.float64)
-        self._whole = np.empty(period, dtype=np.int64)
-        self._row = np.empty(period, dtype=np.int64)
-        self._gather = np.empty((period, TAPS), dtype=np.int64)
-        self._offsets = np.arange(-HALF_TAPS + 1, HALF_TAPS + 1, dtype=np.int64)
-        self._taps = np.empty((period, TAPS), dtype=np.float32)
+        self._rows = np.empty(period, dtype=np.intp)
         self._weights = np.empty((period, TAPS), dtype=np.float32)
+        self._windows: npt.NDArray[np.float32] | None = None
+        self._windows_of: F32 | None = None
 
     def needed(self, ratio: float) -> int:
         """Input samples that must be in the FIFO for one pull at ``ratio``."""
-        last = self._phase + (self.period - 1) * ratio
-        return int(math.floor(last)) + HALF_TAPS + 1
+        return int(math.floor(self._phase + (self.period - 1) * ratio + 0.5)) + HALF_TAPS + 2
 
     def pull(self, fifo: SampleFifo, ratio: float, out: F32) -> bool:
         """Fill ``out`` (length ``period``); False (and silence) when the FIFO runs short."""
+        if abs(ratio - 1.0) * self.period > self.max_ratio_offset:
+            raise ValueError(f"ratio {ratio} is too far from 1 for a {self.period}-frame period")
         if fifo.fill < self.needed(ratio):
             out[:] = 0.0
             return False
         data, start = fifo.window()
         if ratio == 1.0 and self._phase == 0.0:
             out[:] = data[start : start + self.period]
-            fifo.discard(self.period)
-            return True
-        np.multiply(self._steps, ratio, out=self._pos)
-        self._pos += self._phase
-        np.floor(self._pos, out=self._pos)
-        self._whole[:] = self._pos
-        # position -> (whole sample, phase row); recomputed exactly rather than incrementally
-        np.multiply(self._steps, ratio, out=self._pos)
-        self._pos += self._phase
-        self._pos -= self._whole
-        self._pos *= PHASES
-        np.rint(self._pos, out=self._pos)
-        self._row[:] = self._pos
-        np.add(self._whole[:, None], self._offsets[None, :], out=self._gather)
-        self._gather += start
-        np.take(data, self._gather, out=self._taps)
-        np.take(self._table, self._row, axis=0, out=self._weights)
-        np.multiply(self._taps, self._weights, out=self._taps)
-        np.sum(self._taps, axis=1, out=out)
+        else:
+            if self._windows_of is not data:
+                self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
+                self._windows_of = data
+            assert self._windows is not None
+            pos = self._pos
+            np.multiply(self._steps, ratio - 1.0, out=pos)
+            pos += self._phase + 0.5
+            pos *= PHASES
+            np.rint(pos, out=pos)
+            self._rows[:] = pos
+            np.take(self._table, self._rows, axis=0, out=self._weights)
+            window = self._windows[start - HALF_TAPS : start - HALF_TAPS + self.period]
+            np.einsum("ij,ij->i", window, self._weights, out=out)
         advance = self._phase + self.period * ratio
         consumed = int(math.floor(advance))
         self._phase = advance - consumed

@@ -50,6 +50,10 @@ class PcmDevice(Protocol):
         """Block until a capture period is ready (True) or the timeout passes (False)."""
         ...
 
+    def queued_frames(self) -> float:
+        """Playback: frames written and not yet played. Capture: frames captured, not yet read."""
+        ...
+
 
 class AlsaPcm:
     """A :class:`PcmDevice` on pyalsaaudio, opened lazily (``import alsaaudio`` happens on open)."""
@@ -152,6 +156,18 @@ class AlsaPcm:
             return bool(self._poll.poll(max(0, int(timeout_s * 1000))))
         except InterruptedError:
             return False
+
+    def queued_frames(self) -> float:
+        pcm = self._require()
+        try:
+            avail = pcm.avail()
+        except Exception as exc:
+            raise AudioDeviceError(f"playback PCM {self.name!r} failed: {exc}") from None
+        if avail < 0:
+            return 0.0  # an xrun is pending; the next read/write reports and recovers it
+        if self.direction == "capture":
+            return float(avail)
+        return float(max(0, self.period_frames * self.periods - avail))
 
     def _require(self) -> Any:
         if self._pcm is None:

@@ -1,0 +1,245 @@
+"""The inline bridge: one real-time thread copying both directions, period by period.
+
+    host capture (buyer, computer's clock)   -> FIFO -> resampler -> headset playback
+    headset capture (rep, headset's clock)   -> FIFO -> resampler -> host playback
+
+Each cycle waits for the headset capture (or, with the headset gone, the host capture, or
+else a timer), reads every ready period from both captures, fills both playbacks, updates
+each leg's drift controller and call detection, and offers 16 kHz taps to the coach. The
+cycle's own work is timed into a preallocated ring for the p99 figure. Nothing in a cycle
+waits on anything but the one capture it is paced by.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from firmware.audio.callstate import CallChange, CallDetector
+from firmware.audio.config import BridgeConfig
+from firmware.audio.drift import FractionalResampler
+from firmware.audio.legs import DeviceSlot, Leg
+from firmware.audio.pcm import AlsaPcm, PcmDevice
+from firmware.audio.taps import Decimator, TapWriter
+from firmware.handoff import DropQueue
+
+log = logging.getLogger(__name__)
+
+CAPTURE_PERIODS = 8  # capture buffers may be deep: we read as soon as data is there, so depth adds no delay
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class Devices:
+    """The four PCMs of the bridge."""
+
+    def __init__(self, headset_capture: PcmDevice, headset_playback: PcmDevice, host_capture: PcmDevice, host_playback: PcmDevice) -> None:
+        self.headset_capture = headset_capture
+        self.headset_playback = headset_playback
+        self.host_capture = host_capture
+        self.host_playback = host_playback
+
+    @classmethod
+    def alsa(cls, config: BridgeConfig) -> Devices:
+        def pcm(name: str, capture: bool) -> AlsaPcm:
+            return AlsaPcm(
+                name,
+                "capture" if capture else "playback",
+                rate_hz=config.rate_hz,
+                channels=config.channels,
+                period_frames=config.period_frames,
+                periods=max(config.periods, CAPTURE_PERIODS) if capture else config.periods,
+            )
+
+        return cls(
+            pcm(config.headset_capture, True),
+            pcm(config.headset_playback, False),
+            pcm(config.host_capture, True),
+            pcm(config.host_playback, False),
+        )
+
+
+def latency_frames(config: BridgeConfig) -> dict[str, int]:
+    """One-way added latency by configuration, per term (frames at ``rate_hz``).
+
+    A captured sample waits behind everything already buffered in its direction (unread
+    capture + FIFO + queued playback), which the drift controller holds at
+    ``target_buffered_frames``; the resampler adds its look-ahead; the controller's dead band
+    is the most the buffered total sits above target before it acts.
+    """
+    return {
+        "buffered_target": config.target_buffered_frames,
+        "resampler_lookahead": FractionalResampler.delay_frames,
+        "controller_deadband": int(config.fill_deadband_frames),
+    }
+
+
+class Bridge:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        devices: Devices | None = None,
+        *,
+        clock: Clock | None = None,
+        taps: bool = True,
+        on_call_change: Callable[[CallChange], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.devices = devices or Devices.alsa(config)
+        self.clock = clock or MonotonicClock()
+        backoff = {"initial_backoff_s": config.reopen_initial_s, "max_backoff_s": config.reopen_max_s}
+        self.tap_writer = TapWriter(config.tap_socket) if taps else None
+        self._rep_decimator = Decimator(config.rate_hz, config.period_frames)
+        self._buyer_decimator = Decimator(config.rate_hz, config.period_frames)
+        self.rep = Leg(
+            "rep",
+            DeviceSlot(self.devices.headset_capture, **backoff),
+            DeviceSlot(self.devices.host_playback, **backoff),
+            config,
+            on_captured=self._tap_rep if taps else None,
+        )
+        self.buyer = Leg(
+            "buyer",
+            DeviceSlot(self.devices.host_capture, **backoff),
+            DeviceSlot(self.devices.headset_playback, **backoff),
+            config,
+            on_captured=self._tap_buyer if taps else None,
+        )
+        self.detector = CallDetector(
+            period_s=config.period_s,
+            speech_threshold_dbfs=config.speech_threshold_dbfs,
+            start_speech_s=config.call_start_speech_s,
+            end_silence_s=config.call_end_silence_s,
+            stream_idle_s=config.stream_idle_s,
+        )
+        self.changes: DropQueue[CallChange] = DropQueue(64)
+        self._on_call_change = on_call_change
+        self.cycles = 0
+        self.timer_paced_cycles = 0
+        self._proc_ns = np.zeros(1 << 16, dtype=np.int64)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.realtime = False
+        self._stream_t = 0.0
+
+    # --- taps ---------------------------------------------------------------------------
+    def _tap_rep(self, block: np.ndarray) -> None:
+        assert self.tap_writer is not None
+        self.tap_writer.add(self._rep_decimator.process(block), None, call_id=self.detector.call_id, call_t0=self._call_t0())
+
+    def _tap_buyer(self, block: np.ndarray) -> None:
+        assert self.tap_writer is not None
+        self.tap_writer.add(None, self._buyer_decimator.process(block), call_id=self.detector.call_id, call_t0=self._call_t0())
+
+    def _call_t0(self) -> float:
+        return self.detector.call_start_t
+
+    # --- the cycle ----------------------------------------------------------------------
+    def cycle(self) -> None:
+        """One period of work, paced by the first capture that is open."""
+        period_s = self.config.period_s
+        master = self.rep.capture if self.rep.capture.ok else self.buyer.capture if self.buyer.capture.ok else None
+        if master is None or not master.device.wait(2 * period_s):
+            if master is None:
+                self.clock.sleep(period_s)
+            self.timer_paced_cycles += 1
+        start = time.perf_counter_ns()
+        now = self.clock.now()
+        self.rep.drain(now)
+        host_frames = self.buyer.drain(now)
+        self.rep.serve(now)
+        self.buyer.serve(now)
+        self._stream_t = self.tap_writer.stream_t if self.tap_writer else self._stream_t + period_s
+        speech = max(self.rep.cycle_mean_square, self.buyer.cycle_mean_square)
+        change = self.detector.update(self._stream_t, host_frames > 0, speech)
+        if change is not None:
+            self.changes.offer(change)
+            if self._on_call_change is not None:
+                self._on_call_change(change)
+        self._proc_ns[self.cycles & (len(self._proc_ns) - 1)] = time.perf_counter_ns() - start
+        self.cycles += 1
+
+    def processing_ms(self) -> np.ndarray:
+        """Processing time of the most recent cycles (up to 65536), in ms."""
+        n = min(self.cycles, len(self._proc_ns))
+        return self._proc_ns[:n] / 1e6
+
+    # --- thread -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("bridge already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="parallax-bridge", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        for device in (self.devices.headset_capture, self.devices.headset_playback, self.devices.host_capture, self.devices.host_playback):
+            device.close()
+        if self.tap_writer is not None:
+            self.tap_writer.close()
+
+    def _run(self) -> None:
+        self.realtime = self._enter_realtime()
+        gc.collect()
+        gc.freeze()  # the long-lived set-up objects never need scanning again from this thread
+        try:
+            while not self._stop.is_set():
+                self.cycle()
+        except Exception:  # a bug: log it, the unit's watchdog restarts the process
+            log.exception("bridge loop crashed")
+            raise
+
+    def _enter_realtime(self) -> bool:
+        if not self.config.sched_fifo:
+            return False
+        try:
+            # pid 0 = the calling thread on Linux: only the audio thread becomes real-time
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.config.sched_priority))
+        except (PermissionError, OSError, AttributeError) as exc:
+            log.warning("SCHED_FIFO priority %d not permitted (%s): running best-effort", self.config.sched_priority, exc)
+            return False
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stats(self) -> dict[str, object]:
+        proc = self.processing_ms()
+        out: dict[str, object] = {
+            "cycles": self.cycles,
+            "timer_paced_cycles": self.timer_paced_cycles,
+            "realtime": self.realtime,
+            "call_active": self.detector.active,
+            "host_streaming": self.detector.host_streaming,
+            "proc_p99_ms": round(float(np.percentile(proc, 99)), 4) if len(proc) else 0.0,
+            "rep": self.rep.stats(),
+            "buyer": self.buyer.stats(),
+        }
+        if self.tap_writer is not None:
+            out["taps"] = {"sent": self.tap_writer.sent, "dropped": self.tap_writer.dropped, "dropped_absent": self.tap_writer.dropped_absent, "dropped_busy": self.tap_writer.dropped_busy}
+        return out

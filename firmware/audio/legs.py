@@ -1,0 +1,270 @@
+"""One direction of the bridge: capture -> FIFO -> drift resampler -> playback.
+
+A :class:`Leg` owns its two device slots, its FIFO, resampler and fill controller, and the
+preallocated buffers of one period. The bridge's loop calls :meth:`Leg.drain` (read every
+captured period that is ready) and :meth:`Leg.serve` (give the playback every period it has
+room for) once per cycle; both do bounded work and never block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware.audio.config import BridgeConfig
+from firmware.audio.drift import FillController, FractionalResampler, SampleFifo
+from firmware.audio.pcm import XRUN, PcmDevice
+from firmware.errors import AudioDeviceError
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+
+MAX_PERIODS_PER_CYCLE = 8  # bounds one cycle's work after a late wake-up
+SCALE_IN = np.float32(1.0 / 32768.0)
+
+
+class DeviceSlot:
+    """A PcmDevice that may vanish: closed on failure, reopened later with exponential backoff."""
+
+    def __init__(self, device: PcmDevice, *, initial_backoff_s: float, max_backoff_s: float) -> None:
+        self.device = device
+        self.initial_backoff_s = initial_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._backoff_s = initial_backoff_s
+        self._retry_at = 0.0
+        self.opens = 0
+        self.failures = 0
+        self.xruns = 0
+        self.last_error = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.device.is_open
+
+    def try_open(self, now: float) -> bool:
+        if self.device.is_open:
+            return True
+        if now < self._retry_at:
+            return False
+        try:
+            self.device.open()
+        except AudioDeviceError as exc:
+            self._schedule_retry(now, str(exc))
+            return False
+        self.opens += 1
+        self._backoff_s = self.initial_backoff_s
+        if self.opens > 1:
+            log.warning("%s PCM %r is back", self.device.direction, self.device.name)
+        return True
+
+    def lost(self, now: float, exc: AudioDeviceError) -> None:
+        self.device.close()
+        self.failures += 1
+        log.warning("%s", exc)
+        self._backoff_s = self.initial_backoff_s
+        self._schedule_retry(now, str(exc))
+
+    def _schedule_retry(self, now: float, error: str) -> None:
+        self.last_error = error
+        self._retry_at = now + self._backoff_s
+        self._backoff_s = min(self.max_backoff_s, self._backoff_s * 2)
+
+
+class Leg:
+    def __init__(
+        self,
+        name: str,
+        capture: DeviceSlot,
+        playback: DeviceSlot,
+        config: BridgeConfig,
+        on_captured: Callable[[F32], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.capture = capture
+        self.playback = playback
+        self.channels = config.channels
+        self.period = config.period_frames
+        self.margin = config.playback_margin_frames
+        self.fifo = SampleFifo(config.period_frames * 32)
+        self.resampler = FractionalResampler(config.period_frames)
+        # The controller holds everything buffered in this direction: unread capture, FIFO and
+        # queued playback. That total moves smoothly, whereas the FIFO alone jumps by a period
+        # whenever the two clocks' period boundaries slip past each other.
+        self.total_target = config.target_buffered_frames
+        self.controller = FillController(
+            self.total_target,
+            kp_ppm_per_frame=config.fill_kp_ppm_per_frame,
+            ki_ppm_per_frame_s=config.fill_ki_ppm_per_frame_s,
+            deadband_frames=config.fill_deadband_frames,
+            smoothing_s=config.fill_smoothing_s,
+            max_correction_ppm=config.max_correction_ppm,
+        )
+        self._on_captured = on_captured
+        n = config.period_frames * config.channels
+        self._in_i16 = np.zeros(n, dtype=np.int16)
+        self._in_f32 = np.zeros(config.period_frames, dtype=np.float32)
+        self._out_f32 = np.zeros(config.period_frames, dtype=np.float32)
+        self._out_i16 = np.zeros(n, dtype=np.int16)
+        self._pending = False
+        self._primed = False
+        self._last_t: float | None = None
+        self.frames_in = 0
+        self.frames_out = 0
+        self.silence_periods = 0  # periods played as silence because the FIFO ran dry
+        self.underflows = 0  # dry FIFO while capture was running: an audible gap
+        self.capture_xruns = 0
+        self.playback_xruns = 0
+        self.cycle_mean_square = 0.0
+        self.fill_min = 0
+        self.fill_max = 0
+        self.smoothed_min = 0.0
+        self.smoothed_max = 0.0
+        self.reset_fill_stats()
+
+    def reset_fill_stats(self) -> None:
+        self.fill_min, self.fill_max = 1 << 30, -(1 << 30)
+        self.smoothed_min, self.smoothed_max = float("inf"), float("-inf")
+
+    def drain(self, now: float) -> int:
+        """Read every ready capture period into the FIFO; return frames read."""
+        self.cycle_mean_square = 0.0
+        if not self.capture.try_open(now):
+            return 0
+        got = 0
+        for _ in range(MAX_PERIODS_PER_CYCLE):
+            try:
+                frames = self.capture.device.read(self._in_i16)
+            except AudioDeviceError as exc:
+                self.capture.lost(now, exc)
+                self._primed = False
+                break
+            if frames == XRUN:
+                self.capture_xruns += 1
+                self.capture.xruns += 1
+                continue
+            if frames <= 0:
+                break
+            self._to_float(frames)
+            block = self._in_f32[:frames]
+            ms = float(np.dot(block, block)) / frames
+            self.cycle_mean_square = max(self.cycle_mean_square, ms)
+            self.fifo.push(block)
+            if self._on_captured is not None:
+                self._on_captured(block)
+            got += frames
+        self.frames_in += got
+        if not self.playback.ok:
+            # Nowhere to play: keep only what would be the target, so a returning device
+            # starts with normal latency instead of a backlog.
+            excess = self.fifo.fill - self.total_target
+            if excess > 0:
+                self.fifo.discard(excess)
+        return got
+
+    def _to_float(self, frames: int) -> None:
+        if self.channels == 1:
+            np.multiply(self._in_i16[:frames], SCALE_IN, out=self._in_f32[:frames])
+        else:  # downmix: the FIFO and everything after it is mono
+            pairs = self._in_i16[: frames * 2].reshape(frames, 2)
+            np.add(pairs[:, 0], pairs[:, 1], out=self._in_f32[:frames], dtype=np.float32)
+            self._in_f32[:frames] *= SCALE_IN * np.float32(0.5)
+
+    def serve(self, now: float) -> int:
+        """Write as many periods as the playback takes; return periods written."""
+        if not self.playback.try_open(now):
+            self._pending = False
+            return 0
+        written = 0
+        for _ in range(MAX_PERIODS_PER_CYCLE):
+            try:
+                if self.playback.device.queued_frames() >= self.period + self.margin:
+                    break
+            except AudioDeviceError as exc:
+                self.playback.lost(now, exc)
+                self._pending = False
+                break
+            if not self._pending:
+                self._produce()
+            try:
+                frames = self.playback.device.write(self._out_i16)
+            except AudioDeviceError as exc:
+                self.playback.lost(now, exc)
+                self._pending = False
+                break
+            if frames == XRUN:
+                # pyalsaaudio re-prepared the stream; the period is still pending and goes
+                # out on the next try, so an underrun costs a click, never lost samples.
+                self.playback_xruns += 1
+                self.playback.xruns += 1
+                continue
+            if frames <= 0:
+                break
+            self._pending = False
+            self.frames_out += frames
+            written += 1
+        self._regulate(now)
+        return written
+
+    def _produce(self) -> None:
+        capture_running = self.capture.ok
+        if not self._primed and capture_running and self._buffered() >= self.total_target:
+            # start (or restart after a gap) with the normal latency already in place
+            self._primed = True
+            self.controller.hold()
+        if self._primed and self.resampler.pull(self.fifo, self.controller.ratio, self._out_f32):
+            pass
+        else:
+            self._out_f32[:] = 0.0
+            self.silence_periods += 1
+            if self._primed and capture_running:
+                self.underflows += 1
+            self._primed = False
+        np.multiply(self._out_f32, 32768.0, out=self._out_f32)
+        np.rint(self._out_f32, out=self._out_f32)
+        np.clip(self._out_f32, -32768.0, 32767.0, out=self._out_f32)
+        if self.channels == 1:
+            self._out_i16[:] = self._out_f32
+        else:
+            self._out_i16[0::2] = self._out_f32
+            self._out_i16[1::2] = self._out_f32
+        self._pending = True
+
+    def _buffered(self) -> float:
+        return self.capture.device.queued_frames() + self.fifo.fill + self.playback.device.queued_frames()
+
+    def _regulate(self, now: float) -> None:
+        dt = 0.0 if self._last_t is None else now - self._last_t
+        self._last_t = now
+        if not (self._primed and self.capture.ok and self.playback.ok) or dt <= 0:
+            return
+        try:
+            fill = self._buffered()
+        except AudioDeviceError:
+            return  # the next drain/serve notices and handles the lost device
+        self.controller.update(fill, dt)
+        err = fill - self.total_target
+        self.fill_min = min(self.fill_min, err)
+        self.fill_max = max(self.fill_max, err)
+        smoothed = self.controller.smoothed - self.total_target
+        self.smoothed_min = min(self.smoothed_min, smoothed)
+        self.smoothed_max = max(self.smoothed_max, smoothed)
+
+    def stats(self) -> dict[str, float | int]:
+        return {
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "fifo_fill_frames": self.fifo.fill,
+            "smoothed_total_error_frames": round(self.controller.smoothed - self.total_target, 1),
+            "correction_ppm": round(self.controller.correction_ppm, 2),
+            "silence_periods": self.silence_periods,
+            "underflows": self.underflows,
+            "capture_xruns": self.capture_xruns,
+            "playback_xruns": self.playback_xruns,
+            "capture_reopens": max(0, self.capture.opens - 1),
+            "playback_reopens": max(0, self.playback.opens - 1),
+            "fifo_overflow_frames": self.fifo.overflow_frames,
+        }

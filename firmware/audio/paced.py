@@ -1,0 +1,199 @@
+"""Clocked PCMs for unpaced plugins and for simulated time.
+
+ALSA's ``file`` and ``null`` plugins move data as fast as they are called; a real USB device
+moves it at its own clock. :class:`ClockedPcm` gives a PCM that clock: a capture yields a
+period only once the clock has produced it (and overruns if it is not read in time); a
+playback accepts a period only when its buffer has room (and underruns if it drains dry).
+It wraps a real :class:`~firmware.audio.pcm.AlsaPcm` on file/null PCMs (the tests' real-ALSA
+harness) or, with no inner device, generates and swallows audio itself (hour-long drift
+simulation on :class:`SimClock`). ``ppm`` offsets the clock to model drift. The tests and
+``tools/bench_bridge.py`` use it; the device never does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware.audio.pcm import XRUN, Direction, Int16Buffer, PcmDevice
+from firmware.errors import AudioDeviceError
+
+
+class SimClock:
+    """Simulated time: sleeping advances it instantly."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.t += seconds
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+ClockLike = SimClock | RealClock
+
+
+class ClockedPcm:
+    def __init__(
+        self,
+        name: str,
+        direction: Direction,
+        clock: ClockLike,
+        *,
+        rate_hz: int,
+        period_frames: int,
+        periods: int,
+        channels: int = 1,
+        ppm: float = 0.0,
+        inner: PcmDevice | None = None,
+        source: Callable[[Int16Buffer, int], None] | None = None,
+        sink: Callable[[Int16Buffer], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.direction = direction
+        self.clock = clock
+        self.rate_hz = rate_hz * (1.0 + ppm * 1e-6)
+        self.period_frames = period_frames
+        self.periods = periods
+        self.channels = channels
+        self.inner = inner
+        self.source = source
+        self.sink = sink
+        self.xruns = 0
+        self.unplugged = False
+        self._open = False
+        self._t0 = 0.0
+        self._periods_done = 0
+        self._frames_written = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def open(self) -> None:
+        if self._open:
+            return
+        if self.unplugged:
+            raise AudioDeviceError(f"cannot open {self.direction} PCM {self.name!r}: No such device")
+        if self.inner is not None:
+            self.inner.open()
+        self._open = True
+        self._t0 = self.clock.now()
+        self._periods_done = 0
+        self._frames_written = 0
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        self._open = False
+
+    def unplug(self) -> None:
+        """Model a USB device vanishing: every call fails until :meth:`replug`."""
+        self.unplugged = True
+
+    def replug(self) -> None:
+        self.unplugged = False
+
+    def _elapsed_frames(self) -> float:
+        return (self.clock.now() - self._t0) * self.rate_hz
+
+    def _check(self) -> None:
+        if not self._open:
+            raise AudioDeviceError(f"PCM {self.name!r} is not open")
+        if self.unplugged:
+            raise AudioDeviceError(f"{self.direction} PCM {self.name!r} failed: No such device")
+
+    def read(self, out: Int16Buffer) -> int:
+        self._check()
+        ready = int(self._elapsed_frames() // self.period_frames) - self._periods_done
+        if ready <= 0:
+            return 0
+        if ready > self.periods:  # not read in time: the buffer overran, as ALSA would say
+            self._periods_done += ready
+            self.xruns += 1
+            return XRUN
+        if self.inner is not None:
+            frames = self.inner.read(out)
+            if frames <= 0:
+                return frames
+        else:
+            if self.source is not None:
+                self.source(out, self._periods_done)
+            else:
+                out[:] = 0
+            frames = self.period_frames
+        self._periods_done += 1
+        return frames
+
+    def write(self, data: Int16Buffer) -> int:
+        self._check()
+        drained = self._elapsed_frames()
+        queued = self._frames_written - drained
+        if queued < 0 and self._frames_written > 0:
+            # ran dry: ALSA reports -EPIPE and re-prepares; the stream restarts from now
+            self.xruns += 1
+            self._t0 = self.clock.now()
+            self._frames_written = 0
+            return XRUN
+        if self._frames_written == 0:
+            self._t0 = self.clock.now()  # a playback starts when first fed
+            queued = 0.0
+        if queued + self.period_frames > self.period_frames * self.periods:
+            return 0
+        if self.inner is not None:
+            frames = self.inner.write(data)
+            if frames <= 0:
+                return frames
+        else:
+            if self.sink is not None:
+                self.sink(data)
+            frames = self.period_frames
+        self._frames_written += frames
+        return frames
+
+    def wait(self, timeout_s: float) -> bool:
+        self._check()
+        next_frames = (self._periods_done + 1) * self.period_frames
+        due = self._t0 + next_frames / self.rate_hz
+        now = self.clock.now()
+        if due <= now:
+            return True
+        if due - now > timeout_s:
+            self.clock.sleep(timeout_s)
+            return False
+        self.clock.sleep(due - now + 1e-9)
+        return True
+
+    def queued_frames(self) -> float:
+        """Playback: frames written, not yet played. Capture: frames captured, not yet read."""
+        if self.direction == "capture":
+            return max(0.0, self._elapsed_frames() - self._periods_done * self.period_frames)
+        return max(0.0, self._frames_written - self._elapsed_frames())
+
+
+def tone(frequency_hz: float, rate_hz: int, period_frames: int, amplitude: float = 0.3) -> Callable[[Int16Buffer, int], None]:
+    """A capture source: a sine whose phase continues across periods."""
+    step = 2 * math.pi * frequency_hz / rate_hz
+    scratch = np.arange(period_frames, dtype=np.float64)
+
+    def fill(out: npt.NDArray[np.int16], period_index: int) -> None:
+        phase = (period_index * period_frames + scratch) * step
+        out[:period_frames] = np.round(np.sin(phase) * amplitude * 32767)
+
+    return fill
