@@ -109,8 +109,8 @@ class Bridge:
         self.clock = clock or MonotonicClock()
         backoff = {"initial_backoff_s": config.reopen_initial_s, "max_backoff_s": config.reopen_max_s}
         self.tap_writer = TapWriter(config.tap_socket) if taps else None
-        self._rep_decimator = Decimator(config.rate_hz, config.period_frames)
-        self._buyer_decimator = Decimator(config.rate_hz, config.period_frames)
+        self._rep_decimator = Decimator(config.rate_hz, config.period_frames, gain=1 / 32768)
+        self._buyer_decimator = Decimator(config.rate_hz, config.period_frames, gain=1 / 32768)
         self.rep = Leg(
             "rep",
             DeviceSlot(self.devices.headset_capture, **backoff),

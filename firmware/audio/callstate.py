@@ -43,8 +43,8 @@ class CallDetector:
         stream_idle_s: float,
     ) -> None:
         self.period_s = period_s
-        # compare mean squares, not dB, so the hot path needs no log
-        self._threshold_ms = (10 ** (speech_threshold_dbfs / 20)) ** 2
+        # compare mean squares of int16-unit samples, not dB, so the hot path needs no log
+        self._threshold_ms = (32768 * 10 ** (speech_threshold_dbfs / 20)) ** 2
         self.start_speech_s = start_speech_s
         self.end_silence_s = end_silence_s
         self.stream_idle_s = stream_idle_s
@@ -60,11 +60,8 @@ class CallDetector:
     def host_streaming(self) -> bool:
         return self._since_host_audio_s <= self.stream_idle_s
 
-    def mean_square(self, samples: npt.NDArray[np.float32]) -> float:
-        return float(np.dot(samples, samples)) / max(1, len(samples))
-
     def update(self, stream_t: float, host_audio: bool, speech_ms: float) -> CallChange | None:
-        """Advance one period; ``speech_ms`` is the larger mean square of the two sides."""
+        """Advance one period; ``speech_ms``: the larger mean square of the sides, int16 units."""
         self._since_host_audio_s = 0.0 if host_audio else self._since_host_audio_s + self.period_s
         speaking = speech_ms >= self._threshold_ms
         if speaking:

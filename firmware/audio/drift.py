@@ -43,7 +43,8 @@ class SampleFifo:
     def capacity(self) -> int:
         return len(self._data) - 2 * HALF_TAPS
 
-    def push(self, samples: F32) -> None:
+    def push(self, samples: npt.NDArray[np.float32] | npt.NDArray[np.int16]) -> F32:
+        """Append ``samples`` (cast to float32); return a view of them as stored."""
         n = len(samples)
         if self._write + n > len(self._data):
             self._compact()
@@ -55,8 +56,10 @@ class SampleFifo:
             self._compact()
             samples = samples[len(samples) - (len(self._data) - self._write) :]
             n = len(samples)
-        self._data[self._write : self._write + n] = samples
+        stored = self._data[self._write : self._write + n]
+        stored[:] = samples
         self._write += n
+        return stored
 
     def discard(self, n: int) -> None:
         self._read += min(n, self.fill)
@@ -113,7 +116,7 @@ class FractionalResampler:
         self.period = period
         self._table = _sinc_table()
         self._phase = 0.0  # fractional input position of the next output sample
-        self._steps = np.arange(period, dtype=np.float64)
+        self._row_steps = np.arange(period, dtype=np.float64) * PHASES
         self._pos = np.empty(period, dtype=np.float64)
         self._rows = np.empty(period, dtype=np.intp)
         self._weights = np.empty((period, TAPS), dtype=np.float32)
@@ -139,12 +142,10 @@ class FractionalResampler:
                 self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
                 self._windows_of = data
             assert self._windows is not None
-            pos = self._pos
-            np.multiply(self._steps, ratio - 1.0, out=pos)
-            pos += self._phase + 0.5
-            pos *= PHASES
-            np.rint(pos, out=pos)
-            self._rows[:] = pos
+            # row = round((phase + 0.5 + k (ratio - 1)) * PHASES); always positive, so adding
+            # 0.5 and truncating in the cast rounds
+            np.multiply(self._row_steps, ratio - 1.0, out=self._pos)
+            np.add(self._pos, (self._phase + 0.5) * PHASES + 0.5, out=self._rows, casting="unsafe")
             np.take(self._table, self._rows, axis=0, out=self._weights)
             window = self._windows[start - HALF_TAPS : start - HALF_TAPS + self.period]
             np.einsum("ij,ij->i", window, self._weights, out=out)

@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 
 MAX_PERIODS_PER_CYCLE = 8  # bounds one cycle's work after a late wake-up
-SCALE_IN = np.float32(1.0 / 32768.0)
+# Samples stay in int16 units from capture to playback (so a plain copy is exact and no
+# scaling is spent per period); the taps and the speech threshold apply 1/32768 themselves.
+INT16_MAX = np.float32(32767.0)
+INT16_MIN = np.float32(-32768.0)
 
 
 class DeviceSlot:
@@ -148,11 +151,10 @@ class Leg:
                 continue
             if frames <= 0:
                 break
-            self._to_float(frames)
-            block = self._in_f32[:frames]
+            block = self.fifo.push(self._mono(frames))
             ms = float(np.dot(block, block)) / frames
-            self.cycle_mean_square = max(self.cycle_mean_square, ms)
-            self.fifo.push(block)
+            if ms > self.cycle_mean_square:
+                self.cycle_mean_square = ms
             if self._on_captured is not None:
                 self._on_captured(block)
             got += frames
@@ -165,13 +167,15 @@ class Leg:
                 self.fifo.discard(excess)
         return got
 
-    def _to_float(self, frames: int) -> None:
+    def _mono(self, frames: int) -> npt.NDArray[np.int16] | F32:
         if self.channels == 1:
-            np.multiply(self._in_i16[:frames], SCALE_IN, out=self._in_f32[:frames])
-        else:  # downmix: the FIFO and everything after it is mono
-            pairs = self._in_i16[: frames * 2].reshape(frames, 2)
-            np.add(pairs[:, 0], pairs[:, 1], out=self._in_f32[:frames], dtype=np.float32)
-            self._in_f32[:frames] *= SCALE_IN * np.float32(0.5)
+            return self._in_i16[:frames]
+        # downmix: the FIFO and everything after it is mono
+        pairs = self._in_i16[: frames * 2].reshape(frames, 2)
+        mono = self._in_f32[:frames]
+        np.add(pairs[:, 0], pairs[:, 1], out=mono, dtype=np.float32)
+        mono *= np.float32(0.5)
+        return mono
 
     def serve(self, now: float) -> int:
         """Write as many periods as the playback takes; return periods written."""
@@ -223,9 +227,10 @@ class Leg:
             if self._primed and capture_running:
                 self.underflows += 1
             self._primed = False
-        np.multiply(self._out_f32, 32768.0, out=self._out_f32)
-        np.rint(self._out_f32, out=self._out_f32)
-        np.clip(self._out_f32, -32768.0, 32767.0, out=self._out_f32)
+        out = self._out_f32
+        np.rint(out, out=out)
+        np.minimum(out, INT16_MAX, out=out)
+        np.maximum(out, INT16_MIN, out=out)
         if self.channels == 1:
             self._out_i16[:] = self._out_f32
         else:

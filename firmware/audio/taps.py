@@ -41,7 +41,7 @@ PACKET_BYTES = HEADER.size + 2 * FRAME_SAMPLES * 4
 class Decimator:
     """Integer-factor low-pass decimation to 16 kHz with state carried across periods."""
 
-    def __init__(self, in_rate_hz: int, max_block: int) -> None:
+    def __init__(self, in_rate_hz: int, max_block: int, gain: float = 1.0) -> None:
         if in_rate_hz % ANALYSIS_RATE_HZ:
             raise ValueError(f"cannot decimate {in_rate_hz} Hz to {ANALYSIS_RATE_HZ} Hz by an integer")
         self.factor = in_rate_hz // ANALYSIS_RATE_HZ
@@ -49,7 +49,8 @@ class Decimator:
         n = np.arange(taps) - (taps - 1) / 2
         cutoff = 0.45 / self.factor  # 7.2 kHz at 16 kHz out: keeps speech, rejects aliases
         kernel = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
-        self._kernel = (kernel / kernel.sum()).astype(np.float32)
+        # the gain rides on the kernel for free (the bridge passes 1/32768: int16 units in)
+        self._kernel = (kernel / kernel.sum() * gain)[::-1].astype(np.float32)
         self._history = np.zeros(taps - 1 + max_block + self.factor, dtype=np.float32)
         self._held = taps - 1  # samples in _history before the unprocessed ones
         self._taps = taps
@@ -65,7 +66,7 @@ class Decimator:
             self._held = total
             return self._out[:0]
         span = (count - 1) * self.factor + self._taps
-        full = np.convolve(h[:span], self._kernel[::-1], mode="valid")
+        full = np.convolve(h[:span], self._kernel, mode="valid")
         out = self._out[:count]
         out[:] = full[:: self.factor]
         consumed = count * self.factor
