@@ -13,7 +13,7 @@ from firmware.coach.sinks import InMemoryPhoneSink, PhoneSink
 from firmware.config import Config
 from firmware.cues.box import GpioCues
 from firmware.cues.button import CoachButton
-from firmware.cues.pins import load_pin_map, make_pin_factory
+from firmware.cues.pins import PinMap, load_pin_map, make_pin_factory
 from firmware.events import Event
 
 
@@ -26,6 +26,7 @@ class CoachKit:
     button: CoachButton
     phone: PhoneSink
     pin_factory: Any
+    pins: PinMap
 
     def close(self) -> None:
         self.button.close()
@@ -57,4 +58,4 @@ def build_coach(
         double_press_s=config.cues.double_press_s,
         pin_factory=factory,
     )
-    return CoachKit(coach=coach, cues=cues, button=button, phone=phone, pin_factory=factory)
+    return CoachKit(coach=coach, cues=cues, button=button, phone=phone, pin_factory=factory, pins=pins)

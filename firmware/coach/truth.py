@@ -42,6 +42,9 @@ class TruthCall:
     def speaking(self, speaker: str, t: float) -> bool:
         return any(u.speaker == speaker and u.start <= t < u.end for u in self.utterances)
 
+    def speaking_during(self, speaker: str, a: float, b: float) -> bool:
+        return any(u.speaker == speaker and u.start < b and u.end > a for u in self.utterances)
+
 
 def load_truth(path: Path) -> TruthCall:
     try:
@@ -90,9 +93,9 @@ def stream(call: TruthCall, event_delay_s: float = 0.6) -> Iterator[FrameActivit
     i = 0
     for n in range(frames):
         t = n * FRAME_S
-        mid = t + FRAME_S / 2
-        rep = call.speaking("rep", mid) or any(s <= mid < e for s, e in call.leak_blips)
-        yield FrameActivity(t, rep, call.speaking("buyer", mid))
+        # A perfect VAD: a frame is speech if any of it is (so a tip can never land after an onset).
+        rep = call.speaking_during("rep", t, t + FRAME_S) or any(s < t + FRAME_S and e > t for s, e in call.leak_blips)
+        yield FrameActivity(t, rep, call.speaking_during("buyer", t, t + FRAME_S))
         while i < len(pending) and pending[i].t <= t + FRAME_S + 1e-9:
             yield pending[i]
             i += 1
