@@ -27,7 +27,7 @@ from firmware.audio.config import BridgeConfig
 from firmware.audio.drift import FractionalResampler
 from firmware.audio.legs import DeviceSlot, Leg
 from firmware.audio.pcm import AlsaPcm, PcmDevice
-from firmware.audio.taps import Decimator, TapWriter
+from firmware.audio.taps import TapWriter
 from firmware.handoff import DropQueue
 
 log = logging.getLogger(__name__)
@@ -108,22 +108,20 @@ class Bridge:
         self.devices = devices or Devices.alsa(config)
         self.clock = clock or MonotonicClock()
         backoff = {"initial_backoff_s": config.reopen_initial_s, "max_backoff_s": config.reopen_max_s}
-        self.tap_writer = TapWriter(config.tap_socket) if taps else None
-        self._rep_decimator = Decimator(config.rate_hz, config.period_frames, gain=1 / 32768)
-        self._buyer_decimator = Decimator(config.rate_hz, config.period_frames, gain=1 / 32768)
+        self.tap_writer = TapWriter(config.tap_socket, config.rate_hz) if taps else None
         self.rep = Leg(
             "rep",
             DeviceSlot(self.devices.headset_capture, **backoff),
             DeviceSlot(self.devices.host_playback, **backoff),
             config,
-            on_captured=self._tap_rep if taps else None,
+            on_captured=self.tap_writer.add_rep if self.tap_writer else None,
         )
         self.buyer = Leg(
             "buyer",
             DeviceSlot(self.devices.host_capture, **backoff),
             DeviceSlot(self.devices.headset_playback, **backoff),
             config,
-            on_captured=self._tap_buyer if taps else None,
+            on_captured=self.tap_writer.add_buyer if self.tap_writer else None,
         )
         self.detector = CallDetector(
             period_s=config.period_s,
@@ -140,19 +138,9 @@ class Bridge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.realtime = False
+        self.thread_cpu_s = 0.0
+        self.thread_wall_s = 0.0
         self._stream_t = 0.0
-
-    # --- taps ---------------------------------------------------------------------------
-    def _tap_rep(self, block: np.ndarray) -> None:
-        assert self.tap_writer is not None
-        self.tap_writer.add(self._rep_decimator.process(block), None, call_id=self.detector.call_id, call_t0=self._call_t0())
-
-    def _tap_buyer(self, block: np.ndarray) -> None:
-        assert self.tap_writer is not None
-        self.tap_writer.add(None, self._buyer_decimator.process(block), call_id=self.detector.call_id, call_t0=self._call_t0())
-
-    def _call_t0(self) -> float:
-        return self.detector.call_start_t
 
     # --- the cycle ----------------------------------------------------------------------
     def cycle(self) -> None:
@@ -169,7 +157,11 @@ class Bridge:
         host_frames = self.buyer.drain(now)
         self.rep.serve(now)
         self.buyer.serve(now)
-        self._stream_t = self.tap_writer.stream_t if self.tap_writer else self._stream_t + period_s
+        if self.tap_writer is not None:
+            self.tap_writer.flush(call_id=self.detector.call_id, call_t0=self.detector.call_start_t)
+            self._stream_t = self.tap_writer.stream_t
+        else:
+            self._stream_t += period_s
         speech = max(self.rep.cycle_mean_square, self.buyer.cycle_mean_square)
         change = self.detector.update(self._stream_t, host_frames > 0, speech)
         if change is not None:
@@ -206,9 +198,13 @@ class Bridge:
         self.realtime = self._enter_realtime()
         gc.collect()
         gc.freeze()  # the long-lived set-up objects never need scanning again from this thread
+        cpu0, wall0 = time.thread_time(), time.monotonic()
         try:
             while not self._stop.is_set():
                 self.cycle()
+                # published for the stats without a lock: two floats, written by this thread only
+                self.thread_cpu_s = time.thread_time() - cpu0
+                self.thread_wall_s = time.monotonic() - wall0
         except Exception:  # a bug: log it, the unit's watchdog restarts the process
             log.exception("bridge loop crashed")
             raise
@@ -236,6 +232,7 @@ class Bridge:
             "realtime": self.realtime,
             "call_active": self.detector.active,
             "host_streaming": self.detector.host_streaming,
+            "thread_cpu_percent": round(100 * self.thread_cpu_s / self.thread_wall_s, 2) if self.thread_wall_s else 0.0,
             "proc_p99_ms": round(float(np.percentile(proc, 99)), 4) if len(proc) else 0.0,
             "rep": self.rep.stats(),
             "buyer": self.buyer.stats(),

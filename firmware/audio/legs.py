@@ -28,6 +28,7 @@ MAX_PERIODS_PER_CYCLE = 8  # bounds one cycle's work after a late wake-up
 # scaling is spent per period); the taps and the speech threshold apply 1/32768 themselves.
 INT16_MAX = np.float32(32767.0)
 INT16_MIN = np.float32(-32768.0)
+_clip = np.core.umath.clip  # the ufunc itself: np.clip's Python wrapper costs more than the work
 
 
 class DeviceSlot:
@@ -122,6 +123,8 @@ class Leg:
         self.capture_xruns = 0
         self.playback_xruns = 0
         self.cycle_mean_square = 0.0
+        self.resyncs = 0
+        self.resync_frames = 2 * config.period_frames + config.fill_deadband_frames
         self.fill_min = 0
         self.fill_max = 0
         self.smoothed_min = 0.0
@@ -140,18 +143,19 @@ class Leg:
         got = 0
         for _ in range(MAX_PERIODS_PER_CYCLE):
             try:
-                frames = self.capture.device.read(self._in_i16)
+                got = self.capture.device.read_view()
             except AudioDeviceError as exc:
                 self.capture.lost(now, exc)
                 self._primed = False
                 break
-            if frames == XRUN:
-                self.capture_xruns += 1
-                self.capture.xruns += 1
-                continue
-            if frames <= 0:
+            if isinstance(got, int):
+                if got == XRUN:
+                    self.capture_xruns += 1
+                    self.capture.xruns += 1
+                    continue
                 break
-            block = self.fifo.push(self._mono(frames))
+            frames = len(got) // self.channels
+            block = self.fifo.push(got if self.channels == 1 else self._downmix(got, frames))
             ms = float(np.dot(block, block)) / frames
             if ms > self.cycle_mean_square:
                 self.cycle_mean_square = ms
@@ -167,11 +171,9 @@ class Leg:
                 self.fifo.discard(excess)
         return got
 
-    def _mono(self, frames: int) -> npt.NDArray[np.int16] | F32:
-        if self.channels == 1:
-            return self._in_i16[:frames]
-        # downmix: the FIFO and everything after it is mono
-        pairs = self._in_i16[: frames * 2].reshape(frames, 2)
+    def _downmix(self, interleaved: npt.NDArray[np.int16], frames: int) -> F32:
+        # the FIFO and everything after it is mono
+        pairs = interleaved[: frames * 2].reshape(frames, 2)
         mono = self._in_f32[:frames]
         np.add(pairs[:, 0], pairs[:, 1], out=mono, dtype=np.float32)
         mono *= np.float32(0.5)
@@ -215,10 +217,14 @@ class Leg:
 
     def _produce(self) -> None:
         capture_running = self.capture.ok
-        if not self._primed and capture_running and self._buffered() >= self.total_target:
-            # start (or restart after a gap) with the normal latency already in place
-            self._primed = True
-            self.controller.hold()
+        if not self._primed and capture_running:
+            buffered = self._buffered()
+            if buffered >= self.total_target:
+                # Start (or restart after a gap) with exactly the target latency in place, so
+                # with matched clocks the controller never leaves its dead band.
+                self.fifo.discard(int(buffered - self.total_target))
+                self._primed = True
+                self.controller.hold()
         if self._primed and self.resampler.pull(self.fifo, self.controller.ratio, self._out_f32):
             pass
         else:
@@ -227,15 +233,12 @@ class Leg:
             if self._primed and capture_running:
                 self.underflows += 1
             self._primed = False
-        out = self._out_f32
-        np.rint(out, out=out)
-        np.minimum(out, INT16_MAX, out=out)
-        np.maximum(out, INT16_MIN, out=out)
+        # one ufunc: saturate and convert. Exact for copied samples (they are whole numbers);
+        # interpolated ones truncate toward zero, an error below 1 LSB.
         if self.channels == 1:
-            self._out_i16[:] = self._out_f32
+            _clip(self._out_f32, INT16_MIN, INT16_MAX, out=self._out_i16, casting="unsafe")
         else:
-            self._out_i16[0::2] = self._out_f32
-            self._out_i16[1::2] = self._out_f32
+            _clip(self._out_f32[:, None], INT16_MIN, INT16_MAX, out=self._out_i16.reshape(-1, 2), casting="unsafe")
         self._pending = True
 
     def _buffered(self) -> float:
@@ -250,6 +253,14 @@ class Leg:
             fill = self._buffered()
         except AudioDeviceError:
             return  # the next drain/serve notices and handles the lost device
+        excess = fill - self.total_target
+        if excess > self.resync_frames:
+            # An xrun (or a stall) left a backlog far beyond what drift could build: cut it at
+            # once rather than play it out late for seconds. The gap already happened.
+            self.fifo.discard(int(excess))
+            self.resyncs += 1
+            self.controller.hold()
+            return
         self.controller.update(fill, dt)
         err = fill - self.total_target
         self.fill_min = min(self.fill_min, err)
@@ -272,4 +283,5 @@ class Leg:
             "capture_reopens": max(0, self.capture.opens - 1),
             "playback_reopens": max(0, self.playback.opens - 1),
             "fifo_overflow_frames": self.fifo.overflow_frames,
+            "resyncs": self.resyncs,
         }

@@ -76,6 +76,7 @@ class ClockedPcm:
         self.source = source
         self.sink = sink
         self.xruns = 0
+        self._scratch = np.zeros(period_frames * channels, dtype=np.int16)
         self.unplugged = False
         self._open = False
         self._t0 = 0.0
@@ -140,6 +141,12 @@ class ClockedPcm:
             frames = self.period_frames
         self._periods_done += 1
         return frames
+
+    def read_view(self) -> Int16Buffer | int:
+        frames = self.read(self._scratch)
+        if frames <= 0:
+            return frames
+        return self._scratch[: frames * self.channels]
 
     def write(self, data: Int16Buffer) -> int:
         self._check()

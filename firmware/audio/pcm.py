@@ -42,6 +42,10 @@ class PcmDevice(Protocol):
         """Copy one period into ``out``; return frames, 0 when none is ready, XRUN after an overrun."""
         ...
 
+    def read_view(self) -> Int16Buffer | int:
+        """Like :meth:`read` without the copy: a read-only array valid until the next call."""
+        ...
+
     def write(self, data: Int16Buffer) -> int:
         """Queue one period; return frames, 0 when the buffer is full, XRUN after an underrun."""
         ...
@@ -122,6 +126,13 @@ class AlsaPcm:
                 pass
 
     def read(self, out: Int16Buffer) -> int:
+        got = self.read_view()
+        if isinstance(got, int):
+            return got
+        out[: len(got)] = got
+        return len(got) // self.channels
+
+    def read_view(self) -> Int16Buffer | int:
         pcm = self._require()
         try:
             frames, data = pcm.read()
@@ -133,14 +144,12 @@ class AlsaPcm:
             raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
         if frames <= 0:
             return 0
-        samples = frames * self.channels
-        out[:samples] = np.frombuffer(data, dtype=np.int16, count=samples)
-        return frames
+        return np.frombuffer(data, dtype=np.int16, count=frames * self.channels)
 
     def write(self, data: Int16Buffer) -> int:
         pcm = self._require()
         try:
-            frames = pcm.write(data.tobytes())
+            frames = pcm.write(data)  # any buffer: no bytes copy
         except Exception as exc:
             raise AudioDeviceError(f"playback PCM {self.name!r} failed: {exc}") from None
         if frames == -errno.EPIPE:

@@ -93,21 +93,30 @@ class TapPacket:
 
 
 class TapWriter:
-    """Assembles 20 ms two-party frames and offers them to the coach without ever blocking."""
+    """Collects both sides at the bridge rate, and per 20 ms decimates them to 16 kHz and
+    offers the frame to the coach without ever blocking.
 
-    def __init__(self, path: Path, *, max_lag_frames: int = 3) -> None:
+    Samples arrive in int16 units (the bridge's internal scale); the decimators' gain turns
+    them into [-1, 1]. Decimating once per frame rather than once per period keeps the audio
+    thread's per-period cost down.
+    """
+
+    def __init__(self, path: Path, rate_hz: int, *, max_lag_frames: int = 3, input_gain: float = 1 / 32768) -> None:
         self.path = str(path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._packet = bytearray(PACKET_BYTES)
         self._view = memoryview(self._packet)
-        cap = FRAME_SAMPLES * (max_lag_frames + 2)
+        self._payload = np.frombuffer(self._packet, dtype=np.float32, offset=HEADER.size)
+        self.block = rate_hz * FRAME_SAMPLES // ANALYSIS_RATE_HZ  # one frame at the bridge rate
+        cap = self.block * (max_lag_frames + 2)
         self._rep = np.zeros(cap, dtype=np.float32)
         self._buyer = np.zeros(cap, dtype=np.float32)
         self._rep_n = 0
         self._buyer_n = 0
-        self._max_lag = max_lag_frames * FRAME_SAMPLES
-        self._payload = np.frombuffer(self._packet, dtype=np.float32, offset=HEADER.size)
+        self._max_lag = max_lag_frames * self.block
+        self._rep_dec = Decimator(rate_hz, self.block, gain=input_gain)
+        self._buyer_dec = Decimator(rate_hz, self.block, gain=input_gain)
         self.seq = 0
         self.sent = 0
         self.dropped = 0
@@ -116,24 +125,26 @@ class TapWriter:
         self._rep_present = False
         self._buyer_present = False
 
-    def add(self, rep: F32 | None, buyer: F32 | None, *, call_id: int, call_t0: float) -> None:
-        """Queue 16 kHz samples of either side; emit every frame both sides complete."""
-        if rep is not None:
-            self._rep_n = self._append(self._rep, self._rep_n, rep)
-            self._rep_present = True
-        if buyer is not None:
-            self._buyer_n = self._append(self._buyer, self._buyer_n, buyer)
-            self._buyer_present = True
-        # A side that stopped (device gone) must not stall the other: pad it with silence.
-        if self._rep_n >= self._max_lag and self._buyer_n < FRAME_SAMPLES:
-            self._buyer[self._buyer_n : FRAME_SAMPLES] = 0.0
-            self._buyer_n = FRAME_SAMPLES
+    def add_rep(self, block: F32) -> None:
+        self._rep_n = self._append(self._rep, self._rep_n, block)
+        self._rep_present = True
+
+    def add_buyer(self, block: F32) -> None:
+        self._buyer_n = self._append(self._buyer, self._buyer_n, block)
+        self._buyer_present = True
+
+    def flush(self, *, call_id: int, call_t0: float) -> None:
+        """Emit every frame both sides have completed (a stopped side is padded with silence)."""
+        b = self.block
+        if self._rep_n >= self._max_lag and self._buyer_n < b:
+            self._buyer[self._buyer_n : b] = 0.0
+            self._buyer_n = b
             self._buyer_present = False
-        if self._buyer_n >= self._max_lag and self._rep_n < FRAME_SAMPLES:
-            self._rep[self._rep_n : FRAME_SAMPLES] = 0.0
-            self._rep_n = FRAME_SAMPLES
+        if self._buyer_n >= self._max_lag and self._rep_n < b:
+            self._rep[self._rep_n : b] = 0.0
+            self._rep_n = b
             self._rep_present = False
-        while self._rep_n >= FRAME_SAMPLES and self._buyer_n >= FRAME_SAMPLES:
+        while self._rep_n >= b and self._buyer_n >= b:
             self._emit(call_id, call_t0)
 
     def _append(self, store: F32, count: int, samples: F32) -> int:
@@ -146,13 +157,14 @@ class TapWriter:
         return count + len(samples)
 
     def _emit(self, call_id: int, call_t0: float) -> None:
+        b = self.block
         stream_t = self.seq * FRAME_SAMPLES / ANALYSIS_RATE_HZ
         flags = (FLAG_CALL_ACTIVE if call_id else 0) | (FLAG_REP_PRESENT if self._rep_present else 0)
         flags |= FLAG_BUYER_PRESENT if self._buyer_present else 0
         call_t = stream_t - call_t0 if call_id else 0.0
         HEADER.pack_into(self._packet, 0, MAGIC, self.seq, stream_t, call_id, call_t, flags, FRAME_SAMPLES)
-        self._payload[:FRAME_SAMPLES] = self._rep[:FRAME_SAMPLES]
-        self._payload[FRAME_SAMPLES:] = self._buyer[:FRAME_SAMPLES]
+        self._payload[:FRAME_SAMPLES] = self._rep_dec.process(self._rep[:b])
+        self._payload[FRAME_SAMPLES:] = self._buyer_dec.process(self._buyer[:b])
         self._rep_n = self._shift(self._rep, self._rep_n)
         self._buyer_n = self._shift(self._buyer, self._buyer_n)
         self.seq += 1
@@ -169,15 +181,14 @@ class TapWriter:
             else:
                 self.dropped_busy += 1
 
-    @staticmethod
-    def _shift(store: F32, count: int) -> int:
-        rest = count - FRAME_SAMPLES
-        store[:rest] = store[FRAME_SAMPLES:count]
+    def _shift(self, store: F32, count: int) -> int:
+        rest = count - self.block
+        store[:rest] = store[self.block : count]
         return rest
 
     @property
     def stream_t(self) -> float:
-        """Stream time of the next frame to be emitted."""
+        """Stream time (s) of the next frame to be emitted."""
         return self.seq * FRAME_SAMPLES / ANALYSIS_RATE_HZ
 
     def close(self) -> None:
