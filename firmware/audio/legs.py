@@ -140,7 +140,7 @@ class Leg:
         self.cycle_mean_square = 0.0
         if not self.capture.try_open(now):
             return 0
-        got = 0
+        total = 0
         for _ in range(MAX_PERIODS_PER_CYCLE):
             try:
                 got = self.capture.device.read_view()
@@ -161,15 +161,15 @@ class Leg:
                 self.cycle_mean_square = ms
             if self._on_captured is not None:
                 self._on_captured(block)
-            got += frames
-        self.frames_in += got
+            total += frames
+        self.frames_in += total
         if not self.playback.ok:
             # Nowhere to play: keep only what would be the target, so a returning device
             # starts with normal latency instead of a backlog.
             excess = self.fifo.fill - self.total_target
             if excess > 0:
                 self.fifo.discard(excess)
-        return got
+        return total
 
     def _downmix(self, interleaved: npt.NDArray[np.int16], frames: int) -> F32:
         # the FIFO and everything after it is mono
