@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Benchmark the coach on the dev calls: moments, dynamics, tip latency, tips while the rep speaks.
+
+  tools/bench_coach.py                      # the box's own pipeline (VAD, Whisper, intent), real time
+  tools/bench_coach.py --speed max          # same, as fast as the machine goes (lockstep timing)
+  tools/bench_coach.py --source truth       # ground-truth utterances instead (no models, seconds)
+
+A moment matches an expected one of the same kind within the utterance's span + 3 s; dynamics
+likewise within their span + 3 s. Tip latency runs from the end of the triggering buyer utterance
+(ground truth) to the tip event. Prints a table, then one JSON object as the very last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from firmware.coach.build import build_coach  # noqa: E402
+from firmware.coach.evaluate import (  # noqa: E402
+    dynamic_moments,
+    expected_dynamics,
+    expected_moments,
+    intent_moments,
+    match,
+    tip_latencies,
+    tips,
+    tips_while_rep_speaks,
+)
+from firmware.coach.truth import TruthCall, drive, load_truth  # noqa: E402
+from firmware.config import Config, PathsConfig, load_config  # noqa: E402
+from firmware.cues.pins import make_pin_factory  # noqa: E402
+from firmware.events import Event  # noqa: E402
+
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
+
+
+@dataclass
+class CallResult:
+    call_id: str
+    moments_hit: int
+    moments_found: int
+    moments_expected: int
+    dynamics_hit: int
+    dynamics_false: int
+    dynamics_expected: int
+    tips: int
+    tips_in_rep_speech: int
+    latencies: list[float]
+    wall_s: float
+
+
+def run_truth(call: TruthCall, config: Config, delay_s: float) -> list[Event]:
+    events: list[Event] = []
+    kit = build_coach(config, events.append, pin_factory=make_pin_factory("mock"))
+    try:
+        end = drive(call, kit.coach.on_activity, kit.coach.on_event, delay_s)
+        kit.coach.end_call(end)
+    finally:
+        kit.close()
+    return events
+
+
+def run_replay(wav: Path, config: Config, engines: object, speed: float | None) -> list[Event]:
+    from firmware.audio.wavfile import iter_call_frames
+    from firmware.bus import EventBus
+    from firmware.runtime import CallSession
+
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    kit = build_coach(config, bus.publish, pin_factory=make_pin_factory("mock"))
+    bus.subscribe(kit.coach.on_event)
+    try:
+        with CallSession(config, engines, bus, lockstep=speed is None) as session:  # type: ignore[arg-type]
+            session.on_activity(kit.coach.on_activity)
+            wall_start = time.monotonic()
+            for frame in iter_call_frames(wav, (0, 1)):
+                if speed is not None:
+                    delay = wall_start + frame.end_t / speed - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                session.feed(frame)
+            session.pipeline.finish()
+            kit.coach.end_call(session.now)
+            session.end_call(kit.coach.summary_fields())
+    finally:
+        kit.close()
+    return [e for e in events if e.type in ("moment", "tip", "utterance")]
+
+
+def score(call: TruthCall, events: list[Event], wall_s: float) -> CallResult:
+    moments = match(intent_moments(events), expected_moments(call))
+    dynamics = match(dynamic_moments(events), expected_dynamics(call))
+    return CallResult(
+        call_id=call.call_id,
+        moments_hit=len(moments.pairs),
+        moments_found=len(moments.pairs) + len(moments.false_positives),
+        moments_expected=len(moments.pairs) + len(moments.missed),
+        dynamics_hit=len(dynamics.pairs),
+        dynamics_false=len(dynamics.false_positives),
+        dynamics_expected=len(dynamics.pairs) + len(dynamics.missed),
+        tips=len(tips(events)),
+        tips_in_rep_speech=len(tips_while_rep_speaks(events, call)),
+        latencies=tip_latencies(events, call),
+        wall_s=wall_s,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="dev corpus directory (has calls/)")
+    parser.add_argument("--source", choices=("replay", "truth"), default="replay")
+    parser.add_argument("--speed", default="1", help="replay speed factor, or 'max' (default 1 = real time)")
+    parser.add_argument("--delay", type=float, default=0.6, help="truth source: utterance event delay after its end (s)")
+    parser.add_argument("--config", type=Path, help="TOML configuration")
+    parser.add_argument("--calls", nargs="*", help="call ids to run (default: all)")
+    args = parser.parse_args()
+    calls_dir = args.corpus / "calls"
+    if not calls_dir.is_dir():
+        print(f"bench_coach: no dev corpus at {args.corpus}", file=sys.stderr)
+        return 2
+    paths = sorted(calls_dir.glob("*.json"))
+    if args.calls:
+        paths = [p for p in paths if p.stem in args.calls]
+    speed = None if args.speed == "max" else float(args.speed)
+    base = load_config(args.config) if args.config else Config()
+    engines = None
+    if args.source == "replay":
+        from firmware.runtime import load_engines
+
+        engines = load_engines(base)
+    results = []
+    for path in paths:
+        call = load_truth(path)
+        with tempfile.TemporaryDirectory() as state:  # every call starts from a fresh rep
+            config = Config(**{**base.__dict__, "paths": PathsConfig(base.paths.models_dir, Path(state))})
+            started = time.monotonic()
+            if args.source == "truth":
+                events = run_truth(call, config, args.delay)
+            else:
+                events = run_replay(path.with_suffix(".wav"), config, engines, speed)
+            results.append(score(call, events, time.monotonic() - started))
+    return report(results, args.source, args.speed)
+
+
+def report(results: list[CallResult], source: str, speed: str) -> int:
+    print(f"coach benchmark: source={source} speed={speed if source == 'replay' else 'n/a'}")
+    head = f"{'call':32} {'moments hit/found/exp':>22} {'dynamics hit/false/exp':>23} {'tips':>5} {'in rep speech':>14} {'latency med s':>14}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        med = f"{statistics.median(r.latencies):.2f}" if r.latencies else "-"
+        print(
+            f"{r.call_id:32} {f'{r.moments_hit}/{r.moments_found}/{r.moments_expected}':>22} "
+            f"{f'{r.dynamics_hit}/{r.dynamics_false}/{r.dynamics_expected}':>23} {r.tips:>5} {r.tips_in_rep_speech:>14} {med:>14}"
+        )
+    hit = sum(r.moments_hit for r in results)
+    found = sum(r.moments_found for r in results)
+    expected = sum(r.moments_expected for r in results)
+    latencies = [x for r in results for x in r.latencies]
+    figures = {
+        "calls": len(results),
+        "source": source,
+        "moment_recall": round(hit / expected, 3) if expected else None,
+        "moment_precision": round(hit / found, 3) if found else None,
+        "dynamics_expected": sum(r.dynamics_expected for r in results),
+        "dynamics_detected": sum(r.dynamics_hit for r in results),
+        "dynamics_false": sum(r.dynamics_false for r in results),
+        "tips_total": sum(r.tips for r in results),
+        "tips_while_rep_speaking": sum(r.tips_in_rep_speech for r in results),
+        "tip_latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
+        "tip_latency_max_s": round(max(latencies), 3) if latencies else None,
+        "tip_latency_samples": len(latencies),
+        "wall_s": round(sum(r.wall_s for r in results), 1),
+    }
+    print("-" * len(head))
+    print(
+        f"moment recall {figures['moment_recall']}, precision {figures['moment_precision']}; dynamics "
+        f"{figures['dynamics_detected']}/{figures['dynamics_expected']} found, {figures['dynamics_false']} false; "
+        f"tips {figures['tips_total']}, {figures['tips_while_rep_speaking']} while the rep speaks; "
+        f"latency median {figures['tip_latency_median_s']} s"
+    )
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
