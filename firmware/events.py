@@ -126,6 +126,10 @@ class CallState(Event):
     call_id: int
     reason: str | None = None
 
+    def describe(self) -> str:
+        what = "CALL STARTED" if self.active else "CALL ENDED"
+        return f"{what} #{self.call_id}" + (f" ({self.reason})" if self.reason else "")
+
 
 def event_types() -> Mapping[str, type[Event]]:
     return dict(_REGISTRY)

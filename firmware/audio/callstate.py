@@ -91,15 +91,6 @@ class CallDetector:
         return change
 
 
-def to_event(change: CallChange, call_start_t: float) -> CallState:
-    return CallState(
-        t=max(0.0, change.stream_t - call_start_t) if not change.active else 0.0,
-        active=change.active,
-        call_id=change.call_id,
-        reason=change.reason,
-    )
-
-
 def write_state(path: Path, event: CallState) -> None:
     """Atomically replace ``path`` with the event's JSON (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "replay",
     "demo",
     "models",
+    "bridge",
+    "run",
 )
 
 log = logging.getLogger("firmware")

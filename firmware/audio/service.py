@@ -1,0 +1,99 @@
+"""The bridge as a service: call-state publication, systemd notification, stats logging.
+
+Everything here runs off the audio thread. :class:`CallStatePublisher` drains the bridge's
+call changes (a DropQueue the audio thread offers to) and writes the state file;
+:func:`sd_notify` speaks systemd's notify protocol (READY, WATCHDOG) without a dependency.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import queue
+import socket
+import threading
+
+from firmware.audio.bridge import Bridge
+from firmware.audio.callstate import CallChange, write_state
+from firmware.events import CallState
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(message: str) -> bool:
+    """Send ``message`` to systemd when run as a notify unit; False when not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+        return False
+    return True
+
+
+def lock_memory() -> bool:
+    """mlockall: keep the audio path's pages resident so a page fault never costs a period."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    mcl_current, mcl_future = 1, 2
+    if libc.mlockall(mcl_current | mcl_future) != 0:
+        log.warning("mlockall failed (%s): audio pages may be swapped", os.strerror(ctypes.get_errno()))
+        return False
+    return True
+
+
+class CallStatePublisher:
+    """Writes every call change the bridge reports to the state file, on its own thread."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.path = bridge.config.call_state_file
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._call_start_t = 0.0
+        self.published = 0
+
+    def start(self) -> None:
+        self._publish(CallState(t=0.0, active=False, call_id=0, reason="bridge started"))
+        self._thread = threading.Thread(target=self._run, name="parallax-callstate", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+        self._publish(CallState(t=0.0, active=False, call_id=0, reason="bridge stopped"))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                change = self.bridge.changes.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._publish(self._event(change))
+
+    def _event(self, change: CallChange) -> CallState:
+        if change.active:
+            self._call_start_t = change.stream_t
+            log.info("call %d started", change.call_id)
+            return CallState(t=0.0, active=True, call_id=change.call_id, reason=change.reason)
+        duration = max(0.0, change.stream_t - self._call_start_t)
+        log.info("call %d ended after %.1f s (%s)", change.call_id, duration, change.reason)
+        return CallState(t=duration, active=False, call_id=change.call_id, reason=change.reason)
+
+    def _publish(self, event: CallState) -> None:
+        try:
+            write_state(self.path, event)
+            self.published += 1
+        except OSError as exc:
+            log.warning("cannot write call state %s: %s", self.path, exc)

@@ -1,0 +1,76 @@
+"""``parallax bridge``: the inline headset <-> computer passthrough, as its own process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bridge", help="run the real-time headset <-> computer audio bridge")
+    p.add_argument("--stats-interval", type=float, default=60.0, help="log bridge figures every S seconds (0: never)")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: run until signalled)")
+    p.add_argument("--no-taps", action="store_true", help="do not send taps to the coach")
+    p.add_argument("--latency", action="store_true", help="print the configured one-way latency and exit")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware.audio.bridge import Bridge, latency_frames
+    from firmware.audio.service import CallStatePublisher, lock_memory, sd_notify
+    from firmware.config import load_config
+    from firmware.errors import ConfigError
+
+    config = load_config(args.config).bridge
+    if args.latency:
+        terms = latency_frames(config)
+        for name, frames in terms.items():
+            print(f"{name:22s} {frames:5d} frames  {1000 * frames / config.rate_hz:6.2f} ms")
+        total = sum(terms.values())
+        print(f"{'worst one-way':22s} {total:5d} frames  {1000 * total / config.rate_hz:6.2f} ms")
+        return 0
+    if args.stats_interval < 0 or args.duration < 0:
+        raise ConfigError("--stats-interval and --duration must be >= 0")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if config.sched_fifo:
+        lock_memory()
+    bridge = Bridge(config, taps=not args.no_taps)
+    publisher = CallStatePublisher(bridge)
+    publisher.start()
+    bridge.start()
+    sd_notify("READY=1")
+    started = time.monotonic()
+    last_cycles, last_stats = -1, started
+    try:
+        while not stop.wait(0.5):
+            if not bridge.running:
+                log.error("bridge thread stopped; exiting for the service manager to restart")
+                return 1
+            if bridge.cycles != last_cycles:  # only a loop that moves keeps the watchdog fed
+                sd_notify("WATCHDOG=1")
+                last_cycles = bridge.cycles
+            now = time.monotonic()
+            if args.stats_interval and now - last_stats >= args.stats_interval:
+                log.info("bridge %s", json.dumps(bridge.stats()))
+                last_stats = now
+            if args.duration and now - started >= args.duration:
+                break
+    finally:
+        sd_notify("STOPPING=1")
+        bridge.stop()
+        publisher.stop()
+    print(json.dumps(bridge.stats()))
+    return 0
