@@ -33,6 +33,7 @@ class DynamicHit:
     start: float
     end: float
     t: float
+    confidence: float = 1.0
 
 
 @dataclass
@@ -196,8 +197,11 @@ class ActivityTracker:
         self._maybe_long_silence(rep_end, resume, hits)
 
     def _maybe_long_silence(self, rep_end: float, resume: float, hits: list[DynamicHit]) -> None:
-        if resume - rep_end >= self._cfg.silence_after_question_s and self._asked_question_ending_at(rep_end):
-            hits.append(DynamicHit("long_silence", "rep", rep_end, resume, self.now))
+        if resume - rep_end < self._cfg.silence_after_question_s:
+            return
+        asked = self._asked_question_ending_at(rep_end)
+        if asked or not self._cfg.long_silence_requires_question:
+            hits.append(DynamicHit("long_silence", "rep", rep_end, resume, self.now, 1.0 if asked else 0.6))
 
     def _close_stale(self, now: float, hits: list[DynamicHit]) -> None:
         gap = self._cfg.monologue_gap_s

@@ -209,7 +209,7 @@ class Coach:
         self._replies.watch(kind, u.start, u.end, self._tips_for_since(kind, u.end))
 
     def _on_dynamic(self, hit: DynamicHit) -> None:
-        self._emit_moment(hit.kind, hit.speaker, hit.start, hit.end, 1.0)
+        self._emit_moment(hit.kind, hit.speaker, hit.start, hit.end, hit.confidence)
 
     def _emit_moment(self, kind: str, speaker: str, start: float, end: float, confidence: float, *, competitor: str | None = None) -> None:
         self.moment_counts[kind] += 1

@@ -30,6 +30,9 @@ class DynamicsConfig:
     baseline_min_speech_s: float = 60.0
     interruption_overlap_s: float = 1.0
     silence_after_question_s: float = 4.0
+    # Transcripts often lose the question mark, and a rep who stops for 4 s has handed over the
+    # floor anyway: by default such a silence counts, with confidence 0.6 when no question was heard.
+    long_silence_requires_question: bool = False
     quick_reply_s: float = 0.5
     # A gap after the buyer stops above this is "the rep paused before replying" (handled well).
     considered_pause_s: float = 1.0

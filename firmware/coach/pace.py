@@ -22,7 +22,8 @@ _INTERROGATIVES = frozenset(
 
 
 def count_words(text: str) -> int:
-    return len(_WORD.findall(text))
+    # Whitespace tokens, so "15,000" or "$4,000" is one word, as it is when spoken as one figure.
+    return sum(1 for token in text.split() if _WORD.search(token))
 
 
 def _sentences(text: str) -> list[str]:
@@ -110,7 +111,7 @@ class PaceTracker:
     def pace_wpm(self) -> float | None:
         return self.words * 60.0 / self.speech_s if self.speech_s > 0 else None
 
-    def rolling_wpm(self, now: float) -> float | None:
+    def rolling_wpm(self, now: float, min_speech_s: float | None = None) -> float | None:
         horizon = now - self._cfg.pace_window_s
         words = 0.0
         seconds = 0.0
@@ -120,7 +121,8 @@ class PaceTracker:
                 seconds += overlap
                 words += s.words * overlap / (s.end - s.start)
         # Under a quarter of the window of speech says little about pace.
-        return words * 60.0 / seconds if seconds >= self._cfg.pace_window_s / 4 else None
+        least = self._cfg.pace_window_s / 4 if min_speech_s is None else min_speech_s
+        return words * 60.0 / seconds if seconds >= least and seconds > 0 else None
 
     def baseline_wpm(self, before: float) -> float | None:
         words = self._prior_words + sum(s.words for s in self._spans if s.end <= before - self._cfg.pace_window_s)
@@ -146,6 +148,10 @@ class PaceTracker:
         length = last.end - first.start
         words = sum(s.words for s in self._run)
         if self._run_cued or length < self._cfg.fast_min_span_s or words * 60.0 / length < self._cfg.fast_wpm:
+            return []
+        # Transcript word counts are noisy per segment: the rolling pace must agree before a cue.
+        rolling = self.rolling_wpm(span.end, min_speech_s=self._cfg.pace_window_s / 2)
+        if rolling is None or rolling < self._cfg.fast_wpm:
             return []
         self._run_cued = True
         if first.start <= self._last_fast_end:
