@@ -115,6 +115,7 @@ class Leg:
         self._out_i16 = np.zeros(n, dtype=np.int16)
         self._pending = False
         self._primed = False
+        self._resync = False
         self._last_t: float | None = None
         self.frames_in = 0
         self.frames_out = 0
@@ -152,6 +153,7 @@ class Leg:
                 if got == XRUN:
                     self.capture_xruns += 1
                     self.capture.xruns += 1
+                    self._resync = True
                     continue
                 break
             frames = len(got) // self.channels
@@ -206,6 +208,7 @@ class Leg:
                 # out on the next try, so an underrun costs a click, never lost samples.
                 self.playback_xruns += 1
                 self.playback.xruns += 1
+                self._resync = True
                 continue
             if frames <= 0:
                 break
@@ -254,12 +257,17 @@ class Leg:
         except AudioDeviceError:
             return  # the next drain/serve notices and handles the lost device
         excess = fill - self.total_target
-        if excess > self.resync_frames:
-            # An xrun (or a stall) left a backlog far beyond what drift could build: cut it at
-            # once rather than play it out late for seconds. The gap already happened.
-            self.fifo.discard(int(excess))
+        if self._resync or abs(excess) > self.resync_frames:
+            # An xrun or a stall moved the buffer far more than drift ever could: put the
+            # latency back at once (cut the backlog, or re-prime with silence) instead of
+            # letting the controller wind up over seconds. The gap has already happened.
+            self._resync = False
             self.resyncs += 1
-            self.controller.hold()
+            if excess > 0:
+                self.fifo.discard(int(excess))
+                self.controller.hold()
+            else:
+                self._primed = False
             return
         self.controller.update(fill, dt)
         err = fill - self.total_target
