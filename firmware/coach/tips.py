@@ -51,7 +51,7 @@ class TipWriter:
         variants: tuple[str, ...] = play.tips
         if persona is not None:
             slots["persona"] = self._playbook.personas[persona].label
-            variants = play.persona_tips.get(persona, ()) + play.tips
+            variants = play.persona_tips.get(persona) or play.tips
         start = self._rotation[play.kind]
         for i in range(len(variants)):
             text = fill(variants[(start + i) % len(variants)], slots)
