@@ -55,6 +55,7 @@ class CallDetector:
         self._silence_s = 0.0
         self._since_host_audio_s = math.inf
         self.call_start_t = 0.0
+        self._stream_since = 0.0
 
     @property
     def host_streaming(self) -> bool:
@@ -62,7 +63,12 @@ class CallDetector:
 
     def update(self, stream_t: float, host_audio: bool, speech_ms: float) -> CallChange | None:
         """Advance one period; ``speech_ms``: the larger mean square of the sides, int16 units."""
-        self._since_host_audio_s = 0.0 if host_audio else self._since_host_audio_s + self.period_s
+        if host_audio:
+            if not self.host_streaming:
+                self._stream_since = stream_t
+            self._since_host_audio_s = 0.0
+        else:
+            self._since_host_audio_s += self.period_s
         speaking = speech_ms >= self._threshold_ms
         if speaking:
             self._speech_run_s += self.period_s
@@ -71,11 +77,13 @@ class CallDetector:
             self._speech_run_s = 0.0
             self._silence_s += self.period_s
         if not self.active:
-            if self.host_streaming and self._speech_run_s >= self.start_speech_s:
+            speech_while_streaming = min(self._speech_run_s, stream_t - self._stream_since + self.period_s)
+            if self.host_streaming and speech_while_streaming >= self.start_speech_s:
                 self.active = True
                 self._next_id += 1
                 self.call_id = self._next_id
-                self.call_start_t = stream_t - self._speech_run_s
+                # the call began when both held: the host streaming and someone speaking
+                self.call_start_t = max(self._stream_since, stream_t - self._speech_run_s)
                 return CallChange(True, self.call_id, self.call_start_t, "speech while host streams")
             return None
         if not self.host_streaming:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import queue
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ import numpy.typing as npt
 
 from firmware.audio.frames import ANALYSIS_RATE_HZ, FRAME_SAMPLES, CallFrame
 from firmware.errors import AudioDeviceError
+from firmware.handoff import DropQueue
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +219,16 @@ def decode_packet(data: bytes) -> TapPacket:
 
 
 class TapReader:
-    """The coach's end: binds the tap socket and yields packets; counts frames it never saw."""
+    """The coach's end: binds the tap socket; a receiver thread empties it at once.
 
-    def __init__(self, path: Path, *, receive_buffer_bytes: int = 1 << 20) -> None:
+    The kernel queues only ``net.unix.max_dgram_qlen`` datagrams (10 by default, 512 with the
+    board's sysctl), so a coach busy in inference for a moment would lose frames if the
+    socket were read from the analysis loop. The receiver thread moves every datagram into a
+    bounded in-process queue (``buffer_frames``, 10 s by default) that absorbs such pauses;
+    frames lost anyway (bridge side or here) show up as gaps in ``seq``, counted in ``missed``.
+    """
+
+    def __init__(self, path: Path, *, receive_buffer_bytes: int = 1 << 20, buffer_frames: int = 500) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -232,29 +242,47 @@ class TapReader:
         except OSError as exc:
             self._sock.close()
             raise AudioDeviceError(f"cannot bind tap socket {self.path}: {exc}") from None
+        self._sock.settimeout(0.2)
+        self._queue: DropQueue[TapPacket] = DropQueue(buffer_frames)
         self._last_seq: int | None = None
         self.received = 0
         self.missed = 0
         self.malformed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive_loop, name="parallax-taps", daemon=True)
+        self._thread.start()
 
-    def receive(self, timeout_s: float | None) -> TapPacket | None:
-        """The next packet, or None when none arrives within ``timeout_s``."""
-        self._sock.settimeout(timeout_s)
-        while True:
+    @property
+    def overflowed(self) -> int:
+        """Frames dropped because the analysis fell more than ``buffer_frames`` behind."""
+        return self._queue.dropped
+
+    def _receive_loop(self) -> None:
+        while not self._stop.is_set():
             try:
                 data = self._sock.recv(PACKET_BYTES + 64)
             except (TimeoutError, BlockingIOError):
-                return None
+                continue
+            except OSError:
+                return  # socket closed
             try:
                 packet = decode_packet(data)
             except AudioDeviceError:
                 self.malformed += 1
                 continue
-            if self._last_seq is not None and packet.seq > self._last_seq + 1:
-                self.missed += packet.seq - self._last_seq - 1
-            self._last_seq = packet.seq
-            self.received += 1
-            return packet
+            self._queue.offer(packet)
+
+    def receive(self, timeout_s: float | None) -> TapPacket | None:
+        """The next packet, or None when none arrives within ``timeout_s``."""
+        try:
+            packet = self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if self._last_seq is not None and packet.seq > self._last_seq + 1:
+            self.missed += packet.seq - self._last_seq - 1
+        self._last_seq = packet.seq
+        self.received += 1
+        return packet
 
     def packets(self, idle_timeout_s: float | None = None) -> Iterator[TapPacket]:
         """Yield packets until ``idle_timeout_s`` passes without one (forever when None)."""
@@ -265,6 +293,8 @@ class TapReader:
             yield packet
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
         self._sock.close()
         try:
             os.unlink(self.path)
