@@ -89,6 +89,9 @@ class Moment(Event):
     end: float
     confidence: float
 
+    def describe(self) -> str:
+        return f"MOMENT {self.kind} ({self.speaker} {self.start:.1f}-{self.end:.1f} s, {self.confidence:.2f})"
+
 
 @_register
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +102,9 @@ class Tip(Event):
     moment: str
     text: str
     cues: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f"TIP    {self.moment}: {self.text} [{', '.join(self.cues)}]"
 
 
 @_register
