@@ -187,6 +187,8 @@ def test_runtime_api_imports_no_inference_engine() -> None:
 
 @pytest.fixture(scope="module")
 def synthetic_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("onnx", reason="the build extra (onnx, onnxruntime) is not installed")
+    pytest.importorskip("onnxruntime", reason="the build extra (onnx, onnxruntime) is not installed")
     models_dir = tmp_path_factory.mktemp("models")
     synth.synthetic_whisper_setup(models_dir)
     results = list(build_models(models_dir, ["whisper-synth"]))

@@ -47,7 +47,7 @@ def build_ct2_whisper(manifest: ModelManifest, source: Source, inputs: Mapping[s
     progress.line(f"{manifest.name}: converting CTranslate2 weights to int8 ONNX ...")
     outputs = convert_whisper(
         inputs["model.bin"], vocabulary, suppress_ids, manifest.directory, model_type=manifest.name,
-        language=language, origin=f"{manifest.name} model.bin",
+        language=language, origin=f"{manifest.name} model.bin", report=lambda message: progress.line(f"{manifest.name}: {message}"),
     )  # fmt: skip
     written = {"encoder": outputs.encoder, "decoder": outputs.decoder, "tokens": outputs.tokens}
     if any(manifest.file(role) != path for role, path in written.items()):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +54,7 @@ def convert_whisper(
     model_type: str,
     language: str,
     origin: str = "model.bin",
+    report: Callable[[str], None] = lambda message: None,
 ) -> WhisperOutputs:
     """Write ``encoder.int8.onnx``, ``decoder.int8.onnx`` and ``tokens.txt`` into ``out_dir``."""
     try:
@@ -72,10 +73,9 @@ def convert_whisper(
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = WhisperOutputs(out_dir / "encoder.int8.onnx", out_dir / "decoder.int8.onnx", out_dir / "tokens.txt")
     with tempfile.TemporaryDirectory(prefix="whisper-fp32-", dir=out_dir) as scratch:
-        for graph, target, meta in (
-            (build_encoder(model, dims), outputs.encoder, metadata),
-            (build_decoder(model, dims), outputs.decoder, {}),
-        ):
+        for build, target, meta in ((build_encoder, outputs.encoder, metadata), (build_decoder, outputs.decoder, {})):
+            report(f"{target.name}: building the float graph and quantizing to int8 ...")
+            graph = build(model, dims)
             try:
                 onnx.checker.check_model(graph)
             except onnx.checker.ValidationError as exc:
