@@ -1,0 +1,155 @@
+"""The on-device intent classifier: hashed text features (numpy) into a small int8 tflite network.
+
+Create one :class:`IntentClassifier` per process (``load_classifier``) and call ``classify``
+for every utterance; the interpreter is built once and reused. Any text is accepted: empty,
+huge, non-English or binary junk comes back as a valid label, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from firmware.errors import ModelError
+from firmware.intent.config import IntentConfig
+from firmware.intent.dataset import FALLBACK_LABEL
+from firmware.intent.features import FeatureSpec, featurise, normalise
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+class IntentResult(NamedTuple):
+    """``label, confidence, scores = classifier.classify(text)``.
+
+    ``scores`` holds the calibrated probability of every label; ``confidence`` is the probability
+    of the returned ``label`` (so when a weak guess falls back to ``other``, it is other's own score).
+    """
+
+    label: str
+    confidence: float
+    scores: dict[str, float]
+
+
+def _make_interpreter(model: bytes, num_threads: int) -> Any:
+    try:
+        from tflite_runtime.interpreter import Interpreter  # Python 3.11 wheels (Pi OS Bookworm)
+    except ImportError:
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # its successor, Python >= 3.12
+        except ImportError:
+            raise ModelError("no TensorFlow Lite runtime installed (pip install tflite-runtime or ai-edge-litert)") from None
+    try:
+        interpreter = Interpreter(model_content=model, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"intent model is not a usable TensorFlow Lite file: {str(exc).splitlines()[0]}") from None
+    return interpreter
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"intent model manifest not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"intent model manifest {path} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelError(f"intent model manifest {path} is not format {MANIFEST_FORMAT}")
+    return manifest
+
+
+class IntentClassifier:
+    def __init__(self, model_dir: Path, config: IntentConfig | None = None) -> None:
+        config = config or IntentConfig()
+        manifest = read_manifest(model_dir)
+        try:
+            self.labels: tuple[str, ...] = tuple(str(label) for label in manifest["labels"])
+            self.spec = FeatureSpec.from_dict(manifest["features"])
+            calibration = manifest["calibration"]
+            self.temperature = float(calibration["temperature"])
+            calibrated_threshold = float(calibration["threshold"])
+            model_file = Path(model_dir) / str(manifest["model_file"])
+            expected_sha = str(manifest["model_sha256"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"intent model manifest in {model_dir} is incomplete: {exc}") from None
+        if FALLBACK_LABEL not in self.labels or not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise ModelError(f"intent model manifest in {model_dir} has bad labels or calibration")
+        self.version = str(manifest.get("version", "?"))
+        self.threshold = config.threshold if config.threshold is not None else calibrated_threshold
+        try:
+            model = model_file.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"intent model file not found: {model_file}") from None
+        except OSError as exc:
+            raise ModelError(f"cannot read intent model {model_file}: {exc.strerror}") from None
+        if hashlib.sha256(model).hexdigest() != expected_sha:
+            raise ModelError(f"intent model {model_file} is corrupt (SHA-256 differs from its manifest)")
+        self._interpreter = _make_interpreter(model, config.num_threads)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        if tuple(self._input["shape"]) != (1, self.spec.buckets) or tuple(self._output["shape"]) != (1, len(self.labels)):
+            raise ModelError(f"intent model {model_file} does not match its manifest (tensor shapes differ)")
+        self._fallback = self.labels.index(FALLBACK_LABEL)
+        self._lock = threading.Lock()  # one interpreter, shared tensors: one call at a time
+        log.info("intent model %s loaded (%d labels, threshold %.2f)", self.version, len(self.labels), self.threshold)
+
+    def _quantise_input(self, x: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        scale, zero = self._input["quantization"]
+        if dtype == np.float32 or not scale:
+            return x.astype(dtype)[None, :]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)[None, :]
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], self._quantise_input(x))
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._output["index"])[0]
+        scale, zero = self._output["quantization"]
+        return (raw.astype(np.float32) - zero) * scale if scale else raw.astype(np.float32)
+
+    def probabilities(self, text: str) -> np.ndarray:
+        """Calibrated probability per label (``self.labels`` order); all mass on other for empty text."""
+        if not isinstance(text, str):
+            text = "" if text is None else str(text)
+        if not normalise(text, self.spec.max_chars):
+            probs = np.zeros(len(self.labels), dtype=np.float64)
+            probs[self._fallback] = 1.0
+            return probs
+        logits = self._logits(featurise(text, self.spec)).astype(np.float64) / self.temperature
+        logits -= logits.max()
+        exp = np.exp(logits)
+        return exp / exp.sum()  # type: ignore[no-any-return]
+
+    def classify(self, text: str) -> IntentResult:
+        probs = self.probabilities(text)
+        best = int(np.argmax(probs))
+        if probs[best] < self.threshold:
+            best = self._fallback
+        scores = {label: float(p) for label, p in zip(self.labels, probs)}
+        return IntentResult(self.labels[best], float(probs[best]), scores)
+
+
+def load_classifier(models_dir: Path | None = None, config: IntentConfig | None = None) -> IntentClassifier:
+    """The classifier for ``config.model_dir`` under ``models_dir`` (defaults: the loaded configuration)."""
+    if models_dir is None or config is None:
+        from firmware.config import load_config
+
+        loaded = load_config(None)
+        models_dir = models_dir if models_dir is not None else loaded.paths.resolve(loaded.paths.models_dir)
+        config = config if config is not None else loaded.intent
+    model_dir = config.model_dir if config.model_dir.is_absolute() else Path(models_dir) / config.model_dir
+    return IntentClassifier(model_dir, config)
+
