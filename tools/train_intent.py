@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Train the on-device intent model: models/intent/{intent.tflite, manifest.json}.
+
+Needs TensorFlow (the ``train`` extra), which the device never installs. Keep it in its own venv:
+
+    python3 -m venv /work/train-venv && /work/train-venv/bin/pip install tensorflow 'numpy<2' tflite-runtime
+    /work/train-venv/bin/python tools/train_intent.py
+
+Data: models/intent/data/utterances.tsv (hand-written sentences), asr_transcripts.tsv (the same
+sentences voiced and run through the box's recogniser, tools/render_intent_asr.py) and synthetic
+recogniser noise (tools/intent_asr_noise.py). A fixed hash of each id holds 15 % out; only the rest
+is trained on. The dev corpus is read for reporting only, never for training or calibration.
+Deterministic: fixed seeds and TensorFlow's deterministic ops, so the same data gives the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from firmware.intent.dataset import LABELS, Example, is_heldout, read_examples, read_transcripts  # noqa: E402
+from firmware.intent.features import FeatureSpec, featurise  # noqa: E402
+from firmware.intent.metrics import Report, evaluate  # noqa: E402
+
+MODEL_DIR = REPO / "models" / "intent"
+DATA_DIR = MODEL_DIR / "data"
+DEV_TSV = REPO.parent / "shared" / "corpus" / "dev" / "utterances.tsv"
+VERSION = "1.0.0"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def build_sets(examples: list[Example], transcripts: dict[str, list[str]], noise_per_text: int, seed: int):
+    from intent_asr_noise import variants
+
+    train = [e for e in examples if not is_heldout(e.id)]
+    held = [e for e in examples if is_heldout(e.id)]
+    noisy = variants([e.text for e in train], noise_per_text, (0.1, 0.25, 0.4), seed)
+    texts, labels = [], []
+    for e, extra in zip(train, noisy):
+        for text in [e.text, *extra, *transcripts.get(e.id, [])]:
+            texts.append(text)
+            labels.append(e.label)
+    held_clean = ([e.text for e in held], [e.label for e in held])
+    held_asr = ([t for e in held for t in transcripts.get(e.id, [])], [e.label for e in held for _ in transcripts.get(e.id, [])])
+    return (texts, labels), held_clean, held_asr, len(train), len(held)
+
+
+def matrix(texts: list[str], spec: FeatureSpec) -> np.ndarray:
+    return np.stack([featurise(t, spec) for t in texts]) if texts else np.zeros((0, spec.buckets), np.float32)
+
+
+def train_keras(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, seed: int):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
+    weights = {i: float(counts.sum() / (len(LABELS) * max(c, 1.0))) for i, c in enumerate(counts)}
+    model = tf.keras.Sequential([
+        tf.keras.Input((x.shape[1],), name="features"),
+        tf.keras.layers.Dropout(0.25, seed=seed),  # words go missing in transcripts
+        tf.keras.layers.Dense(hidden, activation="relu", kernel_regularizer=tf.keras.regularizers.l2(1e-5)),
+        tf.keras.layers.Dropout(0.3, seed=seed + 1),
+        tf.keras.layers.Dense(len(LABELS), name="logits"),
+    ])
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(2e-3),
+        loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.05),
+    )
+    onehot = np.eye(len(LABELS), dtype=np.float32)[y]
+    model.fit(x, onehot, epochs=epochs, batch_size=64, shuffle=True, verbose=0, class_weight=weights)
+    return model
+
+
+def to_tflite(model, x_train: np.ndarray, seed: int) -> bytes:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    sample = x_train[rng.choice(len(x_train), size=min(500, len(x_train)), replace=False)]
+
+    def representative():
+        for row in sample:
+            yield [row[None, :].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def calibrate(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Temperature (min NLL) then the threshold below which answering 'other' maximises macro-F1."""
+    best_t, best_nll = 1.0, np.inf
+    for t in np.arange(0.5, 4.01, 0.05):
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        nll = -logp[np.arange(len(truth)), truth].mean()
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    z = logits / best_t
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    other = LABELS.index("other")
+    best_th, best_f1 = 0.0, -1.0
+    for th in np.arange(0.0, 0.61, 0.02):
+        pred = np.where(probs.max(axis=1) < th, other, probs.argmax(axis=1))
+        f1 = evaluate([LABELS[i] for i in truth], [LABELS[i] for i in pred], LABELS).macro_f1
+        if f1 > best_f1 + 1e-9:  # ties keep the lower threshold
+            best_th, best_f1 = float(round(th, 2)), f1
+    return round(best_t, 2), best_th
+
+
+def show(title: str, report: Report) -> None:
+    print(f"\n== {title} ==\n{report.table()}\n\nconfusion (rows = truth, columns = predicted)\n{report.confusion_table()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=MODEL_DIR)
+    parser.add_argument("--buckets", type=int, default=4096)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--noise-per-text", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument("--dev", type=Path, default=DEV_TSV, help="dev corpus utterances (reported, never trained on)")
+    parser.add_argument("--report-only", action="store_true", help="calibrate and report an already trained model")
+    args = parser.parse_args()
+    if args.report_only:
+        return calibrate_and_report(args)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    spec = FeatureSpec(buckets=args.buckets)
+    utterances, asr_file = DATA_DIR / "utterances.tsv", DATA_DIR / "asr_transcripts.tsv"
+    examples = read_examples(utterances)
+    transcripts = read_transcripts(asr_file)
+    (texts, labels), held_clean, held_asr, n_train, n_held = build_sets(examples, transcripts, args.noise_per_text, args.seed)
+    print(f"{len(examples)} sentences: {n_train} train / {n_held} held out; {len(texts)} training texts "
+          f"(clean + synthetic noise + {sum(len(v) for v in transcripts.values())} recogniser transcripts)")
+
+    started = time.monotonic()
+    x = matrix(texts, spec)
+    y = np.array([LABELS.index(label) for label in labels])
+    model = train_keras(x, y, args.hidden, args.epochs, args.seed)
+    tflite = to_tflite(model, x, args.seed)
+    print(f"trained and converted in {time.monotonic() - started:.0f} s; tflite {len(tflite) / 1024:.1f} KB")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_path = args.out / "intent.tflite"
+    model_path.write_bytes(tflite)
+    manifest = {
+        "format": 1,
+        "name": "intent",
+        "version": VERSION,
+        "model_file": model_path.name,
+        "model_sha256": hashlib.sha256(tflite).hexdigest(),
+        "labels": list(LABELS),
+        "features": spec.to_dict(),
+        "calibration": {"temperature": 1.0, "threshold": 0.0},
+        "training": {
+            "seed": args.seed, "epochs": args.epochs, "hidden": args.hidden, "noise_per_text": args.noise_per_text,
+            "sentences_train": n_train, "sentences_heldout": n_held, "texts_train": len(texts),
+            "data_sha256": {p.name: sha256(p) for p in (utterances, asr_file)},
+        },
+    }
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    # Calibration and the report run in a fresh process: tflite-runtime and TensorFlow clash when
+    # both are loaded, and the shipped int8 model must be measured through the device's runtime.
+    import subprocess
+
+    command = [sys.executable, __file__, "--report-only", "--out", str(args.out), "--dev", str(args.dev),
+               "--seed", str(args.seed), "--noise-per-text", str(args.noise_per_text)]
+    return subprocess.run(command, check=False).returncode
+
+
+def calibrate_and_report(args: argparse.Namespace) -> int:
+    from firmware.intent.classifier import IntentClassifier
+
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    spec = FeatureSpec.from_dict(manifest["features"])
+    examples = read_examples(DATA_DIR / "utterances.tsv")
+    transcripts = read_transcripts(DATA_DIR / "asr_transcripts.tsv")
+    held = [e for e in examples if is_heldout(e.id)]
+    held_clean = ([e.text for e in held], [e.label for e in held])
+    held_asr = ([t for e in held for t in transcripts.get(e.id, [])], [e.label for e in held for _ in transcripts.get(e.id, [])])
+
+    # Calibrate on the held-out sentences (clean and transcribed), through the shipped int8 model.
+    classifier = IntentClassifier(args.out)
+    cal_texts, cal_labels = held_clean[0] + held_asr[0], held_clean[1] + held_asr[1]
+    logits = np.stack([classifier._logits(featurise(t, spec)) for t in cal_texts])
+    temperature, threshold = calibrate(logits, np.array([LABELS.index(label) for label in cal_labels]))
+    manifest["calibration"] = {"temperature": temperature, "threshold": threshold}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"calibrated on {len(cal_texts)} held-out texts: temperature {temperature}, threshold {threshold}")
+
+    classifier = IntentClassifier(args.out)
+    metrics: dict[str, float] = {}
+    sets = [("held-out (clean text)", "heldout_clean", held_clean), ("held-out (recogniser transcripts)", "heldout_asr", held_asr)]
+    if args.dev.is_file():
+        dev = read_examples(args.dev)
+        sets.append((f"dev corpus {args.dev} (validation only)", "dev", ([e.text for e in dev], [e.label for e in dev])))
+    else:
+        print(f"\n(dev corpus not found at {args.dev}: skipped)")
+    for title, key, (set_texts, set_labels) in sets:
+        if not set_texts:
+            continue
+        report = evaluate(set_labels, [classifier.classify(t).label for t in set_texts], LABELS)
+        show(title, report)
+        metrics[f"macro_f1_{key}"] = round(report.macro_f1, 4)
+        metrics[f"accuracy_{key}"] = round(report.accuracy, 4)
+    manifest["metrics"] = metrics
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    model_kb = (args.out / manifest["model_file"]).stat().st_size / 1024
+    print(json.dumps({"model_kb": round(model_kb, 1), **metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
