@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from firmware.coach.build import CoachKit, build_coach
+from firmware.coach.build import CoachBox, build_coach
 from firmware.coach.config import CoachConfig, DeliveryConfig
 from firmware.coach.truth import TruthCall, drive, load_truth
 from firmware.config import Config, PathsConfig
@@ -30,7 +30,8 @@ class Run:
 
     def __init__(self, config: Config, rep_id: str = "default") -> None:
         self.events: list[Event] = []
-        self.kit: CoachKit = build_coach(config, self.events.append, pin_factory=make_pin_factory("mock"), rep_id=rep_id)
+        self.kit: CoachBox = build_coach(config, self.events.append, pin_factory=make_pin_factory("mock"), rep_id=rep_id)
+        assert self.kit.coach is not None
         self.coach = self.kit.coach
 
     def replay(self, call: TruthCall, delay_s: float = 0.6, end: bool = True) -> float:

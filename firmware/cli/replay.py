@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from contextlib import ExitStack
+import tempfile
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 from firmware.errors import AudioInputError
@@ -16,6 +18,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--channels", default="0,1", help="REP,BUYER channel numbers in the file (default 0,1)")
     p.add_argument("--speed", default="max", help="'max' (default, as fast as possible) or a factor such as 1 (real time)")
     p.add_argument("--json", dest="json_path", help="write events as JSON lines to PATH ('-' for stdout)")
+    p.add_argument("--report", type=Path, help="write a one-file HTML timeline (speech, moments, tips, cues) to PATH")
     p.set_defaults(handler=run)
 
 
@@ -37,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from firmware.config import load_config
     from firmware.replay import JsonLinesWriter, TimelinePrinter, replay_call
     from firmware.runtime import CallSession, load_engines
+    from firmware.coach.build import CoachBox
+    from firmware.coach.report import write_report
+    from firmware.cues.pins import make_pin_factory
+    from firmware.events import Event
 
     config = load_config(args.config)
     speed = parse_speed(args.speed)
@@ -51,7 +58,26 @@ def run(args: argparse.Namespace) -> int:
         elif args.json_path:
             bus.subscribe(JsonLinesWriter(stack.enter_context(open(args.json_path, "w", encoding="utf-8"))))
         bus.subscribe(TimelinePrinter(timeline_stream))
+        events: list[Event] = []
+        if args.report:
+            bus.subscribe(events.append)
+        # A replay never drives real GPIO (the LED and motor run on gpiozero's mock pins) and is
+        # not one of the rep's calls: its mastery counters go to a throwaway state directory.
+        state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parallax-replay-")))
+        coach_config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=state_dir))
+        coach_box = stack.enter_context(closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"))))
+        coach = coach_box.start_call(bus.publish)
+        bus.subscribe(coach.on_event)
         engines = load_engines(config)
         session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))
-        replay_call(args.call, session, speed=speed, channels=channels)
+        session.on_activity(coach.on_activity)
+
+        def coach_figures() -> dict[str, object]:
+            session.pipeline.finish()  # the last utterances reach the coach before its recap
+            coach_box.end_call(session.now)
+            return coach.summary_fields()
+
+        replay_call(args.call, session, speed=speed, channels=channels, extra_summary=coach_figures)
+    if args.report:
+        write_report(events, args.report, title=f"Replay of {args.call.name}")
     return 0

@@ -1,14 +1,20 @@
-"""Building a coach and its box cues from the configuration: the one place they are wired."""
+"""The coaching side of the box, wired from the configuration in one place.
+
+:class:`CoachBox` lives as long as the process: playbook, mastery store, LED and haptic motor,
+button and phone sink. Each call gets a fresh :class:`~firmware.coach.coach.Coach` from
+:meth:`CoachBox.start_call`; the button acts on whichever call is running.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from firmware.coach.coach import Coach
 from firmware.coach.mastery import MasteryStore
-from firmware.coach.playbook import load_playbook
+from firmware.coach.playbook import Playbook, load_playbook
+from firmware.coach.recap import Recap
 from firmware.coach.sinks import InMemoryPhoneSink, PhoneSink
 from firmware.config import Config
 from firmware.cues.box import GpioCues
@@ -17,20 +23,64 @@ from firmware.cues.pins import PinMap, load_pin_map, make_pin_factory
 from firmware.events import Event
 
 
-@dataclass
-class CoachKit:
-    """A coach with the devices it owns; ``close`` releases the GPIO pins."""
+class CoachBox:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        phone: PhoneSink | None = None,
+        pin_factory: Any = None,
+        rep_id: str = "default",
+    ) -> None:
+        """``pin_factory`` None uses ``cues.pin_factory`` from the configuration."""
+        self.config = config
+        self.rep_id = rep_id
+        self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(config.cues.pin_factory)
+        self.playbook: Playbook = load_playbook(config.paths.resolve(config.coach.playbook))
+        self.pins: PinMap = load_pin_map(config.paths.resolve(config.cues.pin_map))
+        self.mastery = MasteryStore.in_dir(config.paths.resolve(config.paths.state_dir), config.coach.mastery)
+        self.phone: PhoneSink = phone if phone is not None else InMemoryPhoneSink()
+        self._lock = threading.Lock()
+        self.coach: Coach | None = None
+        self.cues = GpioCues(self.pins, config.cues, pin_factory=self.pin_factory)
+        try:
+            self.button = CoachButton(
+                self.pins.button,
+                on_dismiss=lambda: self._forward("dismiss"),
+                on_snooze=lambda: self._forward("snooze"),
+                on_mute=lambda: self._forward("mute"),
+                hold_s=config.cues.button_hold_s,
+                double_press_s=config.cues.double_press_s,
+                pin_factory=self.pin_factory,
+            )
+        except BaseException:
+            self.cues.close()
+            raise
 
-    coach: Coach
-    cues: GpioCues
-    button: CoachButton
-    phone: PhoneSink
-    pin_factory: Any
-    pins: PinMap
+    def start_call(self, publish: Callable[[Event], None]) -> Coach:
+        with self._lock:
+            if self.coach is not None and not self.coach.ended:
+                raise RuntimeError("a call is already being coached")
+            self.coach = Coach(
+                self.config.coach, self.playbook, self.cues, self.phone, self.mastery, publish, rep_id=self.rep_id
+            )
+            return self.coach
+
+    def end_call(self, t: float) -> Recap:
+        with self._lock:
+            if self.coach is None:
+                raise RuntimeError("no call is being coached")
+            return self.coach.end_call(t)
 
     def close(self) -> None:
         self.button.close()
         self.cues.close()
+
+    def _forward(self, action: str) -> None:
+        with self._lock:
+            coach = self.coach
+        if coach is not None and not coach.ended:
+            getattr(coach, action)()
 
 
 def build_coach(
@@ -40,22 +90,8 @@ def build_coach(
     phone: PhoneSink | None = None,
     pin_factory: Any = None,
     rep_id: str = "default",
-) -> CoachKit:
-    """``pin_factory`` None uses ``cues.pin_factory`` from the configuration."""
-    factory = pin_factory if pin_factory is not None else make_pin_factory(config.cues.pin_factory)
-    playbook = load_playbook(config.paths.resolve(config.coach.playbook))
-    pins = load_pin_map(config.paths.resolve(config.cues.pin_map))
-    mastery = MasteryStore.in_dir(config.paths.resolve(config.paths.state_dir), config.coach.mastery)
-    phone = phone if phone is not None else InMemoryPhoneSink()
-    cues = GpioCues(pins, config.cues, pin_factory=factory)
-    coach = Coach(config.coach, playbook, cues, phone, mastery, publish, rep_id=rep_id)
-    button = CoachButton(
-        pins.button,
-        on_dismiss=coach.dismiss,
-        on_snooze=coach.snooze,
-        on_mute=coach.mute,
-        hold_s=config.cues.button_hold_s,
-        double_press_s=config.cues.double_press_s,
-        pin_factory=factory,
-    )
-    return CoachKit(coach=coach, cues=cues, button=button, phone=phone, pin_factory=factory, pins=pins)
+) -> CoachBox:
+    """A box with one call started: ``box.coach`` is ready for frames and events."""
+    box = CoachBox(config, phone=phone, pin_factory=pin_factory, rep_id=rep_id)
+    box.start_call(publish)
+    return box

@@ -138,6 +138,10 @@ class Coach:
             self._tips.set_persona(persona)
 
     @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
     def muted(self) -> bool:
         return self._policy.muted
 
