@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "bridge",
     "run",
+    "coach",
 )
 
 log = logging.getLogger("firmware")

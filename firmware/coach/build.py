@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from firmware.coach.coach import Coach
 from firmware.coach.mastery import MasteryStore
@@ -20,6 +20,8 @@ from firmware.config import Config
 from firmware.cues.box import GpioCues
 from firmware.cues.button import CoachButton
 from firmware.cues.pins import PinMap, load_pin_map, make_pin_factory
+from firmware.cues.render import TerminalCues
+from firmware.cues.spec import CueSink
 from firmware.events import Event
 
 
@@ -31,8 +33,10 @@ class CoachBox:
         phone: PhoneSink | None = None,
         pin_factory: Any = None,
         rep_id: str = "default",
+        cue_view: IO[str] | None = None,
     ) -> None:
-        """``pin_factory`` None uses ``cues.pin_factory`` from the configuration."""
+        """``pin_factory`` None uses ``cues.pin_factory`` from the configuration; ``cue_view``
+        also prints every cue there (demo, replay on a laptop)."""
         self.config = config
         self.rep_id = rep_id
         self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(config.cues.pin_factory)
@@ -43,6 +47,7 @@ class CoachBox:
         self._lock = threading.Lock()
         self.coach: Coach | None = None
         self.cues = GpioCues(self.pins, config.cues, pin_factory=self.pin_factory)
+        self._cue_sink: CueSink = self.cues if cue_view is None else TerminalCues(self.cues, cue_view)
         try:
             self.button = CoachButton(
                 self.pins.button,
@@ -62,7 +67,7 @@ class CoachBox:
             if self.coach is not None and not self.coach.ended:
                 raise RuntimeError("a call is already being coached")
             self.coach = Coach(
-                self.config.coach, self.playbook, self.cues, self.phone, self.mastery, publish, rep_id=self.rep_id
+                self.config.coach, self.playbook, self._cue_sink, self.phone, self.mastery, publish, rep_id=self.rep_id
             )
             return self.coach
 

@@ -36,7 +36,7 @@ def compose_recap(figures: Mapping[str, Any], counts: Mapping[str, int], handled
     projected = figures.get("questions_projected_per_call")
     strengths: list[str] = []
     if handled_well:
-        strengths.append("you paused or asked before answering objections")
+        strengths.append("you asked back or paused before answering the buyer")
     if projected is not None and questions >= 3 and projected >= cfg.questions_target_min:
         strengths.append("plenty of discovery questions")
     if ratio is not None and ratio <= 0.5:
