@@ -58,14 +58,17 @@ def run(args: argparse.Namespace) -> int:
         elif args.json_path:
             bus.subscribe(JsonLinesWriter(stack.enter_context(open(args.json_path, "w", encoding="utf-8"))))
         bus.subscribe(TimelinePrinter(timeline_stream))
+        report = getattr(args, "report", None)  # parallax demo reuses this handler without it
         events: list[Event] = []
-        if args.report:
+        if report:
             bus.subscribe(events.append)
         # A replay never drives real GPIO (the LED and motor run on gpiozero's mock pins) and is
         # not one of the rep's calls: its mastery counters go to a throwaway state directory.
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parallax-replay-")))
         coach_config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=state_dir))
-        coach_box = stack.enter_context(closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"))))
+        coach_box = stack.enter_context(
+            closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream))
+        )
         coach = coach_box.start_call(bus.publish)
         bus.subscribe(coach.on_event)
         engines = load_engines(config)
@@ -78,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
             return coach.summary_fields()
 
         replay_call(args.call, session, speed=speed, channels=channels, extra_summary=coach_figures)
-    if args.report:
-        write_report(events, args.report, title=f"Replay of {args.call.name}")
+    if report:
+        write_report(events, report, title=f"Replay of {args.call.name}")
     return 0
