@@ -1,0 +1,149 @@
+"""Real pyalsaaudio on real libasound for the bridge tests: file/null PCMs, paced in software.
+
+One ALSA configuration is written per test session (libasound reads ``ALSA_CONFIG_PATH`` when
+it first loads its configuration); each test writes the raw input files it needs and runs
+the bridge thread on :func:`firmware.audio.rig.clocked_devices` in real time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.audio.bridge import Bridge
+from firmware.audio.config import BridgeConfig
+from firmware.audio.paced import ClockedPcm, RealClock
+from firmware.audio.testbed import TestbedFiles, alsa_config_path, clocked_devices, write_alsa_config
+
+RATE = 48000
+# Real time on a shared test machine (maybe without SCHED_FIFO): a period of 2 ms as on the
+# device, but 10 ms of playback margin so a descheduled harness does not underrun.
+TEST_BRIDGE = BridgeConfig(
+    periods=8,
+    playback_margin_frames=480,
+    target_buffered_frames=3 * 96 + 480 + 10 + 24 + 100,
+    sched_priority=10,
+    reopen_initial_s=0.05,
+    reopen_max_s=0.2,
+    call_start_speech_s=0.1,
+)
+
+
+@dataclass
+class BridgeRig:
+    files: TestbedFiles
+    config: BridgeConfig
+    tmp: Path
+
+    def write_inputs(self, headset: np.ndarray, host: np.ndarray) -> None:
+        headset.astype("<i2").tofile(self.files.headset_in)
+        host.astype("<i2").tofile(self.files.host_in)
+        for out in (self.files.headset_out, self.files.host_out):
+            out.unlink(missing_ok=True)
+
+    def bridge(self, *, taps: bool = True) -> tuple[Bridge, list[ClockedPcm]]:
+        clock = RealClock()
+        devices = clocked_devices(self.config, clock)
+        bridge = Bridge(self.config, devices, clock=clock, taps=taps)
+        pcms = [devices.headset_capture, devices.headset_playback, devices.host_capture, devices.host_playback]
+        assert all(isinstance(p, ClockedPcm) for p in pcms)
+        return bridge, pcms  # type: ignore[return-value]
+
+    def output(self, which: str) -> np.ndarray:
+        path = self.files.host_out if which == "host" else self.files.headset_out
+        return np.fromfile(path, dtype="<i2")
+
+
+@pytest.fixture(scope="session")
+def _alsa_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestbedFiles, Path]]:
+    # the file plugin writes in the audio thread: keep it off disks with writeback stalls
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="parallax-alsa-", dir=shm))
+    else:
+        root = tmp_path_factory.mktemp("alsa")
+    files = write_alsa_config(root, TEST_BRIDGE)
+    previous = os.environ.get("ALSA_CONFIG_PATH")
+    os.environ["ALSA_CONFIG_PATH"] = alsa_config_path(files)
+    try:
+        import alsaaudio  # noqa: F401  (skip cleanly where pyalsaaudio is not built)
+    except ImportError as exc:
+        pytest.skip(f"pyalsaaudio unavailable: {exc}")
+    yield files, root
+    if root.parent == Path("/dev/shm"):
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    if previous is None:
+        os.environ.pop("ALSA_CONFIG_PATH", None)
+    else:
+        os.environ["ALSA_CONFIG_PATH"] = previous
+
+
+@pytest.fixture
+def rig(_alsa_session: tuple[TestbedFiles, Path], tmp_path: Path) -> BridgeRig:
+    files, _ = _alsa_session
+    # a short socket path: AF_UNIX paths are limited to 107 bytes
+    sock_dir = Path("/tmp") / f"pxt-{os.getpid()}-{time.monotonic_ns()}"
+    sock_dir.mkdir()
+    config = replace(TEST_BRIDGE, tap_socket=sock_dir / "taps.sock", call_state_file=tmp_path / "call_state.json")
+    return BridgeRig(files, config, sock_dir)
+
+
+def random_audio(seconds: float, seed: int) -> np.ndarray:
+    """Full-scale noise with no zero samples, so leading silence in an output is unambiguous."""
+    x = np.random.default_rng(seed).integers(-20000, 20000, int(RATE * seconds)).astype(np.int16)
+    x[x == 0] = 1
+    return x
+
+
+def aligned(output: np.ndarray, source: np.ndarray, *, probe: int = 32) -> tuple[int, int]:
+    """(first audio sample in ``output``, where that audio starts in ``source``)."""
+    nonzero = np.flatnonzero(output)
+    assert len(nonzero), "output is all silence"
+    start = int(nonzero[0])
+    window = output[start : start + probe]
+    candidates = np.flatnonzero(source[: len(source) - probe] == window[0])
+    for j in candidates:
+        if np.array_equal(source[j : j + probe], window):
+            return start, int(j)
+    raise AssertionError("output audio does not occur in the source")
+
+
+COACH_SCRIPT = """
+import sys, time
+from pathlib import Path
+from firmware.audio.taps import TapReader
+reader = TapReader(Path(sys.argv[1]))
+print("ready", flush=True)
+for packet in reader.packets():
+    print(packet.seq, flush=True)
+"""
+
+
+def spawn_coach(path: Path) -> "subprocess.Popen[str]":
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", COACH_SCRIPT, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def socket_is_bound(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,213 @@
+"""The bridge on real pyalsaaudio/libasound (file and null PCMs), paced in real time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from bridge_support import RATE, BridgeRig, _alsa_session, aligned, random_audio, socket_is_bound, spawn_coach, rig  # noqa: F401
+
+from firmware.audio.callstate import read_state
+from firmware.audio.config import BridgeConfig
+from firmware.audio.service import CallStatePublisher
+from firmware.audio.taps import TapReader
+
+
+def run_for(bridge, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    bridge.start()
+    try:
+        time.sleep(seconds)
+    finally:
+        bridge.stop()
+
+
+def assert_exact(output: np.ndarray, source: np.ndarray, config: BridgeConfig) -> None:
+    start, offset = aligned(output, source)
+    # leading silence: the priming up to the target latency; skipped: only the start-up excess
+    assert start <= config.target_buffered_frames + 2 * config.period_frames
+    assert offset <= 2 * config.period_frames
+    played = output[start:]
+    np.testing.assert_array_equal(played, source[offset : offset + len(played)])
+
+
+def assert_clean(bridge) -> None:  # type: ignore[no-untyped-def]
+    for leg in (bridge.rep, bridge.buyer):
+        assert leg.underflows == 0, leg.stats()
+        assert leg.capture_xruns == 0 and leg.playback_xruns == 0, leg.stats()
+        assert leg.resyncs == 0, leg.stats()
+        assert leg.controller.correction_ppm == 0.0, leg.stats()
+
+
+def test_passthrough_is_sample_exact_both_ways(rig: BridgeRig) -> None:
+    headset, host = random_audio(5, 1), random_audio(5, 2)
+    rig.write_inputs(headset, host)
+    bridge, _ = rig.bridge(taps=False)
+    run_for(bridge, 2.0)
+    assert_clean(bridge)
+    to_host, to_headset = rig.output("host"), rig.output("headset")
+    assert len(to_host) >= 1.8 * RATE and len(to_headset) >= 1.8 * RATE
+    assert_exact(to_host, headset, rig.config)  # the rep's voice to the call
+    assert_exact(to_headset, host, rig.config)  # the buyer into the rep's ear
+    assert len(bridge.processing_ms()) == bridge.cycles
+
+
+def sines(seconds: float, freqs: tuple[float, float], phase_s: float = 0.0) -> np.ndarray:
+    t = np.arange(int(RATE * seconds)) / RATE
+    return np.round(8000 * (np.sin(2 * np.pi * freqs[0] * t) + np.sin(2 * np.pi * freqs[1] * t))).astype(np.int16)
+
+
+def expected_tap(n: int, freqs: tuple[float, float]) -> np.ndarray:
+    # tap sample k stands for input sample 3k - 24 (the decimator's 49-tap filter delay)
+    t = (3 * np.arange(n) - 24) / RATE
+    return (8000 / 32768) * (np.sin(2 * np.pi * freqs[0] * t) + np.sin(2 * np.pi * freqs[1] * t))
+
+
+def test_taps_carry_both_sides_at_16k_stamped_with_call_time(rig: BridgeRig) -> None:
+    rep_f, buyer_f = (440.0, 1230.0), (350.0, 2900.0)
+    rig.write_inputs(sines(5, rep_f), sines(5, buyer_f))
+    with TapReader(rig.config.tap_socket) as reader:
+        bridge, _ = rig.bridge()
+        run_for(bridge, 2.0)
+        packets = list(reader.packets(idle_timeout_s=0.3))
+    assert_clean(bridge)
+    assert len(packets) >= 85 and reader.missed == 0
+    assert [p.seq for p in packets] == list(range(len(packets)))
+    rep = np.concatenate([p.rep for p in packets])
+    buyer = np.concatenate([p.buyer for p in packets])
+    np.testing.assert_allclose(rep[16:], expected_tap(len(rep), rep_f)[16:], atol=0.01)
+    np.testing.assert_allclose(buyer[16:], expected_tap(len(buyer), buyer_f)[16:], atol=0.01)
+    # the tones are speech-loud and the host streams: a call starts, frames carry call time
+    active = [p for p in packets if p.call_active]
+    assert active and len({p.call_id for p in active}) == 1
+    assert active[0].seq < 25  # within half a second
+    steps = np.diff([p.call_t for p in active])
+    np.testing.assert_allclose(steps, 0.02, atol=1e-9)
+    assert active[0].to_frame().t == pytest.approx(active[0].call_t)
+
+
+def test_absent_or_hung_coach_never_touches_passthrough(rig: BridgeRig) -> None:
+    import socket
+
+    headset, host = random_audio(5, 3), random_audio(5, 4)
+    rig.write_inputs(headset, host)
+    bridge, _ = rig.bridge()
+    run_for(bridge, 1.0)  # nobody listens
+    assert bridge.tap_writer is not None
+    assert bridge.tap_writer.dropped_absent >= 40 and bridge.tap_writer.sent == 0
+    assert_clean(bridge)
+    assert_exact(rig.output("host"), headset, rig.config)
+
+    rig.write_inputs(headset, host)
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # bound, never read
+    hung.bind(str(rig.config.tap_socket))
+    try:
+        bridge, _ = rig.bridge()
+        run_for(bridge, 1.5)
+    finally:
+        hung.close()
+    assert bridge.tap_writer is not None and bridge.tap_writer.dropped_busy >= 40
+    assert_clean(bridge)
+    assert_exact(rig.output("host"), headset, rig.config)
+    assert_exact(rig.output("headset"), host, rig.config)
+
+
+def test_coach_killed_and_restarted_causes_no_gap(rig: BridgeRig) -> None:
+    headset, host = random_audio(6, 5), random_audio(6, 6)
+    rig.write_inputs(headset, host)
+    path = rig.config.tap_socket
+    first = spawn_coach(path)
+    bridge, _ = rig.bridge()
+    bridge.start()
+    try:
+        time.sleep(1.0)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        assert path.exists() and not socket_is_bound(path)  # a stale socket file stays behind
+        time.sleep(0.5)
+        second = spawn_coach(path)
+        time.sleep(1.0)
+    finally:
+        bridge.stop()
+    second.terminate()
+    out, _ = second.communicate(timeout=5)
+    assert first.stdout is not None
+    seen_first = [int(x) for x in first.stdout.read().split()]
+    first.stdout.close()
+    seen_second = [int(x) for x in out.split()]
+    assert len(seen_first) >= 30 and len(seen_second) >= 30  # both lives of the coach got frames
+    assert bridge.tap_writer is not None and bridge.tap_writer.dropped_absent >= 10  # while it was dead
+    assert_clean(bridge)
+    assert_exact(rig.output("host"), headset, rig.config)
+    assert_exact(rig.output("headset"), host, rig.config)
+
+
+def test_headset_unplugged_mid_call_is_reopened_while_the_host_side_runs_on(rig: BridgeRig) -> None:
+    headset, host = random_audio(8, 7), random_audio(8, 8)
+    rig.write_inputs(headset, host)
+    files = rig.files
+    with TapReader(rig.config.tap_socket) as reader:
+        bridge, pcms = rig.bridge()
+        headset_in, headset_out, _, host_out = pcms
+        bridge.start()
+        started = time.monotonic()
+        try:
+            time.sleep(1.0)
+            # the USB headset goes: its PCMs fail, and reopening fails in libasound itself
+            hidden = files.headset_in.with_suffix(".gone")
+            files.headset_in.rename(hidden)
+            headset_in.unplug()
+            headset_out.unplug()
+            time.sleep(0.8)
+            hidden.rename(files.headset_in)
+            headset_in.replug()
+            headset_out.replug()
+            time.sleep(1.2)
+        finally:
+            bridge.stop()
+        elapsed = time.monotonic() - started
+        packets = list(reader.packets(idle_timeout_s=0.3))
+    rep_leg, buyer_leg = bridge.rep, bridge.buyer
+    assert rep_leg.capture.failures >= 1 and buyer_leg.playback.failures >= 1
+    assert rep_leg.capture.opens >= 2 and buyer_leg.playback.opens >= 2  # reopened
+    assert "No such file or directory" in rep_leg.capture.last_error or "No such device" in rep_leg.capture.last_error
+    # the computer's side never stopped: it was fed silence for the gap, without an xrun
+    assert host_out.xruns == 0 and rep_leg.playback_xruns == 0
+    to_host = rig.output("host")
+    assert len(to_host) >= (elapsed - 0.3) * RATE
+    gap = to_host[int(1.4 * RATE) : int(1.6 * RATE)]
+    assert not gap.any()
+    # after the replug the rep's voice flows again (the file PCM restarts from its beginning)
+    tail = to_host[-RATE // 2 :]
+    start, offset = aligned(tail, headset)
+    np.testing.assert_array_equal(tail[start:], headset[offset : offset + len(tail) - start])
+    # the buyer side kept flowing to the coach the whole time; the rep side was marked absent
+    seqs = [p.seq for p in packets]
+    assert seqs == list(range(len(seqs))) and len(seqs) >= (elapsed - 0.5) / 0.02
+    assert all(p.buyer_present for p in packets)
+    assert any(not p.rep_present for p in packets)
+
+
+def test_call_state_is_published_and_ends_when_the_host_closes_the_stream(rig: BridgeRig) -> None:
+    rig.write_inputs(sines(6, (300.0, 800.0)), sines(6, (500.0, 1500.0)))
+    bridge, pcms = rig.bridge(taps=False)
+    publisher = CallStatePublisher(bridge)
+    publisher.start()
+    bridge.start()
+    try:
+        time.sleep(0.8)
+        during = read_state(rig.config.call_state_file)
+        pcms[2].unplug()  # the computer stops streaming to the gadget
+        time.sleep(1.2)
+        after = read_state(rig.config.call_state_file)
+    finally:
+        bridge.stop()
+        publisher.stop()
+    assert during is not None and during.active and during.call_id > 0
+    assert after is not None and not after.active
+    assert after.call_id == during.call_id and after.reason == "host closed the stream"
+    assert after.t > 0.3  # the call's length
+    final = read_state(rig.config.call_state_file)
+    assert final is not None and not final.active and final.reason == "bridge stopped"
