@@ -48,11 +48,9 @@ def load_engines(config: Config) -> Engines:
     )
 
 
-def _load_annotator(config: Config, models_dir: Path) -> Annotator | None:
-    try:
-        from firmware.intent import load_classifier  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+def _load_annotator(config: Config, models_dir: Path) -> Annotator:
+    from firmware.intent import load_classifier
+
     classifier = load_classifier(models_dir, config.intent)
 
     def annotate(text: str) -> tuple[str, float]:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 class VadConfig:
     model: str = "silero-vad"
     threshold: float = 0.5
-    # Short: the VAD only finds pause-delimited chunks; the segmenter decides what joins up.
+    # How long silence must last before the flag drops; the segmenter decides what joins up.
     min_silence_s: float = 0.25
-    min_speech_s: float = 0.25
-    max_speech_s: float = 15.0
+    # Short: the flag's onset delay is most of the wait before a segment can close.
+    min_speech_s: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class SpeechConfig:
     leak_gate: LeakGateConfig = LeakGateConfig()
     recognizer: RecognizerConfig = RecognizerConfig()
     # Chunks closer than this join into one segment: whole sentences transcribe far better.
-    join_gap_s: float = 0.5
+    join_gap_s: float = 0.4
     max_segment_s: float = 15.0
     # Audio kept either side of a segment so word onsets and fricative tails are not clipped.
-    pad_s: float = 0.15
+    pad_s: float = 0.3
     # Segments waiting for the recogniser, per party; beyond this they are dropped and counted.
     queue_segments: int = 8

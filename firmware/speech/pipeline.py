@@ -79,7 +79,6 @@ class SpeechPipeline:
                 join_gap_s=config.join_gap_s,
                 max_segment_s=config.max_segment_s,
                 pad_s=config.pad_s,
-                onset_s=config.vad.min_speech_s,
             )
             for speaker in ("rep", "buyer")
         }

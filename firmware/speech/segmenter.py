@@ -1,9 +1,9 @@
 """Turning one party's audio into utterance-sized segments for the recogniser.
 
-The VAD is run with a short hang-over so it reports speech in pause-delimited chunks; chunks
-are then joined into one segment until the party has been silent for ``join_gap_s`` or the
-segment would outgrow ``max_segment_s``. Whisper transcribes whole sentences far better than
-fragments (phone-band audio most of all), and a long segment is only ever cut at a pause.
+Speech spans come from the VAD's flag (corrected for its onset and release latency). Spans
+closer than ``join_gap_s`` join into one segment, because Whisper transcribes whole sentences
+far better than fragments (phone-band audio most of all). A segment closes once the party has
+been quiet for the join gap, or is cut at its quietest moment when it reaches ``max_segment_s``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import numpy as np
 
 from firmware.audio.frames import ANALYSIS_RATE_HZ, PcmF32
 from firmware.events import Speaker
-from firmware.speech.vad import SpeechSegment, VoiceDetector
+from firmware.speech.vad import VoiceDetector
+
+_CUT_SEARCH_S = 3.0  # a forced cut looks this far back for a pause
+_CUT_WINDOW = ANALYSIS_RATE_HZ // 10
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Segment:
 
 
 class _History:
-    """The party's recent audio, addressable by absolute sample index, for segment padding."""
+    """The party's recent audio, addressable by absolute sample index."""
 
     def __init__(self, seconds: float) -> None:
         self._buf = np.zeros(int(seconds * ANALYSIS_RATE_HZ), np.float32)
@@ -45,7 +48,7 @@ class _History:
     def slice(self, start: int, end: int) -> PcmF32:
         start = max(start, self.written - len(self._buf), 0)
         end = min(end, self.written)
-        idx = np.arange(start, end) % len(self._buf)
+        idx = np.arange(start, max(start, end)) % len(self._buf)
         return self._buf[idx]
 
 
@@ -58,55 +61,73 @@ class Segmenter:
         join_gap_s: float,
         max_segment_s: float,
         pad_s: float = 0.15,
-        onset_s: float = 0.25,
-        t0: float = 0.0,
     ) -> None:
+        rate = ANALYSIS_RATE_HZ
         self.speaker = speaker
         self._vad = vad
-        self._join_gap = int(join_gap_s * ANALYSIS_RATE_HZ)
-        # The VAD confirms new speech only after its minimum speech length; wait that long past
-        # the join gap before closing, or a sentence resuming just inside the gap gets cut off.
-        self._close_after = self._join_gap + int(onset_s * ANALYSIS_RATE_HZ)
-        self._max_len = int(max_segment_s * ANALYSIS_RATE_HZ)
-        self._pad = int(pad_s * ANALYSIS_RATE_HZ)
-        self._t0 = t0
-        self._history = _History(max_segment_s + 5.0)
-        self._open: tuple[int, int] | None = None  # (start, end) sample span of the joined chunks
+        self._onset = int(vad.onset_s * rate)
+        self._release = int(vad.release_s * rate)
+        self._join_gap = int(join_gap_s * rate)
+        self._max_len = int(max_segment_s * rate)
+        self._pad = int(pad_s * rate)
+        self._history = _History(max_segment_s + _CUT_SEARCH_S + join_gap_s + vad.onset_s + 2 * pad_s + 1.0)
+        self._speaking = False
+        self._open: list[int] | None = None  # [start, end] samples; end grows while speaking
 
     @property
     def in_speech(self) -> bool:
-        return self._vad.in_speech or self._open is not None
+        return self._speaking
 
     def accept(self, samples: PcmF32) -> list[Segment]:
         self._history.append(samples)
-        closed = [seg for chunk in self._vad.accept(samples) for seg in self._join(chunk)]
         now = self._history.written
-        if self._open is not None and not self._vad.in_speech and now - self._open[1] >= self._close_after:
-            closed.append(self._close())
+        speaking = self._vad.accept(samples)
+        closed: list[Segment] = []
+        if speaking and not self._speaking:  # speech began onset_s before this input's end
+            began = max(0, now - self._onset)
+            if self._open is not None and began - self._open[1] >= self._join_gap:
+                closed.append(self._close())
+            if self._open is None:
+                self._open = [began, now]
+        elif self._speaking and not speaking and self._open is not None:
+            self._open[1] = max(self._open[0], now - self._release)
+        self._speaking = speaking
+        if self._open is not None:
+            if speaking:
+                self._open[1] = now
+                if now - self._open[0] >= self._max_len:
+                    closed.append(self._cut())
+            elif now - self._open[1] >= self._join_gap + self._onset:
+                # Quiet for the join gap and the VAD's onset delay: nothing can join any more.
+                closed.append(self._close())
         return closed
 
     def flush(self) -> list[Segment]:
-        closed = [seg for chunk in self._vad.flush() for seg in self._join(chunk)]
-        if self._open is not None:
-            closed.append(self._close())
-        return closed
+        return [self._close()] if self._open is not None else []
 
-    def _join(self, chunk: SpeechSegment) -> list[Segment]:
-        closed = []
-        if self._open is not None:
-            start, end = self._open
-            if chunk.start_sample - end >= self._join_gap or chunk.end_sample - start > self._max_len:
-                closed.append(self._close())
-        if self._open is None:
-            self._open = (chunk.start_sample, chunk.end_sample)
+    def _cut(self) -> Segment:
+        """Split an over-long segment at the quietest 100 ms of its last few seconds."""
+        assert self._open is not None
+        start, end = self._open
+        lo = max(start + self._max_len // 2, end - int(_CUT_SEARCH_S * ANALYSIS_RATE_HZ))
+        tail = self._history.slice(lo, end)
+        windows = len(tail) // _CUT_WINDOW
+        if windows:
+            energy = (tail[: windows * _CUT_WINDOW].reshape(windows, _CUT_WINDOW) ** 2).mean(axis=1)
+            cut = lo + int(np.argmin(energy)) * _CUT_WINDOW + _CUT_WINDOW // 2
         else:
-            self._open = (self._open[0], chunk.end_sample)
-        return closed
+            cut = end
+        segment = self._segment(start, cut)
+        self._open = [cut, end]
+        return segment
 
     def _close(self) -> Segment:
         assert self._open is not None
         start, end = self._open
         self._open = None
+        return self._segment(start, end)
+
+    def _segment(self, start: int, end: int) -> Segment:
         audio = self._history.slice(start - self._pad, end + self._pad)
         rate = ANALYSIS_RATE_HZ
-        return Segment(self.speaker, self._t0 + start / rate, self._t0 + end / rate, audio)
+        return Segment(self.speaker, start / rate, end / rate, audio)

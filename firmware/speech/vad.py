@@ -1,47 +1,29 @@
-"""Voice activity detection: where speech starts and ends in one party's audio.
+"""Voice activity detection: is this party speaking right now?
 
-:class:`VoiceDetector` is the boundary; :class:`SileroVad` (sherpa-onnx's Silero runner) is
-the default. Recognition only ever sees what the VAD let through, which is also what keeps
-Whisper from "transcribing" hold music and keyboard noise.
+:class:`VoiceDetector` is the boundary; :class:`SileroVad` (sherpa-onnx's Silero runner) is the
+default. A detector reports a per-input speech flag and how late that flag is: speech is
+flagged ``onset_s`` after it began and unflagged ``release_s`` after it stopped. The segmenter
+turns the flags back into true speech spans.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-
-import numpy as np
 
 from firmware.audio.frames import ANALYSIS_RATE_HZ, PcmF32
 from firmware.errors import ModelError
 from firmware.speech.config import VadConfig
 
-
-@dataclass(frozen=True)
-class SpeechSegment:
-    """A stretch of speech; ``start_sample`` counts from the detector's first input sample."""
-
-    start_sample: int
-    samples: PcmF32
-
-    @property
-    def end_sample(self) -> int:
-        return self.start_sample + len(self.samples)
+_WINDOW = 512  # Silero's window at 16 kHz
 
 
 class VoiceDetector(Protocol):
-    def accept(self, samples: PcmF32) -> list[SpeechSegment]:
-        """Feed audio at the analysis rate; return the segments that closed."""
-        ...
+    onset_s: float
+    release_s: float
 
-    @property
-    def in_speech(self) -> bool:
-        """True while a segment is open (it stays open through short pauses)."""
-        ...
-
-    def flush(self) -> list[SpeechSegment]:
-        """Close any open segment (end of call)."""
+    def accept(self, samples: PcmF32) -> bool:
+        """Feed audio at the analysis rate; return whether speech is flagged after it."""
         ...
 
 
@@ -58,29 +40,19 @@ class SileroVad:
             threshold=config.threshold,
             min_silence_duration=config.min_silence_s,
             min_speech_duration=config.min_speech_s,
-            max_speech_duration=config.max_speech_s,
-            window_size=512,
+            # sherpa's own segment splitting is not used: the segmenter cuts long speech itself.
+            max_speech_duration=3600.0,
+            window_size=_WINDOW,
         )
         vad_config = sherpa_onnx.VadModelConfig(silero_vad=silero, sample_rate=ANALYSIS_RATE_HZ, num_threads=1)
-        # Longest segment plus slack; sherpa drops audio beyond its buffer.
-        self._vad = sherpa_onnx.VoiceActivityDetector(vad_config, buffer_size_in_seconds=config.max_speech_s + 10)
+        self._vad = sherpa_onnx.VoiceActivityDetector(vad_config, buffer_size_in_seconds=30)
+        # sherpa flags speech after min_speech_s of speech windows and starts its segments two
+        # windows earlier than that; it unflags after min_silence_s of silence.
+        self.onset_s = config.min_speech_s + 2 * _WINDOW / ANALYSIS_RATE_HZ + 0.02
+        self.release_s = config.min_silence_s
 
-    def accept(self, samples: PcmF32) -> list[SpeechSegment]:
+    def accept(self, samples: PcmF32) -> bool:
         self._vad.accept_waveform(samples)
-        return self._drain()
-
-    @property
-    def in_speech(self) -> bool:
-        return bool(self._vad.is_speech_detected())
-
-    def flush(self) -> list[SpeechSegment]:
-        self._vad.flush()
-        return self._drain()
-
-    def _drain(self) -> list[SpeechSegment]:
-        out = []
-        while not self._vad.empty():
-            front = self._vad.front
-            out.append(SpeechSegment(int(front.start), np.asarray(front.samples, dtype=np.float32)))
+        while not self._vad.empty():  # its own segments are not used; keep its queue from growing
             self._vad.pop()
-        return out
+        return bool(self._vad.is_speech_detected())

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_MIN_SAMPLES = ANALYSIS_RATE_HZ // 10
+
 
 class WhisperRecognizer:
     def __init__(self, manifest: ModelManifest, config: RecognizerConfig) -> None:
@@ -41,6 +43,8 @@ class WhisperRecognizer:
         return cls(manifest, config)
 
     def transcribe(self, samples: PcmF32) -> str:
+        if len(samples) < _MIN_SAMPLES:
+            return ""  # sherpa-onnx's feature extractor crashes the process on (near-)empty input
         stream = self._recognizer.create_stream()
         stream.accept_waveform(ANALYSIS_RATE_HZ, np.ascontiguousarray(samples, dtype=np.float32))
         self._recognizer.decode_stream(stream)

