@@ -8,19 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
-from coach_support import Run, make_config, synthetic_call
+from coach_support import STATE_VOCABULARY, Run, make_config, synthetic_call
 
-from firmware.coach.playbook import MOMENT_KINDS
 from firmware.coach.truth import TruthCall, load_truth
 
-# Words the state file legitimately holds: its own keys, the moment kinds, skill levels.
-_STATE_VOCABULARY = set("version reps moments pace words speech seen handled net skill default".split())
-_STATE_VOCABULARY |= {part for kind in MOMENT_KINDS for part in kind.split("_")}
 
 
 def call_words(call: TruthCall) -> set[str]:
     words = {w.lower() for u in call.utterances for w in re.findall(r"[A-Za-z]{4,}", u.text)}
-    return words - _STATE_VOCABULARY
+    return words - STATE_VOCABULARY
 
 
 def leaked(text: str, words: set[str]) -> set[str]:

@@ -61,6 +61,7 @@ class CallResult:
 def run_truth(call: TruthCall, config: Config, delay_s: float) -> list[Event]:
     events: list[Event] = []
     kit = build_coach(config, events.append, pin_factory=make_pin_factory("mock"))
+    assert kit.coach is not None
     try:
         end = drive(call, kit.coach.on_activity, kit.coach.on_event, delay_s)
         kit.coach.end_call(end)
@@ -78,6 +79,7 @@ def run_replay(wav: Path, config: Config, engines: object, speed: float | None) 
     bus = EventBus()
     bus.subscribe(events.append)
     kit = build_coach(config, bus.publish, pin_factory=make_pin_factory("mock"))
+    assert kit.coach is not None
     bus.subscribe(kit.coach.on_event)
     try:
         with CallSession(config, engines, bus, lockstep=speed is None) as session:  # type: ignore[arg-type]
@@ -88,6 +90,7 @@ def run_replay(wav: Path, config: Config, engines: object, speed: float | None) 
                     delay = wall_start + frame.end_t / speed - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
+                kit.coach.on_audio(frame)
                 session.feed(frame)
             session.pipeline.finish()
             kit.coach.end_call(session.now)

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.audio.frames import FrameActivity
+from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.coach.activity import ActivityTracker, DynamicHit
 from firmware.coach.config import SKILL_LEVELS, Channel, CoachConfig
 from firmware.coach.mastery import MasteryStore
+from firmware.coach.onset import RepOnsetGuard
 from firmware.coach.pace import PaceTracker
 from firmware.coach.playbook import INTENT_KINDS, Playbook
 from firmware.coach.policy import Candidate, DeliveryPolicy
@@ -70,6 +71,7 @@ class Coach:
         self._policy = DeliveryPolicy(config.delivery)
         self._tips = TipWriter(playbook)
         self._replies = ReplyWatch(config.dynamics)
+        self._onset = RepOnsetGuard()
         self.moment_counts: Counter[str] = Counter()
         self._delivered: list[_Delivered] = []
         self._handled_well = 0
@@ -89,6 +91,11 @@ class Coach:
             self._settle_replies()
             self._periodic_checks()
             self._try_deliver()
+
+    def on_audio(self, frame: CallFrame) -> None:
+        """Optional: the frame's audio, before its activity, so tips never chase a rep onset."""
+        with self._lock:
+            self._onset.on_frame(frame)
 
     def on_event(self, event: Event) -> None:
         if not isinstance(event, Utterance):
@@ -254,7 +261,7 @@ class Coach:
         a = self._activity
         cand = self._policy.due(
             self.now,
-            rep_speaking=a.rep_speaking_raw,
+            rep_speaking=a.rep_speaking_raw or self._onset.voiced(self.now),
             rep_silent_s=a.rep_silent_s(),
             buyer_speaking=a.buyer_speaking,
             rep_talk_s=a.rep_talk_s,

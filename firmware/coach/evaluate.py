@@ -88,14 +88,15 @@ def tips_while_rep_speaks(events: Iterable[object], call: TruthCall) -> list[Tip
 
 def tip_latencies(events: Sequence[object], call: TruthCall) -> list[float]:
     """For tips on buyer moments: seconds from the end of the triggering buyer utterance."""
-    pairs = match(intent_moments(events), expected_moments(call)).pairs
+    moments = intent_moments(events)
+    matched = {id(m): e for m, e in match(moments, expected_moments(call)).pairs}
     out = []
     for tip in tips(events):
         if tip.moment not in INTENT_KINDS:
             continue
-        # The tip is for the latest moment of its kind raised before it.
-        raised = [(m, e) for m, e in pairs if m.kind == tip.moment and m.t <= tip.t]
-        if raised:
-            _, expected = max(raised, key=lambda p: p[0].t)
-            out.append(tip.t - expected.end)
+        # The tip is for the latest moment of its kind raised before it; a tip for a moment that
+        # matches nothing in the ground truth has no triggering utterance to time from.
+        raised = [m for m in moments if m.kind == tip.moment and m.t <= tip.t]
+        if raised and id(latest := max(raised, key=lambda m: m.t)) in matched:
+            out.append(tip.t - matched[id(latest)].end)
     return out

@@ -111,11 +111,13 @@ class PaceTracker:
     def pace_wpm(self) -> float | None:
         return self.words * 60.0 / self.speech_s if self.speech_s > 0 else None
 
-    def rolling_wpm(self, now: float, min_speech_s: float | None = None) -> float | None:
+    def rolling_wpm(
+        self, now: float, min_speech_s: float | None = None, spans: list[_RepSpan] | None = None
+    ) -> float | None:
         horizon = now - self._cfg.pace_window_s
         words = 0.0
         seconds = 0.0
-        for s in self._spans:
+        for s in self._spans if spans is None else spans:
             overlap = min(s.end, now) - max(s.start, horizon)
             if overlap > 0:
                 seconds += overlap
@@ -123,6 +125,16 @@ class PaceTracker:
         # Under a quarter of the window of speech says little about pace.
         least = self._cfg.pace_window_s / 4 if min_speech_s is None else min_speech_s
         return words * 60.0 / seconds if seconds >= least and seconds > 0 else None
+
+    def _this_turn(self) -> list[_RepSpan]:
+        """The newest rep spans with no buyer speech between them."""
+        spans = list(self._spans)
+        turn = spans[-1:]
+        for earlier in reversed(spans[:-1]):
+            if self._buyer_spoke_between(earlier.end, turn[0].start):
+                break
+            turn.insert(0, earlier)
+        return turn
 
     def baseline_wpm(self, before: float) -> float | None:
         words = self._prior_words + sum(s.words for s in self._spans if s.end <= before - self._cfg.pace_window_s)
@@ -149,8 +161,9 @@ class PaceTracker:
         words = sum(s.words for s in self._run)
         if self._run_cued or length < self._cfg.fast_min_span_s or words * 60.0 / length < self._cfg.fast_wpm:
             return []
-        # Transcript word counts are noisy per segment: the rolling pace must agree before a cue.
-        rolling = self.rolling_wpm(span.end, min_speech_s=self._cfg.pace_window_s / 2)
+        # Transcript word counts are noisy per segment (a misheard long word becomes three short
+        # ones): the rolling pace over this rep turn, with half a window of speech, must agree.
+        rolling = self.rolling_wpm(span.end, min_speech_s=self._cfg.pace_window_s / 2, spans=self._this_turn())
         if rolling is None or rolling < self._cfg.fast_wpm:
             return []
         self._run_cued = True
