@@ -188,3 +188,31 @@ def test_competitor_named_fills_the_battlecard(run: Run) -> None:
     competitor_tips = [t for t in tips(run.events) if t.moment == "competitor_mention"]
     for t in competitor_tips:
         assert "HubSpot" in t.text
+
+
+def test_onset_guard_flags_the_rep_at_once_but_not_the_leak() -> None:
+    import numpy as np
+
+    from firmware.audio.frames import FRAME_SAMPLES, CallFrame
+    from firmware.coach.onset import RepOnsetGuard
+
+    rng = np.random.default_rng(7)
+    guard = RepOnsetGuard()
+    assert not guard.voiced(0.0)  # no audio seen: the guard stays out of the way
+
+    def frame(i: int, rep_level: float, buyer_level: float) -> CallFrame:
+        t = np.arange(FRAME_SAMPLES) / 16000
+        noise = rng.normal(0, 0.0005, FRAME_SAMPLES)
+        buyer = buyer_level * np.sin(2 * np.pi * 220 * t)
+        # The rep mic hears the buyer through the earpiece ~25 dB down, plus the rep when talking.
+        rep = noise + 0.056 * buyer + rep_level * np.sin(2 * np.pi * 150 * t)
+        return CallFrame(i * 0.02, rep.astype(np.float32), buyer.astype(np.float32))
+
+    for i in range(50):  # a second of room noise
+        guard.on_frame(frame(i, 0.0, 0.0))
+    assert not guard.voiced(1.0)
+    for i in range(50, 100):  # the buyer talks loudly: only leak reaches the rep mic
+        guard.on_frame(frame(i, 0.0, 0.3))
+        assert not guard.voiced((i + 1) * 0.02)
+    guard.on_frame(frame(100, 0.1, 0.0))  # the rep's first 20 ms of speech
+    assert guard.voiced(101 * 0.02)

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from contextlib import ExitStack, closing
 from pathlib import Path
+from typing import Any
 
 from firmware.errors import AudioInputError
 
@@ -80,7 +81,24 @@ def run(args: argparse.Namespace) -> int:
             coach_box.end_call(session.now)
             return coach.summary_fields()
 
-        replay_call(args.call, session, speed=speed, channels=channels, extra_summary=coach_figures)
+        feeder = _CoachedSession(session, coach)
+        replay_call(args.call, feeder, speed=speed, channels=channels, extra_summary=coach_figures)  # type: ignore[arg-type]
     if report:
         write_report(events, report, title=f"Replay of {args.call.name}")
     return 0
+
+
+class _CoachedSession:
+    """The session as ``replay_call`` drives it, handing each frame's audio to the coach first
+    (its rep-onset guard needs the frame before the frame's activity)."""
+
+    def __init__(self, session: Any, coach: Any) -> None:
+        self._session = session
+        self._coach = coach
+
+    def feed(self, frame: Any) -> None:
+        self._coach.on_audio(frame)
+        self._session.feed(frame)
+
+    def end_call(self, extra: dict[str, object] | None = None) -> Any:
+        return self._session.end_call(extra)
