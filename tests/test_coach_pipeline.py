@@ -17,6 +17,7 @@ from coach_support import STATE_VOCABULARY, make_config
 from firmware.audio.wavfile import iter_call_frames
 from firmware.bus import EventBus
 from firmware.coach.build import CoachBox
+from firmware.coach.session import CoachedSession
 from firmware.coach.evaluate import dynamic_moments, expected_dynamics, match, tips_while_rep_speaks
 from firmware.coach.truth import TruthCall, load_truth
 from firmware.cues.pins import make_pin_factory
@@ -71,16 +72,11 @@ def replayed(corpus_dir: Path, models_dir: Path, tmp_path_factory: pytest.TempPa
         bus.subscribe(events.append)
         box = CoachBox(make_config(box_dir / "state"), pin_factory=make_pin_factory("mock"))
         try:
-            coach = box.start_call(bus.publish)
-            bus.subscribe(coach.on_event)
             with CallSession(make_config(box_dir / "state"), engines, bus, lockstep=True) as session:
-                session.on_activity(coach.on_activity)
+                coached = CoachedSession(session, box, bus)
                 for frame in iter_call_frames(wav, (0, 1)):
-                    coach.on_audio(frame)
-                    session.feed(frame)
-                session.pipeline.finish()
-                box.end_call(session.now)
-                session.end_call(coach.summary_fields())
+                    coached.feed(frame)
+                coached.end_call()
         finally:
             box.close()
             root.removeHandler(handler)

@@ -73,30 +73,27 @@ def run_truth(call: TruthCall, config: Config, delay_s: float) -> list[Event]:
 def run_replay(wav: Path, config: Config, engines: object, speed: float | None) -> list[Event]:
     from firmware.audio.wavfile import iter_call_frames
     from firmware.bus import EventBus
+    from firmware.coach.build import CoachBox
+    from firmware.coach.session import CoachedSession
     from firmware.runtime import CallSession
 
     events: list[Event] = []
     bus = EventBus()
     bus.subscribe(events.append)
-    kit = build_coach(config, bus.publish, pin_factory=make_pin_factory("mock"))
-    assert kit.coach is not None
-    bus.subscribe(kit.coach.on_event)
+    box = CoachBox(config, pin_factory=make_pin_factory("mock"))
     try:
         with CallSession(config, engines, bus, lockstep=speed is None) as session:  # type: ignore[arg-type]
-            session.on_activity(kit.coach.on_activity)
+            coached = CoachedSession(session, box, bus)
             wall_start = time.monotonic()
             for frame in iter_call_frames(wav, (0, 1)):
                 if speed is not None:
                     delay = wall_start + frame.end_t / speed - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                kit.coach.on_audio(frame)
-                session.feed(frame)
-            session.pipeline.finish()
-            kit.coach.end_call(session.now)
-            session.end_call(kit.coach.summary_fields())
+                coached.feed(frame)
+            coached.end_call()
     finally:
-        kit.close()
+        box.close()
     return [e for e in events if e.type in ("moment", "tip", "utterance")]
 
 

@@ -8,7 +8,6 @@ import sys
 import tempfile
 from contextlib import ExitStack, closing
 from pathlib import Path
-from typing import Any
 
 from firmware.errors import AudioInputError
 
@@ -42,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware.replay import JsonLinesWriter, TimelinePrinter, replay_call
     from firmware.runtime import CallSession, load_engines
     from firmware.coach.build import CoachBox
+    from firmware.coach.session import CoachedSession
     from firmware.coach.report import write_report
     from firmware.cues.pins import make_pin_factory
     from firmware.events import Event
@@ -70,35 +70,11 @@ def run(args: argparse.Namespace) -> int:
         coach_box = stack.enter_context(
             closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream))
         )
-        coach = coach_box.start_call(bus.publish)
-        bus.subscribe(coach.on_event)
         engines = load_engines(config)
         session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))
-        session.on_activity(coach.on_activity)
-
-        def coach_figures() -> dict[str, object]:
-            session.pipeline.finish()  # the last utterances reach the coach before its recap
-            coach_box.end_call(session.now)
-            return coach.summary_fields()
-
-        feeder = _CoachedSession(session, coach)
-        replay_call(args.call, feeder, speed=speed, channels=channels, extra_summary=coach_figures)  # type: ignore[arg-type]
+        coached = stack.enter_context(CoachedSession(session, coach_box, bus))
+        replay_call(args.call, coached, speed=speed, channels=channels)  # type: ignore[arg-type]
     if report:
         write_report(events, report, title=f"Replay of {args.call.name}")
     return 0
 
-
-class _CoachedSession:
-    """The session as ``replay_call`` drives it, handing each frame's audio to the coach first
-    (its rep-onset guard needs the frame before the frame's activity)."""
-
-    def __init__(self, session: Any, coach: Any) -> None:
-        self._session = session
-        self._coach = coach
-
-    def feed(self, frame: Any) -> None:
-        self._coach.on_audio(frame)
-        self._session.feed(frame)
-
-    def end_call(self, extra: dict[str, object] | None = None) -> Any:
-        return self._session.end_call(extra)
