@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 import threading
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from types import FrameType
 
@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from firmware.errors import ConfigError
     from firmware.replay import JsonLinesWriter, TimelinePrinter
     from firmware.runtime import CallSession, load_engines
+    from firmware.coach.build import CoachBox
+    from firmware.coach.session import CoachedSession
 
     if args.idle_end <= 0:
         raise ConfigError("--idle-end must be > 0")
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         bus.subscribe(TimelinePrinter(timeline_stream))
         engines = load_engines(config)  # once: models stay loaded between calls
         reader = stack.enter_context(TapReader(args.socket or config.bridge.tap_socket))
-        coach = LiveCoach(lambda: CallSession(config, engines, bus), bus)
+        # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.
+        coach_box = stack.enter_context(closing(CoachBox(config)))
+        coach = LiveCoach(lambda: CoachedSession(CallSession(config, engines, bus), coach_box, bus), bus)
         run_live(reader, coach, stop, idle_end_s=args.idle_end)
     return 0

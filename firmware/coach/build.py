@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from firmware.coach.coach import Coach
 from firmware.coach.mastery import MasteryStore
@@ -22,6 +22,7 @@ from firmware.cues.button import CoachButton
 from firmware.cues.pins import PinMap, load_pin_map, make_pin_factory
 from firmware.cues.render import TerminalCues
 from firmware.cues.spec import CueSink
+from firmware.errors import ConfigError
 from firmware.events import Event
 
 
@@ -46,10 +47,10 @@ class CoachBox:
         self.phone: PhoneSink = phone if phone is not None else InMemoryPhoneSink()
         self._lock = threading.Lock()
         self.coach: Coach | None = None
-        self.cues = GpioCues(self.pins, config.cues, pin_factory=self.pin_factory)
+        self.cues = _gpio(lambda: GpioCues(self.pins, config.cues, pin_factory=self.pin_factory))
         self._cue_sink: CueSink = self.cues if cue_view is None else TerminalCues(self.cues, cue_view)
         try:
-            self.button = CoachButton(
+            self.button = _gpio(lambda: CoachButton(
                 self.pins.button,
                 on_dismiss=lambda: self._forward("dismiss"),
                 on_snooze=lambda: self._forward("snooze"),
@@ -57,7 +58,7 @@ class CoachBox:
                 hold_s=config.cues.button_hold_s,
                 double_press_s=config.cues.double_press_s,
                 pin_factory=self.pin_factory,
-            )
+            ))
         except BaseException:
             self.cues.close()
             raise
@@ -100,3 +101,19 @@ def build_coach(
     box = CoachBox(config, phone=phone, pin_factory=pin_factory, rep_id=rep_id)
     box.start_call(publish)
     return box
+
+
+T = TypeVar("T")
+
+
+def _gpio(make: Callable[[], T]) -> T:
+    """Open GPIO devices, turning gpiozero's errors (no GPIO here, pin busy) into one clear line."""
+    from gpiozero import GPIOZeroError
+
+    try:
+        return make()
+    except GPIOZeroError as exc:
+        raise ConfigError(
+            f"cannot open the box's LED, motor or button: {exc} "
+            '(on a machine without GPIO set [cues] pin_factory = "mock")'
+        ) from None
