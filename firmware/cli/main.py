@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "bridge",
     "run",
     "coach",
+    "intent",
 )
 
 log = logging.getLogger("firmware")

@@ -1,0 +1,43 @@
+"""``parallax intent``: classify text with the on-device intent model.
+
+    parallax intent "that's more than we budgeted"      ->  objection_price<TAB>0.93
+    parallax intent --jsonl < lines.txt                 ->  one JSON object per input line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("intent", help="classify an utterance's intent with the on-device model")
+    p.add_argument("text", nargs="?", help="the utterance to classify")
+    p.add_argument("--jsonl", action="store_true",
+                   help="read one text per line on stdin, write one JSON object per line to stdout")
+    p.set_defaults(handler=run, parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.jsonl == (args.text is not None):
+        args.parser.error("give either TEXT or --jsonl (texts on stdin), not both")
+    from firmware.config import load_config
+    from firmware.intent import load_classifier
+
+    config = load_config(args.config)
+    classifier = load_classifier(config.paths.resolve(config.paths.models_dir), config.intent)
+    if not args.jsonl:
+        label, confidence, _ = classifier.classify(args.text)
+        print(f"{label}\t{confidence:.3f}")
+        return 0
+    # Undecodable bytes are replaced rather than fatal: a stray byte must not end a long batch.
+    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
+    for line in stdin:
+        text = line.rstrip("\r\n")
+        label, confidence, scores = classifier.classify(text)
+        record = {"text": text, "label": label, "confidence": round(confidence, 4),
+                  "scores": {name: round(p, 4) for name, p in scores.items()}}
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+    return 0
