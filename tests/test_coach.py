@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,3 +217,20 @@ def test_onset_guard_flags_the_rep_at_once_but_not_the_leak() -> None:
         assert not guard.voiced((i + 1) * 0.02)
     guard.on_frame(frame(100, 0.1, 0.0))  # the rep's first 20 ms of speech
     assert guard.voiced(101 * 0.02)
+
+
+def test_a_named_competitor_is_a_moment_even_when_the_classifier_misses_it(tmp_path: Path) -> None:
+    call = synthetic_call()
+    missed = tuple(
+        dataclasses.replace(u, label="other") if u.label == "competitor_mention" else u for u in call.utterances
+    )
+    run = Run(make_config(tmp_path / "s", min_gap_s=0.0))
+    try:
+        run.replay(dataclasses.replace(call, utterances=missed))
+        competitor = [e for e in run.events if isinstance(e, Moment) and e.kind == "competitor_mention"]
+        assert len(competitor) == 1 and competitor[0].confidence < 1.0
+        assert [t.text for t in tips(run.events) if t.moment == "competitor_mention"] == [
+            "HubSpot: ask which limits they already hit"
+        ]
+    finally:
+        run.close()

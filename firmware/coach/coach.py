@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Dynamics the rep avoids by doing well; a call without them counts toward their mastery.
 _AVOIDABLE = ("rep_monologue", "rep_fast_speech", "interruption", "quick_reply")
 _OBJECTIONS = frozenset(k for k in INTENT_KINDS if k.startswith("objection_"))
+_NAMED_COMPETITOR_CONFIDENCE = 0.8
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,13 @@ class Coach:
     def _on_buyer_utterance(self, u: Utterance) -> None:
         self._tips.hear_buyer(u.text)
         kind, confidence = u.intent, u.confidence if u.confidence is not None else 0.0
+        named = self._tips.competitor_in(u.text)
+        if named is not None and (kind not in INTENT_KINDS or confidence < self._cfg.delivery.min_confidence):
+            # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
+            kind, confidence = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE
         if kind not in INTENT_KINDS or confidence < self._cfg.delivery.min_confidence:
             return
-        competitor = self._tips.competitor_in(u.text) if kind == "competitor_mention" else None
+        competitor = named if kind == "competitor_mention" else None
         self._emit_moment(kind, "buyer", u.start, u.end, confidence, competitor=competitor)
         self._replies.watch(kind, u.start, u.end, self._tips_for_since(kind, u.end))
 
