@@ -61,3 +61,11 @@ def test_simulate_rejects_a_file_that_is_not_a_call(tmp_path: Path, capsys: pyte
     bad.write_text('{"utterances": [{"speaker": "host"}]}', encoding="utf-8")
     assert main(["coach", "simulate", str(bad)]) == 2
     assert "not a call ground truth file" in capsys.readouterr().err
+
+
+def test_skill_level_sets_where_a_rep_starts(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    assert main(["--config", str(config), "coach", "skill", "ana", "experienced"]) == 0
+    store = MasteryStore.in_dir(tmp_path / "state")
+    assert store.skill("ana", "new") == "experienced" and store.skill("ben", "new") == "new"
+    assert store.stage("ana", "objection_price", store.skill("ana", "new")) == "fading"

@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reset = actions.add_parser("reset", help="forget the reps' mastery (all reps, or one with --rep)")
     reset.add_argument("--rep", help="only this rep id")
     reset.set_defaults(handler=run_reset)
+    skill = actions.add_parser("skill", help="set where a rep starts: new, developing or experienced")
+    skill.add_argument("rep", help="rep id")
+    skill.add_argument("level", choices=("new", "developing", "experienced"))
+    skill.set_defaults(handler=run_skill)
     sim = actions.add_parser("simulate", help="coach a call from its ground-truth JSON, showing the cues")
     sim.add_argument("call", type=Path, help="call JSON (dev-corpus layout: utterances with speaker/start/end/text/label)")
     sim.add_argument("--speed", default="max", help="'max' (default) or a factor such as 1 (real time)")
@@ -53,6 +57,18 @@ def run_reset(args: argparse.Namespace) -> int:
     store = MasteryStore.in_dir(config.paths.resolve(config.paths.state_dir), config.coach.mastery)
     store.reset(args.rep)
     print(f"mastery reset for {'rep ' + repr(args.rep) if args.rep else 'all reps'} ({store.path})")
+    return 0
+
+
+def run_skill(args: argparse.Namespace) -> int:
+    from firmware.coach.mastery import MasteryStore
+    from firmware.config import load_config
+
+    config = load_config(args.config)
+    store = MasteryStore.in_dir(config.paths.resolve(config.paths.state_dir), config.coach.mastery)
+    store.set_skill(args.rep, args.level)
+    store.save()
+    print(f"rep {args.rep!r} is now coached as {args.level}")
     return 0
 
 
