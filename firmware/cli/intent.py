@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label}\t{confidence:.3f}")
         return 0
     # Undecodable bytes are replaced rather than fatal: a stray byte must not end a long batch.
-    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
-    for line in stdin:
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(encoding="utf-8", errors="replace")
+    for line in sys.stdin:
         text = line.rstrip("\r\n")
         label, confidence, scores = classifier.classify(text)
         record = {"text": text, "label": label, "confidence": round(confidence, 4),

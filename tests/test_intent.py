@@ -1,0 +1,195 @@
+"""The intent runtime: contract of classify(), any text is safe, threshold, broken model files."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.config import load_config
+from firmware.errors import ConfigError, ModelError
+from firmware.intent import IntentClassifier, IntentResult, load_classifier
+from firmware.intent.config import IntentConfig
+from firmware.intent.dataset import LABELS
+from firmware.intent.features import FeatureSpec, featurise, normalise
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_DIR = REPO / "models" / "intent"
+
+ODD_TEXTS = [
+    "",
+    "   \t  ",
+    "?!...,,,",
+    "\x00\x01\x02\ufffd\ufffd",
+    "日本語のテキストです、どうぞよろしく",
+    "Das ist uns leider viel zu teuer, wir haben kein Budget dafür.",
+    "Ça coûte trop cher pour nous, désolé.",
+    "🙂🙂🔥💸",
+    "asdkjh qwpoeiru zxmcnv",
+    "a",
+    "price " * 20000,
+    "word " * 200000 + "that is too expensive",
+]
+
+
+@pytest.fixture(scope="module")
+def classifier() -> IntentClassifier:
+    return load_classifier(REPO / "models", IntentConfig())
+
+
+def test_result_unpacks_as_label_confidence_scores(classifier: IntentClassifier) -> None:
+    result = classifier.classify("Honestly that's a lot more than we budgeted for this year.")
+    label, confidence, scores = result
+    assert isinstance(result, IntentResult)
+    assert (label, confidence, scores) == (result.label, result.confidence, result.scores)
+    assert list(scores) == list(LABELS)
+    assert math.isclose(sum(scores.values()), 1.0, abs_tol=1e-6)
+    assert confidence == scores[label]
+    assert label == max(scores, key=scores.__getitem__) or label == "other"
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS, ids=range(len(ODD_TEXTS)))
+def test_any_text_gets_a_valid_label(classifier: IntentClassifier, text: str) -> None:
+    label, confidence, scores = classifier.classify(text)
+    assert label in LABELS
+    assert 0.0 <= confidence <= 1.0 and math.isfinite(confidence)
+    assert all(0.0 <= p <= 1.0 for p in scores.values())
+
+
+def test_text_with_no_words_is_other_for_certain(classifier: IntentClassifier) -> None:
+    for text in ("", "  ", "!!!", "日本語"):
+        label, confidence, _ = classifier.classify(text)
+        assert (label, confidence) == ("other", 1.0)
+
+
+def test_interpreter_is_reused_and_answers_are_stable(classifier: IntentClassifier) -> None:
+    interpreter = classifier._interpreter
+    first = [classifier.classify(t) for t in ODD_TEXTS[4:9]]
+    again = [classifier.classify(t) for t in ODD_TEXTS[4:9]]
+    assert classifier._interpreter is interpreter
+    assert first == again
+
+
+def test_below_the_threshold_the_answer_is_other() -> None:
+    text = "Your rival quoted us about half of that, so the price is a real problem."
+    permissive = load_classifier(REPO / "models", IntentConfig(threshold=0.0))
+    strict = load_classifier(REPO / "models", IntentConfig(threshold=1.0))
+    label, confidence, scores = permissive.classify(text)
+    assert label != "other" and confidence == max(scores.values())
+    fallback, fallback_confidence, fallback_scores = strict.classify(text)
+    assert fallback == "other"
+    assert fallback_scores == scores
+    assert fallback_confidence == scores["other"]
+
+
+def test_default_threshold_is_the_calibrated_one(classifier: IntentClassifier) -> None:
+    manifest = json.loads((MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))
+    assert classifier.threshold == manifest["calibration"]["threshold"]
+    assert 0.0 <= classifier.threshold < 1.0
+
+
+def _copy_model(tmp_path: Path) -> Path:
+    target = tmp_path / "intent"
+    target.mkdir()
+    for name in ("intent.tflite", "manifest.json"):
+        shutil.copy(MODEL_DIR / name, target / name)
+    return target
+
+
+def _rewrite_manifest(model_dir: Path, **changes: object) -> None:
+    path = model_dir / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _one_line_model_error(model_dir: Path, match: str) -> None:
+    with pytest.raises(ModelError, match=match) as info:
+        IntentClassifier(model_dir)
+    assert "\n" not in str(info.value)
+
+
+def test_flipped_bytes_are_reported_as_corrupt(tmp_path: Path) -> None:
+    model_dir = _copy_model(tmp_path)
+    data = bytearray((model_dir / "intent.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model_dir / "intent.tflite").write_bytes(bytes(data))
+    _one_line_model_error(model_dir, "corrupt")
+
+
+def test_a_file_that_is_not_tflite_is_rejected_by_the_runtime(tmp_path: Path) -> None:
+    # The checksum matches, so this reaches the interpreter itself.
+    import hashlib
+
+    model_dir = _copy_model(tmp_path)
+    junk = b"this is not a flatbuffer" * 50
+    (model_dir / "intent.tflite").write_bytes(junk)
+    _rewrite_manifest(model_dir, model_sha256=hashlib.sha256(junk).hexdigest())
+    _one_line_model_error(model_dir, "not a usable TensorFlow Lite file")
+
+
+def test_missing_files_and_bad_manifests(tmp_path: Path) -> None:
+    model_dir = _copy_model(tmp_path)
+    (model_dir / "intent.tflite").unlink()
+    _one_line_model_error(model_dir, "model file not found")
+    _one_line_model_error(tmp_path / "nowhere", "manifest not found")
+    (model_dir / "manifest.json").write_text("{not json", encoding="utf-8")
+    _one_line_model_error(model_dir, "unreadable")
+    (model_dir / "manifest.json").write_text("[]", encoding="utf-8")
+    _one_line_model_error(model_dir, "not format 1")
+
+
+def test_manifest_that_disagrees_with_the_model_is_rejected(tmp_path: Path) -> None:
+    model_dir = _copy_model(tmp_path)
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    _rewrite_manifest(model_dir, features={**manifest["features"], "buckets": 1024})
+    _one_line_model_error(model_dir, "tensor shapes differ")
+    _rewrite_manifest(model_dir, features=manifest["features"], labels=manifest["labels"][:-1])
+    _one_line_model_error(model_dir, "bad labels|shapes differ")
+    _rewrite_manifest(model_dir, labels=manifest["labels"], calibration={"temperature": 0})
+    _one_line_model_error(model_dir, "incomplete")
+
+
+def test_config_section_parses_and_validates(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(f'[intent]\nthreshold = 0.4\nmodel_dir = "{MODEL_DIR}"\n', encoding="utf-8")
+    config = load_config(good)
+    assert config.intent == IntentConfig(model_dir=MODEL_DIR, threshold=0.4)
+    classifier = load_classifier(Path("/nonexistent"), config.intent)  # absolute model_dir wins
+    assert classifier.threshold == 0.4
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[intent]\nthreshold = 1.5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="threshold"):
+        load_config(bad)
+
+
+def test_reading_config_does_not_import_the_tflite_runtime() -> None:
+    code = (
+        "import sys, firmware.config, firmware.intent; "
+        "assert 'tflite_runtime' not in sys.modules and 'ai_edge_litert' not in sys.modules; "
+        "assert 'firmware.intent.classifier' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_features_ignore_case_punctuation_and_apostrophes() -> None:
+    spec = FeatureSpec()
+    a = featurise("That's WAY too expensive!!", spec)
+    b = featurise("thats way too expensive", spec)
+    assert np.array_equal(a, b)
+    assert math.isclose(float(np.linalg.norm(a)), 1.0, rel_tol=1e-5)
+    assert not np.array_equal(a, featurise("that is way too cheap", spec))
+    assert normalise("Café — naïve") == "cafe naive"
+
+
+def test_features_of_huge_text_are_bounded_by_max_chars() -> None:
+    spec = FeatureSpec(max_chars=50)
+    long_text = "we are in a freeze until january " * 1000
+    assert np.array_equal(featurise(long_text, spec), featurise(long_text[:50], spec))
+    assert featurise("", spec).shape == (spec.buckets,) and not featurise("", spec).any()
