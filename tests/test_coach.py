@@ -234,3 +234,13 @@ def test_a_named_competitor_is_a_moment_even_when_the_classifier_misses_it(tmp_p
         ]
     finally:
         run.close()
+
+
+def test_bad_settings_from_the_phone_are_clear_errors(run: Run) -> None:
+    from firmware.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown cue channel"):
+        run.coach.set_channels(("led", "smoke"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown persona"):
+        run.coach.set_persona("astronaut")
+    assert run.coach.channels == ("led", "haptic", "phone")  # unchanged

@@ -11,7 +11,7 @@ import pytest
 
 from firmware.coach.playbook import MAX_TIP_CHARS, MOMENT_KINDS, fill, load_playbook, parse_playbook
 from firmware.coach.tips import TipWriter
-from firmware.errors import PlaybookError
+from firmware.errors import ConfigError, PlaybookError
 
 DEFAULT = Path(__file__).resolve().parent.parent / "models" / "playbook" / "default.toml"
 
@@ -89,7 +89,7 @@ def test_tip_writer_rotates_variants_and_fills_the_persona() -> None:
     assert writer.write(play, None) == "For a finance buyer: talk payback, not features"
     writer.set_persona("technical")
     assert writer.persona == "technical"
-    with pytest.raises(ValueError, match="unknown persona"):
+    with pytest.raises(ConfigError, match="unknown persona"):
         writer.set_persona("astronaut")
 
 

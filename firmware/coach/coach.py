@@ -28,6 +28,7 @@ from firmware.coach.replies import ReplyWatch
 from firmware.coach.sinks import PhoneSink, PhoneTip
 from firmware.coach.tips import TipWriter
 from firmware.cues.spec import CueSink, CueSpec
+from firmware.errors import ConfigError
 from firmware.events import Event, Moment, Tip, Utterance
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class Coach:
     def set_channels(self, channels: tuple[Channel, ...]) -> None:
         unknown = set(channels) - {"led", "haptic", "phone"}
         if unknown:
-            raise ValueError(f"unknown cue channel(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown cue channel(s): {', '.join(sorted(unknown))} (choose from led, haptic, phone)")
         with self._lock:
             self.channels = tuple(dict.fromkeys(channels))
 
@@ -182,6 +183,7 @@ class Coach:
             return {
                 "duration_s": self.now,
                 "talk_ratio_rep": a.talk_ratio(),
+                "talk_ratio_rep_rolling": a.rolling_talk_ratio(),
                 "rep_talk_s": a.rep_talk_s,
                 "buyer_talk_s": a.buyer_talk_s,
                 "questions_asked": p.questions,

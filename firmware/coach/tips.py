@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from firmware.coach.playbook import MomentPlay, Playbook, fill
+from firmware.errors import ConfigError
 
 # Keyword hits before a persona is trusted from what the buyer says.
 _PERSONA_MIN_HITS = 2
@@ -19,7 +20,7 @@ class TipWriter:
 
     def set_persona(self, persona: str | None) -> None:
         if persona is not None and persona not in self._playbook.personas:
-            raise ValueError(f"unknown persona {persona!r} (playbook has: {', '.join(self._playbook.personas) or 'none'})")
+            raise ConfigError(f"unknown persona {persona!r} (playbook has: {', '.join(self._playbook.personas) or 'none'})")
         self._persona_set = persona
 
     def hear_buyer(self, text: str) -> None:
