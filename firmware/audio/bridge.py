@@ -18,13 +18,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from firmware.audio.callstate import CallChange, CallDetector
 from firmware.audio.config import BridgeConfig
-from firmware.audio.drift import FractionalResampler
+from firmware.audio.drift import FractionalResampler, SampleFifo
 from firmware.audio.legs import DeviceSlot, Leg
 from firmware.audio.pcm import AlsaPcm, PcmDevice
 from firmware.audio.taps import TapWriter
@@ -139,6 +140,8 @@ class Bridge:
         self._thread: threading.Thread | None = None
         self.realtime = False
         self.thread_cpu_s = 0.0
+        self.max_cycle_gap_ns = 0  # longest wall time between two cycles: a stalled thread shows here
+        self._last_start_ns = 0
         self.thread_wall_s = 0.0
         self._stream_t = 0.0
 
@@ -152,6 +155,11 @@ class Bridge:
                 self.clock.sleep(period_s)
             self.timer_paced_cycles += 1
         start = time.perf_counter_ns()
+        if self._last_start_ns:
+            gap = start - self._last_start_ns
+            if gap > self.max_cycle_gap_ns:
+                self.max_cycle_gap_ns = gap
+        self._last_start_ns = start
         now = self.clock.now()
         self.rep.drain(now)
         host_frames = self.buyer.drain(now)
@@ -177,9 +185,26 @@ class Bridge:
         return self._proc_ns[:n] / 1e6
 
     # --- thread -------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Run every numpy path of a cycle once on scratch data, before the audio thread goes
+        real-time: first calls resolve lazy imports and caches that would cost a period."""
+        scratch = SampleFifo(self.config.period_frames * 8)
+        resampler = FractionalResampler(self.config.period_frames)
+        out = np.zeros(self.config.period_frames, dtype=np.float32)
+        for ratio in (1.0, 1.0001):
+            scratch.push(np.zeros(self.config.period_frames * 3, dtype=np.int16))
+            resampler.pull(scratch, ratio, out)
+        writer = TapWriter(Path("/nonexistent/parallax-warm-up.sock"), self.config.rate_hz)
+        block = np.zeros(writer.block, dtype=np.float32)
+        writer.add_rep(block)
+        writer.add_buyer(block)
+        writer.flush(call_id=0, call_t0=0.0)
+        writer.close()
+
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("bridge already started")
+        self.warm_up()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="parallax-bridge", daemon=True)
         self._thread.start()
@@ -233,6 +258,7 @@ class Bridge:
             "call_active": self.detector.active,
             "host_streaming": self.detector.host_streaming,
             "thread_cpu_percent": round(100 * self.thread_cpu_s / self.thread_wall_s, 2) if self.thread_wall_s else 0.0,
+            "max_cycle_gap_ms": round(self.max_cycle_gap_ns / 1e6, 3),
             "proc_p99_ms": round(float(np.percentile(proc, 99)), 4) if len(proc) else 0.0,
             "rep": self.rep.stats(),
             "buyer": self.buyer.stats(),

@@ -116,6 +116,7 @@ class Leg:
         self._pending = False
         self._primed = False
         self._resync = False
+        self._play_queued = 0.0
         self._last_t: float | None = None
         self.frames_in = 0
         self.frames_out = 0
@@ -142,9 +143,17 @@ class Leg:
         if not self.capture.try_open(now):
             return 0
         total = 0
-        for _ in range(MAX_PERIODS_PER_CYCLE):
+        device = self.capture.device
+        try:
+            captured = device.queued_frames()
+            ready = int(captured) // self.period
+        except AudioDeviceError as exc:
+            self.capture.lost(now, exc)
+            self._primed = False
+            return 0
+        for _ in range(min(ready, MAX_PERIODS_PER_CYCLE)):
             try:
-                got = self.capture.device.read_view()
+                got = device.read_view()
             except AudioDeviceError as exc:
                 self.capture.lost(now, exc)
                 self._primed = False
@@ -154,7 +163,6 @@ class Leg:
                     self.capture_xruns += 1
                     self.capture.xruns += 1
                     self._resync = True
-                    continue
                 break
             frames = len(got) // self.channels
             block = self.fifo.push(got if self.channels == 1 else self._downmix(got, frames))
@@ -187,22 +195,25 @@ class Leg:
             self._pending = False
             return 0
         written = 0
+        device = self.playback.device
         for _ in range(MAX_PERIODS_PER_CYCLE):
             try:
-                if self.playback.device.queued_frames() >= self.period + self.margin:
-                    break
+                queued = device.queued_frames()
             except AudioDeviceError as exc:
                 self.playback.lost(now, exc)
                 self._pending = False
+                return written
+            self._play_queued = queued
+            if queued >= self.period + self.margin:
                 break
             if not self._pending:
                 self._produce()
             try:
-                frames = self.playback.device.write(self._out_i16)
+                frames = device.write(self._out_i16)
             except AudioDeviceError as exc:
                 self.playback.lost(now, exc)
                 self._pending = False
-                break
+                return written
             if frames == XRUN:
                 # pyalsaaudio re-prepared the stream; the period is still pending and goes
                 # out on the next try, so an underrun costs a click, never lost samples.
@@ -213,6 +224,7 @@ class Leg:
             if frames <= 0:
                 break
             self._pending = False
+            self._play_queued = queued + frames
             self.frames_out += frames
             written += 1
         self._regulate(now)
@@ -252,10 +264,14 @@ class Leg:
         self._last_t = now
         if not (self._primed and self.capture.ok and self.playback.ok) or dt <= 0:
             return
+        # The playback queue was just measured by serve; the unread capture is measured now,
+        # right after it, so that a delay inside this cycle (between drain and serve) shifts
+        # both alike and cannot fake a jump in the total.
         try:
-            fill = self._buffered()
+            unread = self.capture.device.queued_frames()
         except AudioDeviceError:
-            return  # the next drain/serve notices and handles the lost device
+            return  # the next drain notices and handles the lost device
+        fill = unread + self.fifo.fill + self._play_queued
         excess = fill - self.total_target
         if self._resync or abs(excess) > self.resync_frames:
             # An xrun or a stall moved the buffer far more than drift ever could: put the

@@ -76,6 +76,8 @@ class ClockedPcm:
         self.source = source
         self.sink = sink
         self.xruns = 0
+        self.harness_ns = 0
+        self._inner_ns = 0
         self._scratch = np.zeros(period_frames * channels, dtype=np.int16)
         self.unplugged = False
         self._open = False
@@ -120,7 +122,19 @@ class ClockedPcm:
         if self.unplugged:
             raise AudioDeviceError(f"{self.direction} PCM {self.name!r} failed: No such device")
 
+    # Each public call is timed, less the time spent in the inner (real ALSA) device and in
+    # sleeping, into ``harness_ns``: what this simulated clock costs the calling thread, so a
+    # benchmark can report the bridge's own CPU apart from its test harness.
+
     def read(self, out: Int16Buffer) -> int:
+        start = time.perf_counter_ns()
+        self._inner_ns = 0
+        try:
+            return self._read(out)
+        finally:
+            self.harness_ns += time.perf_counter_ns() - start - self._inner_ns
+
+    def _read(self, out: Int16Buffer) -> int:
         self._check()
         ready = int(self._elapsed_frames() // self.period_frames) - self._periods_done
         if ready <= 0:
@@ -130,7 +144,9 @@ class ClockedPcm:
             self.xruns += 1
             return XRUN
         if self.inner is not None:
+            t = time.perf_counter_ns()
             frames = self.inner.read(out)
+            self._inner_ns += time.perf_counter_ns() - t
             if frames <= 0:
                 return frames
         else:
@@ -149,6 +165,14 @@ class ClockedPcm:
         return self._scratch[: frames * self.channels]
 
     def write(self, data: Int16Buffer) -> int:
+        start = time.perf_counter_ns()
+        self._inner_ns = 0
+        try:
+            return self._write(data)
+        finally:
+            self.harness_ns += time.perf_counter_ns() - start - self._inner_ns
+
+    def _write(self, data: Int16Buffer) -> int:
         self._check()
         drained = self._elapsed_frames()
         queued = self._frames_written - drained
@@ -164,7 +188,9 @@ class ClockedPcm:
         if queued + self.period_frames > self.period_frames * self.periods:
             return 0
         if self.inner is not None:
+            t = time.perf_counter_ns()
             frames = self.inner.write(data)
+            self._inner_ns += time.perf_counter_ns() - t
             if frames <= 0:
                 return frames
         else:
@@ -175,10 +201,12 @@ class ClockedPcm:
         return frames
 
     def wait(self, timeout_s: float) -> bool:
+        start = time.perf_counter_ns()
         self._check()
         next_frames = (self._periods_done + 1) * self.period_frames
         due = self._t0 + next_frames / self.rate_hz
         now = self.clock.now()
+        self.harness_ns += time.perf_counter_ns() - start
         if due <= now:
             return True
         if due - now > timeout_s:
@@ -189,9 +217,14 @@ class ClockedPcm:
 
     def queued_frames(self) -> float:
         """Playback: frames written, not yet played. Capture: frames captured, not yet read."""
+        start = time.perf_counter_ns()
+        self._check()
         if self.direction == "capture":
-            return max(0.0, self._elapsed_frames() - self._periods_done * self.period_frames)
-        return max(0.0, self._frames_written - self._elapsed_frames())
+            queued = max(0.0, self._elapsed_frames() - self._periods_done * self.period_frames)
+        else:
+            queued = max(0.0, self._frames_written - self._elapsed_frames())
+        self.harness_ns += time.perf_counter_ns() - start
+        return queued
 
 
 def tone(frequency_hz: float, rate_hz: int, period_frames: int, amplitude: float = 0.3) -> Callable[[Int16Buffer, int], None]:

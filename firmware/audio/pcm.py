@@ -172,10 +172,12 @@ class AlsaPcm:
             avail = pcm.avail()
         except Exception as exc:
             raise AudioDeviceError(f"playback PCM {self.name!r} failed: {exc}") from None
-        if avail < 0:
-            return 0.0  # an xrun is pending; the next read/write reports and recovers it
         if self.direction == "capture":
-            return float(avail)
+            # after an overrun avail is an error code: claim a period so that the next read
+            # runs, reports the xrun and recovers the stream
+            return float(avail) if avail >= 0 else float(self.period_frames)
+        if avail < 0:
+            return 0.0  # underrun pending: the next write reports and recovers it
         return float(max(0, self.period_frames * self.periods - avail))
 
     def _require(self) -> Any:
