@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Benchmark the inline audio bridge: latency, processing time, CPU, xruns, drift.
+
+1. Latency by configuration (the device defaults): the buffered total the drift controller
+   holds, the resampler's look-ahead and the controller's dead band.
+2. A simulated call of ``--minutes`` (default 60) per drift sign: the bridge's real code on
+   simulated USB clocks, the computer's clock +300 ppm, then -300 ppm, against the headset
+   (so each run corrects both ways: one direction's source is fast, the other's slow).
+   Counts xruns and gaps, and the buffered total's excursion from its target.
+3. A real-time run of ``--realtime-seconds`` (default 30) on real pyalsaaudio/libasound
+   (file/null PCMs given USB clocks in software), device configuration, SCHED_FIFO when
+   permitted, with a coach process consuming the taps and burning CPU flat out beside it
+   plus a second CPU burner, so both cores are saturated. Measures the bridge thread's CPU
+   (total, and without the software clock's own share), its per-cycle processing time and
+   its xruns, and the longest gap between two cycles (what the machine itself stalled).
+
+Prints readable tables; the last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from firmware.audio.bridge import Bridge, Devices, latency_frames  # noqa: E402
+from firmware.audio.config import BridgeConfig  # noqa: E402
+from firmware.audio.paced import ClockedPcm, RealClock, SimClock, tone  # noqa: E402
+
+RATE = 48000
+
+COACH = """
+import sys, time
+import numpy as np
+from pathlib import Path
+from firmware.audio.taps import TapReader
+reader = TapReader(Path(sys.argv[1]))
+a = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)
+frames = 0
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    while reader.receive(0) is not None:
+        frames += 1
+    a = np.tanh(a @ a * 0.01)  # inference stand-in: CPU flat out between frames
+print(frames, reader.missed)
+"""
+
+BURNER = """
+import sys, time
+end = time.monotonic() + float(sys.argv[1])
+x = 0
+while time.monotonic() < end:
+    x = (x * 1103515245 + 12345) % 2147483648
+"""
+
+
+def section(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
+
+
+def bench_latency(config: BridgeConfig) -> dict[str, float]:
+    section("Latency by configuration (one way, frames at 48 kHz)")
+    terms = latency_frames(config)
+    for name, frames in terms.items():
+        print(f"  {name:22s} {frames:5d} frames  {1000 * frames / config.rate_hz:6.2f} ms")
+    worst = sum(terms.values())
+    typical = terms["buffered_target"] + terms["resampler_lookahead"]
+    print(f"  {'typical (held target)':22s} {typical:5d} frames  {1000 * typical / config.rate_hz:6.2f} ms")
+    print(f"  {'worst (+ dead band)':22s} {worst:5d} frames  {1000 * worst / config.rate_hz:6.2f} ms")
+    print(
+        f"  where buffered_target = 3 periods x {config.period_frames} + playback margin {config.playback_margin_frames}"
+        f" + pull look-ahead 10 + dead band {config.fill_deadband_frames:.0f} + headroom"
+        f" {config.target_buffered_frames - 3 * config.period_frames - config.playback_margin_frames - 10 - int(config.fill_deadband_frames)}"
+    )
+    return {"latency_ms": 1000 * worst / config.rate_hz, "latency_typical_ms": 1000 * typical / config.rate_hz}
+
+
+def bench_simulated(config: BridgeConfig, minutes: float) -> dict[str, float]:
+    section(f"Simulated {minutes:g}-minute call, computer clock off by +-300 ppm")
+    print(f"  {'host ppm':>8s} {'xruns':>6s} {'gaps':>5s} {'resync':>6s} {'fill min..max (frames)':>24s} {'smoothed':>16s} {'correction ppm':>16s} {'us/cycle':>9s}")
+    worst_fill = 0.0
+    xruns_total = gaps_total = 0
+    cpu_us = []
+    for host_ppm in (300.0, -300.0):
+        clock = SimClock()
+
+        def pcm(name: str, direction: str, ppm: float, freq: float | None) -> ClockedPcm:
+            periods = 8 if direction == "capture" else config.periods
+            source = tone(freq, RATE, config.period_frames) if freq else None
+            return ClockedPcm(name, direction, clock, rate_hz=RATE, period_frames=config.period_frames, periods=periods, ppm=ppm, source=source)  # type: ignore[arg-type]
+
+        pcms = [pcm("headset-in", "capture", 0, 440.0), pcm("headset-out", "playback", 0, None), pcm("host-in", "capture", host_ppm, 1000.0), pcm("host-out", "playback", host_ppm, None)]
+        bridge = Bridge(replace(config, sched_fifo=False), Devices(*pcms), clock=clock, taps=False)
+        settled = False
+        cpu0 = time.thread_time()
+        while clock.now() < minutes * 60:
+            bridge.cycle()
+            if not settled and clock.now() >= 60:  # the first minute learns the drift
+                bridge.rep.reset_fill_stats()
+                bridge.buyer.reset_fill_stats()
+                settled = True
+        cpu_us.append((time.thread_time() - cpu0) / bridge.cycles * 1e6)
+        xruns = sum(p.xruns for p in pcms)
+        gaps = bridge.rep.underflows + bridge.buyer.underflows
+        resyncs = bridge.rep.resyncs + bridge.buyer.resyncs
+        xruns_total += xruns
+        gaps_total += gaps + resyncs
+        for leg in (bridge.rep, bridge.buyer):
+            worst_fill = max(worst_fill, abs(leg.fill_min), abs(leg.fill_max))
+            print(
+                f"  {host_ppm:+8.0f} {xruns:6d} {gaps:5d} {resyncs:6d} {leg.name:>6s} {leg.fill_min:+7.1f}..{leg.fill_max:+7.1f}"
+                f"   {leg.smoothed_min:+6.1f}..{leg.smoothed_max:+6.1f} {leg.controller.correction_ppm:+16.1f} {cpu_us[-1]:9.1f}"
+            )
+    print(f"  one period = {config.period_frames} frames; worst excursion {worst_fill:.1f} frames = {worst_fill / config.period_frames:.2f} periods")
+    return {
+        "sim_minutes": minutes,
+        "sim_xruns": xruns_total,
+        "sim_gaps": gaps_total,
+        "fill_error_max_frames": worst_fill,
+        "fill_error_max_periods": worst_fill / config.period_frames,
+        "sim_cycle_us": float(np.mean(cpu_us)),
+    }
+
+
+def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str, float]:
+    from firmware.audio.testbed import alsa_config_path, clocked_devices, write_alsa_config
+
+    section(f"Real time, {seconds:g} s on real libasound (file/null PCMs), coach {'flat out' if load else 'absent'}")
+    root = Path(tempfile.mkdtemp(prefix="parallax-bench-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+    sock = root / "taps.sock"
+    config = replace(config, tap_socket=sock, call_state_file=root / "call_state.json")
+    files = write_alsa_config(root, config)
+    os.environ["ALSA_CONFIG_PATH"] = alsa_config_path(files)
+    t = np.arange(int(RATE * (seconds + 5))) / RATE
+    (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tofile(files.headset_in)
+    (np.sin(2 * np.pi * 1000 * t) * 8000).astype("<i2").tofile(files.host_in)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    helpers = []
+    if load:
+        helpers.append(subprocess.Popen([sys.executable, "-c", COACH, str(sock), str(seconds + 2)], stdout=subprocess.PIPE, text=True, env=env))
+        helpers.append(subprocess.Popen([sys.executable, "-c", BURNER, str(seconds + 2)], env=env))
+        time.sleep(1.0)  # the coach binds its socket
+    clock = RealClock()
+    devices = clocked_devices(config, clock)
+    bridge = Bridge(config, devices, clock=clock)
+    bridge.start()
+    time.sleep(seconds)
+    bridge.stop()
+    coach_frames, coach_missed = -1, -1
+    for proc in helpers:
+        out, _ = proc.communicate(timeout=30)
+        if out:
+            coach_frames, coach_missed = (int(x) for x in out.split())
+    for path in root.iterdir():
+        path.unlink()
+    root.rmdir()
+    pcms = [devices.headset_capture, devices.headset_playback, devices.host_capture, devices.host_playback]
+    harness_s = sum(p.harness_ns for p in pcms if isinstance(p, ClockedPcm)) / 1e9
+    wall = bridge.thread_wall_s or seconds
+    total_pct = 100 * bridge.thread_cpu_s / wall
+    own_pct = 100 * max(0.0, bridge.thread_cpu_s - harness_s) / wall
+    proc_ms = bridge.processing_ms()
+    xruns = sum(p.xruns for p in pcms if isinstance(p, ClockedPcm))
+    stats = bridge.stats()
+    rows = [
+        ("real-time thread (SCHED_FIFO)", str(bridge.realtime)),
+        ("cycles", f"{bridge.cycles} ({bridge.cycles / wall:.0f}/s)"),
+        ("processing p50 / p99 / max", f"{np.percentile(proc_ms, 50):.3f} / {np.percentile(proc_ms, 99):.3f} / {proc_ms.max():.3f} ms"),
+        ("bridge thread CPU, total", f"{total_pct:.2f} % of one core"),
+        ("  of which software clock", f"{100 * harness_s / wall:.2f} %"),
+        ("  bridge itself", f"{own_pct:.2f} %"),
+        ("xruns (device level)", str(xruns)),
+        ("gaps (FIFO ran dry) / resyncs", f"{bridge.rep.underflows + bridge.buyer.underflows} / {bridge.rep.resyncs + bridge.buyer.resyncs}"),
+        ("longest gap between cycles", f"{stats['max_cycle_gap_ms']} ms (period {1000 * config.period_s:.0f} ms, playback margin {1000 * config.playback_margin_frames / RATE:.0f} ms)"),
+        ("taps sent / dropped", f"{stats.get('taps', {}).get('sent')} / {stats.get('taps', {}).get('dropped')}"),
+        ("coach received / missed", f"{coach_frames} / {coach_missed}"),
+    ]
+    for name, value in rows:
+        print(f"  {name:32s} {value}")
+    return {
+        "rt_seconds": seconds,
+        "rt_sched_fifo": bridge.realtime,
+        "p50_ms": float(np.percentile(proc_ms, 50)),
+        "p99_ms": float(np.percentile(proc_ms, 99)),
+        "max_ms": float(proc_ms.max()),
+        "cpu_percent": own_pct,
+        "cpu_percent_with_harness": total_pct,
+        "rt_xruns": xruns,
+        "rt_gaps": bridge.rep.underflows + bridge.buyer.underflows,
+        "rt_max_cycle_gap_ms": float(stats["max_cycle_gap_ms"]),  # type: ignore[arg-type]
+        "rt_taps_dropped": float(stats.get("taps", {}).get("dropped", 0)),  # type: ignore[union-attr]
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="simulated call length per drift sign")
+    parser.add_argument("--realtime-seconds", type=float, default=30.0)
+    parser.add_argument("--no-load", action="store_true", help="real-time run without the coach and CPU burner")
+    args = parser.parse_args()
+    config = BridgeConfig()
+    figures: dict[str, float] = {}
+    figures.update(bench_latency(config))
+    figures.update(bench_realtime(config, args.realtime_seconds, load=not args.no_load))
+    figures.update(bench_simulated(config, args.minutes))
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
