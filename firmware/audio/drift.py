@@ -146,7 +146,7 @@ class FractionalResampler:
             # 0.5 and truncating in the cast rounds
             np.multiply(self._row_steps, ratio - 1.0, out=self._pos)
             np.add(self._pos, (self._phase + 0.5) * PHASES + 0.5, out=self._rows, casting="unsafe")
-            np.take(self._table, self._rows, axis=0, out=self._weights)
+            self._table.take(self._rows, axis=0, out=self._weights)  # the method: no wrapper
             window = self._windows[start - HALF_TAPS : start - HALF_TAPS + self.period]
             np.einsum("ij,ij->i", window, self._weights, out=out)
         advance = self._phase + self.period * ratio
@@ -196,10 +196,13 @@ class FillController:
             error = 0.0
         else:
             error -= math.copysign(self.deadband, error)
-        self.integral_ppm += self.ki * error * dt_s
-        self.integral_ppm = max(-self.max_ppm, min(self.max_ppm, self.integral_ppm))
-        ppm = self.kp * error + self.integral_ppm
-        self.correction_ppm = max(-self.max_ppm, min(self.max_ppm, ppm))
+        # plain comparisons rather than min/max: this runs twice per 2 ms period
+        integral = self.integral_ppm + self.ki * error * dt_s
+        limit = self.max_ppm
+        integral = limit if integral > limit else -limit if integral < -limit else integral
+        self.integral_ppm = integral
+        ppm = self.kp * error + integral
+        self.correction_ppm = limit if ppm > limit else -limit if ppm < -limit else ppm
         self.ratio = 1.0 + self.correction_ppm * 1e-6
         return self.ratio
 

@@ -286,12 +286,15 @@ class Leg:
                 self._primed = False
             return
         self.controller.update(fill, dt)
-        err = fill - self.total_target
-        self.fill_min = min(self.fill_min, err)
-        self.fill_max = max(self.fill_max, err)
+        if excess < self.fill_min:
+            self.fill_min = excess
+        if excess > self.fill_max:
+            self.fill_max = excess
         smoothed = self.controller.smoothed - self.total_target
-        self.smoothed_min = min(self.smoothed_min, smoothed)
-        self.smoothed_max = max(self.smoothed_max, smoothed)
+        if smoothed < self.smoothed_min:
+            self.smoothed_min = smoothed
+        if smoothed > self.smoothed_max:
+            self.smoothed_max = smoothed
 
     def stats(self) -> dict[str, float | int]:
         return {
