@@ -38,7 +38,7 @@ from firmware.coach.evaluate import (  # noqa: E402
 from firmware.coach.truth import TruthCall, drive, load_truth  # noqa: E402
 from firmware.config import Config, PathsConfig, load_config  # noqa: E402
 from firmware.cues.pins import make_pin_factory  # noqa: E402
-from firmware.events import Event  # noqa: E402
+from firmware.events import Event, Utterance  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 
@@ -55,6 +55,7 @@ class CallResult:
     tips: int
     tips_in_rep_speech: int
     latencies: list[float]
+    transcript_delays: list[float]
     wall_s: float
 
 
@@ -63,7 +64,13 @@ def run_truth(call: TruthCall, config: Config, delay_s: float) -> list[Event]:
     kit = build_coach(config, events.append, pin_factory=make_pin_factory("mock"))
     assert kit.coach is not None
     try:
-        end = drive(call, kit.coach.on_activity, kit.coach.on_event, delay_s)
+        coach = kit.coach
+
+        def on_event(event: Utterance) -> None:
+            events.append(event)
+            coach.on_event(event)
+
+        end = drive(call, coach.on_activity, on_event, delay_s)
         kit.coach.end_call(end)
     finally:
         kit.close()
@@ -111,8 +118,21 @@ def score(call: TruthCall, events: list[Event], wall_s: float) -> CallResult:
         tips=len(tips(events)),
         tips_in_rep_speech=len(tips_while_rep_speaks(events, call)),
         latencies=tip_latencies(events, call),
+        transcript_delays=transcript_delays(call, events),
         wall_s=wall_s,
     )
+
+
+def transcript_delays(call: TruthCall, events: list[Event]) -> list[float]:
+    """Seconds from a buyer utterance's true end to its transcript reaching the coach: the floor
+    under any tip latency."""
+    out = []
+    for e in events:
+        if isinstance(e, Utterance) and e.speaker == "buyer":
+            overlapping = [u for u in call.utterances if u.speaker == "buyer" and u.start < e.end and u.end > e.start]
+            if overlapping:
+                out.append(e.t - max(u.end for u in overlapping))
+    return out
 
 
 def main() -> int:
@@ -167,6 +187,7 @@ def report(results: list[CallResult], source: str, speed: str) -> int:
     found = sum(r.moments_found for r in results)
     expected = sum(r.moments_expected for r in results)
     latencies = [x for r in results for x in r.latencies]
+    delays = [x for r in results for x in r.transcript_delays]
     figures = {
         "calls": len(results),
         "source": source,
@@ -180,6 +201,7 @@ def report(results: list[CallResult], source: str, speed: str) -> int:
         "tip_latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
         "tip_latency_max_s": round(max(latencies), 3) if latencies else None,
         "tip_latency_samples": len(latencies),
+        "buyer_transcript_delay_median_s": round(statistics.median(delays), 3) if delays else None,
         "wall_s": round(sum(r.wall_s for r in results), 1),
     }
     print("-" * len(head))
@@ -187,7 +209,8 @@ def report(results: list[CallResult], source: str, speed: str) -> int:
         f"moment recall {figures['moment_recall']}, precision {figures['moment_precision']}; dynamics "
         f"{figures['dynamics_detected']}/{figures['dynamics_expected']} found, {figures['dynamics_false']} false; "
         f"tips {figures['tips_total']}, {figures['tips_while_rep_speaking']} while the rep speaks; "
-        f"latency median {figures['tip_latency_median_s']} s"
+        f"latency median {figures['tip_latency_median_s']} s (buyer transcripts arrive a median "
+        f"{figures['buyer_transcript_delay_median_s']} s after the buyer stops)"
     )
     print(json.dumps(figures))
     return 0
