@@ -10,15 +10,11 @@ fleet agent polls before applying an update (:func:`wait_until_idle`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import numpy.typing as npt
 
 from firmware.events import CallState
 from firmware.errors import AudioDeviceError

@@ -109,7 +109,6 @@ class Leg:
         )
         self._on_captured = on_captured
         n = config.period_frames * config.channels
-        self._in_i16 = np.zeros(n, dtype=np.int16)
         self._in_f32 = np.zeros(config.period_frames, dtype=np.float32)
         self._out_f32 = np.zeros(config.period_frames, dtype=np.float32)
         self._out_i16 = np.zeros(n, dtype=np.int16)
