@@ -102,10 +102,9 @@ def _cue_marks(tip: Tip, x: int, y: int) -> list[str]:
     out = []
     if "led" in tip.cues:
         out.append(f'<circle cx="{x + 6}" cy="{y + 17}" r="6" fill="{moment_colour(tip.moment)}" stroke="#333"><title>LED</title></circle>')
-    if "haptic" in tip.cues:
-        out.append(f'<text x="{x + 15}" y="{y + 22}" class="small"><title>haptic</title>&#x301C;</text>')
-    if "phone" in tip.cues:
-        out.append(f'<text x="{x + 28}" y="{y + 22}" class="small"><title>phone</title>&#x1F4F1;</text>')
+    labels = [name for name in ("haptic", "phone") if name in tip.cues]
+    if labels:
+        out.append(f'<text x="{x + 15}" y="{y + 21}" class="small">{" + ".join(labels)}</text>')
     return out
 
 
