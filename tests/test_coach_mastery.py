@@ -107,3 +107,14 @@ def test_tips_fade_after_mastery_over_a_sequence_of_calls(tmp_path: Path) -> Non
         after.close()
     data = json.loads((state / "mastery.json").read_text(encoding="utf-8"))
     assert data["reps"]["default"]["moments"]["pain_point"]["handled"] >= 4
+
+
+def test_a_failed_state_write_still_gives_the_recap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    run = Run(make_config(tmp_path / "state"))
+    try:
+        (tmp_path / "state").write_text("", encoding="utf-8")  # the state directory became a file
+        run.replay(synthetic_call())
+        assert run.recap.questions_asked > 0
+        assert any("cannot write mastery state" in r.getMessage() for r in caplog.records)
+    finally:
+        run.close()

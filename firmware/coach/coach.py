@@ -28,7 +28,7 @@ from firmware.coach.replies import ReplyWatch
 from firmware.coach.sinks import PhoneSink, PhoneTip
 from firmware.coach.tips import TipWriter
 from firmware.cues.spec import CueSink, CueSpec
-from firmware.errors import ConfigError
+from firmware.errors import CoachStateError, ConfigError
 from firmware.events import Event, Moment, Tip, Utterance
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,11 @@ class Coach:
             self._ended = True
             self._record_avoidable()
             self._mastery.add_pace(self.rep_id, self._pace.words, self._pace.speech_s)
-            self._mastery.save()
+            try:
+                self._mastery.save()
+            except CoachStateError as exc:
+                # Losing one call's counters must not cost the rep the recap (or the call's summary).
+                log.warning("%s", exc)
             recap = compose_recap(self.figures(), self.moment_counts, self._handled_well, self._cfg.dynamics)
             if "phone" in self.channels:
                 self._phone.send_recap(recap)
