@@ -71,6 +71,9 @@ def test_hold_snoozes_coaching_for_the_snooze_time(tmp_path: Path) -> None:
         press(run, hold_s=0.5)
         assert run.coach.snoozed
         snoozed_at = run.coach.now
+        assert run.kit.cues.state == "snoozed"
+        play_until(run, items, snoozed_at + 61.0)
+        assert run.kit.cues.state == "idle"  # the dim snooze light goes out when coaching comes back
         play_rest(run, items)
         delivered = tips(run.events)
         assert delivered, "coaching resumes after the snooze"
@@ -97,5 +100,6 @@ def test_double_press_mutes_for_the_call_and_nothing_is_reported(tmp_path: Path,
         # Moments are still measured (the recap needs them), but controls leave no trace.
         assert all(isinstance(e, (Moment, Tip)) for e in run.events)
         assert [r for r in caplog.records if r.name.startswith("firmware")] == []
+        assert run.kit.cues.state == "idle"  # muted for that call only
     finally:
         run.close()

@@ -20,7 +20,7 @@ from firmware.coach.activity import ActivityTracker, DynamicHit
 from firmware.coach.config import SKILL_LEVELS, Channel, CoachConfig
 from firmware.coach.mastery import MasteryStore
 from firmware.coach.onset import RepOnsetGuard
-from firmware.coach.pace import PaceTracker
+from firmware.coach.pace import PaceTracker, count_questions
 from firmware.coach.playbook import INTENT_KINDS, Playbook
 from firmware.coach.policy import Candidate, DeliveryPolicy
 from firmware.coach.recap import Recap, compose_recap
@@ -79,6 +79,7 @@ class Coach:
         self._handled_well = 0
         self._talk_ratio_cued = False
         self._questions_checked = False
+        self._snooze_showing = False
         self._ended = False
 
     # -- inputs ----------------------------------------------------------------------------
@@ -92,6 +93,9 @@ class Coach:
                 self._on_dynamic(hit)
             self._settle_replies()
             self._periodic_checks()
+            if self._snooze_showing and not self._policy.silenced(self.now):
+                self._snooze_showing = False
+                self._cues.status("idle")  # the snooze ran out: coaching is back
             self._try_deliver()
 
     def on_audio(self, frame: CallFrame) -> None:
@@ -109,7 +113,7 @@ class Coach:
             if event.speaker == "rep":
                 for hit in self._pace.on_rep_utterance(event.start, event.end, event.text, self.now):
                     self._on_dynamic(hit)
-                self._replies.on_rep_utterance(event.start, event.end, self._pace.question_in(event.start, event.end))
+                self._replies.on_rep_utterance(event.start, event.end, count_questions(event.text) > 0)
             else:
                 self._on_buyer_utterance(event)
             self._settle_replies()
@@ -126,11 +130,14 @@ class Coach:
             self._policy.snooze(self.now)
             self._cues.clear()
             self._phone.dismiss_tip()
-            self._cues.status("snoozed")
+            if not self._policy.muted:
+                self._snooze_showing = True
+                self._cues.status("snoozed")
 
     def mute(self) -> None:
         with self._lock:
             self._policy.mute()
+            self._snooze_showing = False
             self._cues.clear()
             self._phone.dismiss_tip()
             self._cues.status("muted")
@@ -179,6 +186,7 @@ class Coach:
             if "phone" in self.channels:
                 self._phone.send_recap(recap)
             self._cues.clear()
+            self._cues.status("idle")  # mute and snooze last for this call only
             return recap
 
     def figures(self) -> dict[str, Any]:
