@@ -59,7 +59,11 @@ class CoachedSession:
 
     def close(self) -> None:
         self._unsubscribe()
-        self.session.close()
+        try:
+            if not self.coach.ended:  # the call broke off before end_call: the next call needs the box
+                self._box.end_call(self.coach.now)
+        finally:
+            self.session.close()
 
     def __enter__(self) -> CoachedSession:
         return self
