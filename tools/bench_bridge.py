@@ -106,7 +106,7 @@ def bench_simulated(config: BridgeConfig, minutes: float) -> dict[str, float]:
         cpu0 = time.thread_time()
         while clock.now() < minutes * 60:
             bridge.cycle()
-            if not settled and clock.now() >= 60:  # the first minute learns the drift
+            if not settled and clock.now() >= min(60.0, minutes * 15):  # the first minute learns the drift
                 bridge.rep.reset_fill_stats()
                 bridge.buyer.reset_fill_stats()
                 settled = True
