@@ -154,3 +154,34 @@ def test_a_stall_is_an_xrun_that_is_counted_and_recovered() -> None:
         assert leg.frames_out - out_before[leg.name] == pytest.approx(5 * RATE, abs=4 * 96)
         assert abs(leg.controller.smoothed - leg.total_target) <= config.fill_deadband_frames + 1
         assert leg.controller.correction_ppm == 0.0
+
+
+def test_stereo_devices_are_mixed_down_and_played_on_both_channels() -> None:
+    config = BridgeConfig(channels=2, sched_fifo=False)
+    clock = SimClock()
+    period = config.period_frames
+    played: list[np.ndarray] = []
+
+    def stereo_source(out: np.ndarray, index: int) -> None:
+        n = np.arange(index * period, (index + 1) * period)
+        out[0::2] = 1000 + n % 7  # left
+        out[1::2] = 3000 - n % 5  # right
+
+    def pcm(name: str, direction: str) -> ClockedPcm:
+        periods = 8 if direction == "capture" else config.periods
+        return ClockedPcm(
+            name, direction, clock, rate_hz=RATE, period_frames=period, periods=periods, channels=2,  # type: ignore[arg-type]
+            source=stereo_source if direction == "capture" else None,
+            sink=(lambda data: played.append(data.copy())) if name == "host-out" else None,
+        )
+
+    bridge = Bridge(config, Devices(pcm("headset-in", "capture"), pcm("headset-out", "playback"), pcm("host-in", "capture"), pcm("host-out", "playback")), clock=clock, taps=False)
+    while clock.now() < 1.0:
+        bridge.cycle()
+    out = np.concatenate(played).reshape(-1, 2)
+    audio = out[np.flatnonzero(out[:, 0])[0] :]
+    np.testing.assert_array_equal(audio[:, 0], audio[:, 1])  # the mono mix on both channels
+    n = np.arange(len(audio) + 1000)
+    mix = ((1000 + n % 7) + (3000 - n % 5)) / 2  # int16 conversion truncates the half
+    offset = next(j for j in range(1000) if np.array_equal(audio[:50, 0], np.trunc(mix[j : j + 50])))
+    np.testing.assert_array_equal(audio[:, 0], np.trunc(mix[offset : offset + len(audio)]))

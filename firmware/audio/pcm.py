@@ -108,9 +108,14 @@ class AlsaPcm:
         got = (info.get("rate"), info.get("channels"), info.get("period_size"))
         if got != (self.rate_hz, self.channels, self.period_frames):
             pcm.close()
+            hint = (
+                f"set bridge.period_frames = {got[2]}"
+                if got[:2] == (self.rate_hz, self.channels)
+                else "define it as a plug PCM (board/asound.conf) so ALSA converts"
+            )
             raise AudioDeviceError(
                 f"PCM {self.name!r} offers rate/channels/period {got}, not "
-                f"{(self.rate_hz, self.channels, self.period_frames)}: route it through a plug PCM"
+                f"{(self.rate_hz, self.channels, self.period_frames)}: {hint}"
             )
         poll = select.poll()
         for fd, mask in pcm.polldescriptors():
