@@ -2,7 +2,8 @@
 """Benchmark the inline audio bridge: latency, processing time, CPU, xruns, drift.
 
 1. Latency by configuration (the device defaults): the buffered total the drift controller
-   holds, the resampler's look-ahead and the controller's dead band.
+   holds, the resampler's look-ahead and the controller's dead band. Then a machine reference:
+   how much slower the same work runs right after a 2 ms sleep than back to back.
 2. A simulated call of ``--minutes`` (default 60) per drift sign: the bridge's real code on
    simulated USB clocks, the computer's clock +300 ppm, then -300 ppm, against the headset
    (so each run corrects both ways: one direction's source is fast, the other's slow).
@@ -140,6 +141,31 @@ def bench_simulated(config: BridgeConfig, minutes: float) -> dict[str, float]:
     }
 
 
+def bench_machine() -> dict[str, float]:
+    """How much a 2 ms sleep costs the next piece of work on this machine (cold caches after
+    other processes ran; mitigations on context switches in a VM): the same resampler pull
+    timed back to back and right after sleeping one period."""
+    from firmware.audio.drift import FractionalResampler, SampleFifo
+
+    section("Machine reference: one resampler pull, warm vs after a 2 ms sleep")
+    fifo, resampler = SampleFifo(4096), FractionalResampler(96)
+    out = np.zeros(96, dtype=np.float32)
+    block = np.zeros(96, dtype=np.float32)
+    timings: dict[str, list[int]] = {"warm": [], "after_sleep": []}
+    for label, pause in (("warm", 0.0), ("after_sleep", 0.002)):
+        for _ in range(500):
+            fifo.push(block)
+            if pause:
+                time.sleep(pause)
+            start = time.perf_counter_ns()
+            resampler.pull(fifo, 1.0003, out)
+            timings[label].append(time.perf_counter_ns() - start)
+    warm_us = float(np.median(timings["warm"])) / 1000
+    cold_us = float(np.median(timings["after_sleep"])) / 1000
+    print(f"  warm {warm_us:.1f} us, after a 2 ms sleep {cold_us:.1f} us: x{cold_us / warm_us:.1f}")
+    return {"machine_pull_warm_us": warm_us, "machine_pull_after_sleep_us": cold_us}
+
+
 def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str, float]:
     from firmware.audio.testbed import alsa_config_path, clocked_devices, write_alsa_config
 
@@ -219,6 +245,7 @@ def main() -> int:
     config = BridgeConfig()
     figures: dict[str, float] = {}
     figures.update(bench_latency(config))
+    figures.update(bench_machine())
     figures.update(bench_realtime(config, args.realtime_seconds, load=not args.no_load))
     figures.update(bench_simulated(config, args.minutes))
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
