@@ -148,3 +148,32 @@ def test_run_live_ends_the_call_when_taps_stop(tmp_path: Path) -> None:
         worker.join(5)
     assert len(sessions) == 1 and sessions[0].ended and len(sessions[0].frames) == 10
     assert sessions[0].frames[0].rep[100] == pytest.approx(3000 / 32768, rel=0.05)
+
+
+def test_audio_thread_alone_is_pinned_and_made_real_time_when_asked() -> None:
+    from firmware.audio.bridge import Bridge, Devices
+    from firmware.audio.paced import ClockedPcm, SimClock
+
+    cpu = min(os.sched_getaffinity(0))
+    clock = SimClock()
+
+    def pcm(name: str, direction: str) -> ClockedPcm:
+        return ClockedPcm(name, direction, clock, rate_hz=48000, period_frames=96, periods=3)  # type: ignore[arg-type]
+
+    bridge = Bridge(BridgeConfig(audio_cpu=cpu, sched_priority=5), Devices(pcm("a", "capture"), pcm("b", "playback"), pcm("c", "capture"), pcm("d", "playback")), clock=clock, taps=False)
+    seen: dict[str, Any] = {}
+
+    def audio_thread() -> None:
+        seen["realtime"] = bridge._enter_realtime()
+        seen["affinity"] = os.sched_getaffinity(0)
+        seen["policy"] = os.sched_getscheduler(0)
+
+    before = os.sched_getaffinity(0)
+    worker = threading.Thread(target=audio_thread)
+    worker.start()
+    worker.join()
+    assert seen["affinity"] == {cpu}
+    assert os.sched_getaffinity(0) == before  # the calling thread is untouched
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    # SCHED_FIFO where this machine permits it; otherwise a warning and best effort
+    assert seen["realtime"] == (seen["policy"] == os.SCHED_FIFO)

@@ -235,6 +235,11 @@ class Bridge:
             raise
 
     def _enter_realtime(self) -> bool:
+        if self.config.audio_cpu >= 0:
+            try:
+                os.sched_setaffinity(0, {self.config.audio_cpu})  # this thread only
+            except (OSError, ValueError) as exc:
+                log.warning("cannot pin the audio thread to CPU %d (%s)", self.config.audio_cpu, exc)
         if not self.config.sched_fifo:
             return False
         try:
