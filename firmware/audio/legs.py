@@ -44,6 +44,7 @@ class DeviceSlot:
         self.failures = 0
         self.xruns = 0
         self.last_error = ""
+        self._outage_reported = False
 
     @property
     def ok(self) -> bool:
@@ -57,18 +58,23 @@ class DeviceSlot:
         try:
             self.device.open()
         except AudioDeviceError as exc:
+            if not self._outage_reported:  # once per outage, not once per retry
+                log.warning("%s (retrying, at most every %.1f s)", exc, self.max_backoff_s)
+                self._outage_reported = True
             self._schedule_retry(now, str(exc))
             return False
         self.opens += 1
         self._backoff_s = self.initial_backoff_s
-        if self.opens > 1:
+        if self._outage_reported or self.opens > 1:
             log.warning("%s PCM %r is back", self.device.direction, self.device.name)
+        self._outage_reported = False
         return True
 
     def lost(self, now: float, exc: AudioDeviceError) -> None:
         self.device.close()
         self.failures += 1
         log.warning("%s", exc)
+        self._outage_reported = True  # this was the report; retries stay quiet
         self._backoff_s = self.initial_backoff_s
         self._schedule_retry(now, str(exc))
 

@@ -6,6 +6,8 @@ import argparse
 import gc
 import json
 import logging
+import logging.handlers
+import queue
 import signal
 import threading
 import time
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    listener = _log_off_the_audio_thread()
     if config.sched_fifo:
         lock_memory()
     bridge = Bridge(config, taps=not args.no_taps)
@@ -77,5 +80,17 @@ def run(args: argparse.Namespace) -> int:
         sd_notify("STOPPING=1")
         bridge.stop()
         publisher.stop()
+        listener.stop()
     print(json.dumps(bridge.stats()))
     return 0
+
+
+def _log_off_the_audio_thread() -> logging.handlers.QueueListener:
+    """Route every log record through a queue: the audio thread (which logs a lost or returning
+    device) then never waits on stderr or the journal; a listener thread does the writing."""
+    root = logging.getLogger()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, *root.handlers, respect_handler_level=True)
+    root.handlers = [logging.handlers.QueueHandler(records)]
+    listener.start()
+    return listener
