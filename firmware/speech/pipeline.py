@@ -23,10 +23,11 @@ from firmware.events import Speaker, Utterance
 from firmware.handoff import DropQueue
 from firmware.speech.config import SpeechConfig
 from firmware.speech.guards import clean_transcript
+from firmware.speech.level import LevelNormaliser
 from firmware.speech.leak import LeakGate
 from firmware.speech.recognizer import Recognizer
 from firmware.speech.segmenter import Segment, Segmenter
-from firmware.speech.vad import VoiceDetector
+from firmware.speech.vad import LevelledVad, VoiceDetector
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,12 @@ class SpeechPipeline:
         self._segmenters = {
             speaker: Segmenter(
                 speaker,
-                vad_factory(),
+                self._detector(speaker, vad_factory),
                 join_gap_s=config.join_gap_s,
                 max_segment_s=config.max_segment_s,
                 pad_s=config.pad_s,
+                onset_lookback_s=config.onset_lookback_s,
+                onset_margin_db=config.onset_margin_db,
             )
             for speaker in ("rep", "buyer")
         }
@@ -89,6 +92,13 @@ class SpeechPipeline:
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="speech-recognizer", daemon=True)
         self.stats = PipelineStats()
+
+    def _detector(self, speaker: Speaker, vad_factory: Callable[[], VoiceDetector]) -> VoiceDetector:
+        vad = vad_factory()
+        level = self._config.vad_level
+        if speaker in level.parties and level.max_gain_db > 0:
+            vad = LevelledVad(vad, LevelNormaliser(level.target_peak_db, level.max_gain_db, level.release_db_per_s))
+        return vad
 
     @property
     def now(self) -> float:

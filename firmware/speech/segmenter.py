@@ -14,10 +14,13 @@ import numpy as np
 
 from firmware.audio.frames import ANALYSIS_RATE_HZ, PcmF32
 from firmware.events import Speaker
+from firmware.speech.onset import refine_onset
 from firmware.speech.vad import VoiceDetector
 
 _CUT_SEARCH_S = 3.0  # a forced cut looks this far back for a pause
 _CUT_WINDOW = ANALYSIS_RATE_HZ // 10
+_FLOOR_CONTEXT_S = 3.0  # audio before an onset that the noise floor is estimated from
+_ONSET_MAX_GAP_S = 0.15  # stop closures and the pause inside "Hon-estly" run to ~0.1 s
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Segmenter:
         join_gap_s: float,
         max_segment_s: float,
         pad_s: float = 0.15,
+        onset_lookback_s: float = 0.0,
+        onset_margin_db: float = 10.0,
     ) -> None:
         rate = ANALYSIS_RATE_HZ
         self.speaker = speaker
@@ -70,7 +75,13 @@ class Segmenter:
         self._join_gap = int(join_gap_s * rate)
         self._max_len = int(max_segment_s * rate)
         self._pad = int(pad_s * rate)
-        self._history = _History(max_segment_s + _CUT_SEARCH_S + join_gap_s + vad.onset_s + 2 * pad_s + 1.0)
+        self._lookback = int(onset_lookback_s * rate)
+        self._onset_margin_db = onset_margin_db
+        self._history = _History(
+            max(max_segment_s + _CUT_SEARCH_S + join_gap_s + 2 * pad_s, _FLOOR_CONTEXT_S + onset_lookback_s)
+            + vad.onset_s + 1.0
+        )
+        self._last_end = 0  # no segment may reach back before the previous one ended
         self._speaking = False
         self._open: list[int] | None = None  # [start, end] samples; end grows while speaking
 
@@ -84,7 +95,7 @@ class Segmenter:
         speaking = self._vad.accept(samples)
         closed: list[Segment] = []
         if speaking and not self._speaking:  # speech began onset_s before this input's end
-            began = max(0, now - self._onset)
+            began = self._refined_onset(max(0, now - self._onset))
             if self._open is not None and began - self._open[1] >= self._join_gap:
                 closed.append(self._close())
             if self._open is None:
@@ -101,6 +112,19 @@ class Segmenter:
                 # Quiet for the join gap and the VAD's onset delay: nothing can join any more.
                 closed.append(self._close())
         return closed
+
+    def _refined_onset(self, began: int) -> int:
+        if not self._lookback:
+            return began
+        floor = self._open[1] if self._open is not None else self._last_end
+        context_start = max(0, began - int(_FLOOR_CONTEXT_S * ANALYSIS_RATE_HZ))
+        context = self._history.slice(context_start, began)
+        context_start = began - len(context)  # the history may hold less than asked for
+        refined = context_start + refine_onset(
+            context, len(context), lookback=self._lookback, margin_db=self._onset_margin_db,
+            max_gap=int(_ONSET_MAX_GAP_S * ANALYSIS_RATE_HZ),
+        )
+        return max(refined, floor)
 
     def flush(self) -> list[Segment]:
         return [self._close()] if self._open is not None else []
@@ -125,6 +149,7 @@ class Segmenter:
         assert self._open is not None
         start, end = self._open
         self._open = None
+        self._last_end = end
         return self._segment(start, end)
 
     def _segment(self, start: int, end: int) -> Segment:

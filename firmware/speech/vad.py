@@ -14,6 +14,7 @@ from typing import Protocol
 from firmware.audio.frames import ANALYSIS_RATE_HZ, PcmF32
 from firmware.errors import ModelError
 from firmware.speech.config import VadConfig
+from firmware.speech.level import LevelNormaliser
 
 _WINDOW = 512  # Silero's window at 16 kHz
 
@@ -56,3 +57,19 @@ class SileroVad:
         while not self._vad.empty():  # its own segments are not used; keep its queue from growing
             self._vad.pop()
         return bool(self._vad.is_speech_detected())
+
+
+class LevelledVad:
+    """Any detector, fed through a :class:`LevelNormaliser`: quiet lines still score as speech.
+
+    Only the detector hears the gain; the audio the recogniser gets is untouched.
+    """
+
+    def __init__(self, inner: VoiceDetector, normaliser: LevelNormaliser) -> None:
+        self._inner = inner
+        self._normaliser = normaliser
+        self.onset_s = inner.onset_s
+        self.release_s = inner.release_s
+
+    def accept(self, samples: PcmF32) -> bool:
+        return self._inner.accept(self._normaliser(samples))
