@@ -35,6 +35,8 @@ class FeatureSpec:
     char_ngrams: tuple[int, ...] = (3, 4, 5)
     word_bigrams: bool = True
     max_chars: int = 600
+    # Whole words carry most of the meaning but are outnumbered ~8:1 by character n-grams.
+    word_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -49,8 +51,9 @@ class FeatureSpec:
             char_ngrams=tuple(int(n) for n in ngrams),
             word_bigrams=bool(raw.get("word_bigrams", True)),
             max_chars=int(raw.get("max_chars", cls.max_chars)),
+            word_weight=float(raw.get("word_weight", cls.word_weight)),
         )
-        if spec.buckets < 16 or any(n < 1 for n in spec.char_ngrams) or spec.max_chars < 1:
+        if spec.buckets < 16 or any(n < 1 for n in spec.char_ngrams) or spec.max_chars < 1 or not spec.word_weight > 0:
             raise ValueError(f"feature settings out of range: {spec}")
         return spec
 
@@ -102,9 +105,15 @@ def featurise(text: str, spec: FeatureSpec) -> np.ndarray:
     parts = [word_hashes ^ np.uint64(_SEED_WORD)]
     if spec.word_bigrams and len(words) > 1:
         parts.append(word_hashes[:-1] * np.uint64(31) + word_hashes[1:] + np.uint64(_SEED_BIGRAM))
+    n_word = sum(len(p) for p in parts)
     parts.extend(_char_ngram_hashes(f" {clean} ".encode("ascii"), spec.char_ngrams))
     indices = (_mix(np.concatenate(parts)) % np.uint64(spec.buckets)).astype(np.intp)
-    counts = np.bincount(indices, minlength=spec.buckets).astype(np.float32)
+    if spec.word_weight == 1.0:
+        counts = np.bincount(indices, minlength=spec.buckets).astype(np.float32)
+    else:
+        weights = np.ones(indices.size, dtype=np.float64)
+        weights[:n_word] = spec.word_weight
+        counts = np.bincount(indices, weights=weights, minlength=spec.buckets).astype(np.float32)
     np.log1p(counts, out=vector)
     norm = float(np.linalg.norm(vector))
     if norm > 0.0:
