@@ -1,0 +1,92 @@
+"""Accuracy of the committed intent model (no TensorFlow needed): held-out split and dev corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from firmware.intent import IntentClassifier, load_classifier
+from firmware.intent.config import IntentConfig
+from firmware.intent.dataset import LABELS, is_heldout, read_examples, read_transcripts
+from firmware.intent.metrics import evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_DIR = REPO / "models" / "intent"
+DATA = MODEL_DIR / "data"
+
+# Floors sit a little under the figures tools/train_intent.py measured for the committed model
+# (held-out 0.786 clean / 0.423 transcribed, dev 0.782), so a regression fails. DEV_TARGET is the
+# product requirement, which this model does not reach yet.
+HELDOUT_CLEAN_FLOOR = 0.75
+HELDOUT_ASR_FLOOR = 0.38
+DEV_FLOOR = 0.75
+DEV_TARGET = 0.85
+
+
+@pytest.fixture(scope="module")
+def classifier() -> IntentClassifier:
+    return load_classifier(REPO / "models", IntentConfig())
+
+
+def _macro_f1(classifier: IntentClassifier, texts: list[str], labels: list[str]) -> float:
+    return evaluate(labels, [classifier.classify(t).label for t in texts], LABELS).macro_f1
+
+
+def test_model_was_trained_on_the_committed_data() -> None:
+    manifest = json.loads((MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))
+    for name, digest in manifest["training"]["data_sha256"].items():
+        assert hashlib.sha256((DATA / name).read_bytes()).hexdigest() == digest, f"{name} changed since training"
+
+
+def test_heldout_split_is_a_real_split() -> None:
+    examples = read_examples(DATA / "utterances.tsv")
+    held = [e for e in examples if is_heldout(e.id)]
+    assert 0.10 < len(held) / len(examples) < 0.20
+    assert {e.label for e in held} == set(LABELS)
+    assert len({e.id for e in examples}) == len(examples)
+
+
+def test_heldout_clean_text(classifier: IntentClassifier) -> None:
+    held = [e for e in read_examples(DATA / "utterances.tsv") if is_heldout(e.id)]
+    assert _macro_f1(classifier, [e.text for e in held], [e.label for e in held]) >= HELDOUT_CLEAN_FLOOR
+
+
+def test_heldout_recogniser_transcripts(classifier: IntentClassifier) -> None:
+    transcripts = read_transcripts(DATA / "asr_transcripts.tsv")
+    pairs = [(t, e.label) for e in read_examples(DATA / "utterances.tsv") if is_heldout(e.id) for t in transcripts.get(e.id, [])]
+    assert len(pairs) > 100
+    assert _macro_f1(classifier, [t for t, _ in pairs], [label for _, label in pairs]) >= HELDOUT_ASR_FLOOR
+
+
+def _dev_macro_f1(classifier: IntentClassifier, corpus_dir: Path) -> float:
+    dev = read_examples(corpus_dir / "utterances.tsv")
+    assert len(dev) == 120
+    return _macro_f1(classifier, [e.text for e in dev], [e.label for e in dev])
+
+
+def test_dev_corpus_utterances_no_regression(classifier: IntentClassifier, corpus_dir: Path) -> None:
+    assert _dev_macro_f1(classifier, corpus_dir) >= DEV_FLOOR
+
+
+@pytest.mark.xfail(strict=True, reason="committed model scores 0.78 macro-F1 on the dev corpus; the 0.85 target is open")
+def test_dev_corpus_utterances_meet_the_target(classifier: IntentClassifier, corpus_dir: Path) -> None:
+    assert _dev_macro_f1(classifier, corpus_dir) >= DEV_TARGET
+
+
+def test_no_training_sentence_copies_the_dev_corpus(corpus_dir: Path) -> None:
+    # The dev corpus is validation only: no training sentence may be a near copy of a dev text.
+    import numpy as np
+
+    from firmware.intent.features import FeatureSpec, featurise
+
+    spec = FeatureSpec(buckets=1 << 16)
+    dev_texts = [e.text for e in read_examples(corpus_dir / "utterances.tsv")]
+    for call in sorted((corpus_dir / "calls").glob("*.json")):
+        dev_texts += [u["text"] for u in json.loads(call.read_text(encoding="utf-8"))["utterances"]]
+    train = read_examples(DATA / "utterances.tsv")
+    similarity = np.stack([featurise(e.text, spec) for e in train]) @ np.stack([featurise(t, spec) for t in dev_texts]).T
+    worst = np.unravel_index(int(similarity.argmax()), similarity.shape)
+    assert similarity[worst] < 0.85, (train[worst[0]].text, dev_texts[worst[1]])
