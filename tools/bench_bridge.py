@@ -14,6 +14,8 @@
    plus a second CPU burner, so both cores are saturated. Measures the bridge thread's CPU
    (total, and without the software clock's own share), its per-cycle processing time and
    its xruns, and the longest gap between two cycles (what the machine itself stalled).
+   Before it, the I/O floor: the same thread and devices doing only the waits, reads and
+   writes of a cycle, i.e. what waking 500 times a second costs on this machine.
 
 Prints readable tables; the last line is one JSON object with the figures.
 """
@@ -166,6 +168,47 @@ def bench_machine() -> dict[str, float]:
     return {"machine_pull_warm_us": warm_us, "machine_pull_after_sleep_us": cold_us}
 
 
+def bench_io_floor(config: BridgeConfig, seconds: float) -> dict[str, float]:
+    """The same real-time thread doing only the I/O of a cycle (wait, read both captures, top up
+    both playbacks; no FIFO, resampling, taps or control): the floor under the bridge's CPU
+    figure on this machine, measured under the same load."""
+    import threading
+
+    from firmware.audio.testbed import clocked_devices
+
+    devices = clocked_devices(config, RealClock())
+    pcms = [devices.headset_capture, devices.headset_playback, devices.host_capture, devices.host_playback]
+    period = np.zeros(config.period_frames, dtype=np.int16)
+    result: dict[str, float] = {}
+
+    def loop() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(config.sched_priority))
+        except OSError:
+            pass
+        for pcm in pcms:
+            pcm.open()
+        cpu0, wall0 = time.thread_time(), time.monotonic()
+        while time.monotonic() - wall0 < seconds:
+            devices.headset_capture.wait(2 * config.period_s)
+            for capture, playback in ((devices.headset_capture, devices.host_playback), (devices.host_capture, devices.headset_playback)):
+                for _ in range(int(capture.queued_frames()) // config.period_frames):
+                    capture.read_view()
+                while playback.queued_frames() < config.period_frames + config.playback_margin_frames:
+                    if playback.write(period) <= 0:
+                        break
+        wall = time.monotonic() - wall0
+        harness = sum(p.harness_ns for p in pcms if isinstance(p, ClockedPcm)) / 1e9
+        result["io_floor_cpu_percent"] = 100 * (time.thread_time() - cpu0 - harness) / wall
+        for pcm in pcms:
+            pcm.close()
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    worker.join()
+    return result
+
+
 def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str, float]:
     from firmware.audio.testbed import alsa_config_path, clocked_devices, write_alsa_config
 
@@ -181,9 +224,11 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     helpers = []
     if load:
-        helpers.append(subprocess.Popen([sys.executable, "-c", COACH, str(sock), str(seconds + 2)], stdout=subprocess.PIPE, text=True, env=env))
-        helpers.append(subprocess.Popen([sys.executable, "-c", BURNER, str(seconds + 2)], env=env))
+        busy_s = str(seconds + min(10.0, seconds) + 3)  # through the I/O floor and the bridge run
+        helpers.append(subprocess.Popen([sys.executable, "-c", COACH, str(sock), busy_s], stdout=subprocess.PIPE, text=True, env=env))
+        helpers.append(subprocess.Popen([sys.executable, "-c", BURNER, busy_s], env=env))
         time.sleep(1.0)  # the coach binds its socket
+    floor = bench_io_floor(config, min(10.0, seconds))  # same load, same devices
     clock = RealClock()
     devices = clocked_devices(config, clock)
     bridge = Bridge(config, devices, clock=clock)
@@ -213,6 +258,7 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str
         ("bridge thread CPU, total", f"{total_pct:.2f} % of one core"),
         ("  of which software clock", f"{100 * harness_s / wall:.2f} %"),
         ("  bridge itself", f"{own_pct:.2f} %"),
+        ("  I/O floor (wake, read, write)", f"{floor['io_floor_cpu_percent']:.2f} % (same thread doing only a cycle's I/O)"),
         ("xruns (device level)", str(xruns)),
         ("gaps (FIFO ran dry) / resyncs", f"{bridge.rep.underflows + bridge.buyer.underflows} / {bridge.rep.resyncs + bridge.buyer.resyncs}"),
         ("longest gap between cycles", f"{stats['max_cycle_gap_ms']} ms (period {1000 * config.period_s:.0f} ms, playback margin {1000 * config.playback_margin_frames / RATE:.0f} ms)"),
@@ -233,6 +279,7 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str
         "rt_gaps": bridge.rep.underflows + bridge.buyer.underflows,
         "rt_max_cycle_gap_ms": float(stats["max_cycle_gap_ms"]),  # type: ignore[arg-type]
         "rt_taps_dropped": float(stats.get("taps", {}).get("dropped", 0)),  # type: ignore[union-attr]
+        **floor,
     }
 
 
