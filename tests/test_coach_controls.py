@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from coach_support import Run, make_config, synthetic_call
@@ -40,7 +41,7 @@ def press(run: Run, hold_s: float = 0.02) -> None:
     time.sleep(0.02)
 
 
-def make_run(tmp_path: Path, **delivery: object) -> Run:
+def make_run(tmp_path: Path, **delivery: Any) -> Run:
     config = make_config(tmp_path / "state", min_gap_s=0.0, **delivery)
     return Run(dataclasses.replace(config, cues=CuesConfig(button_hold_s=0.3, double_press_s=0.3)))
 

@@ -54,7 +54,7 @@ def test_no_tip_while_the_rep_speaks_and_limits_hold(corpus_dir: Path, tmp_path:
             cfg = run.coach._cfg.delivery
             assert len(delivered) <= cfg.max_tips_per_call
             assert all(b.t - a.t >= cfg.min_gap_s for a, b in zip(delivered, delivered[1:]))
-            moment_times = {}
+            moment_times: dict[str, list[float]] = {}
             for e in run.events:
                 if e.type == "moment":
                     moment_times.setdefault(e.kind, []).append(e.t)  # type: ignore[attr-defined]

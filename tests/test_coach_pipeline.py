@@ -46,7 +46,7 @@ def _engines(models_dir: Path):  # type: ignore[no-untyped-def]
         import firmware.runtime as runtime
 
         original = runtime._load_annotator
-        runtime._load_annotator = lambda config, models: None  # type: ignore[assignment]
+        runtime._load_annotator = lambda config, models: None  # type: ignore[assignment,return-value]
         try:
             engines: Engines = load_engines(Config())
         finally:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from firmware.coach.config import DeliveryConfig
 from firmware.coach.policy import Candidate, DeliveryPolicy
 
-QUIET = {"rep_speaking": False, "rep_silent_s": 5.0, "buyer_speaking": False}
+QUIET: dict[str, Any] = {"rep_speaking": False, "rep_silent_s": 5.0, "buyer_speaking": False}
 
 
 def cand(kind: str, t: float, priority: int = 3, key: str | None = None, cooldown_s: float = 0.0) -> Candidate:
