@@ -185,3 +185,15 @@ def test_stereo_devices_are_mixed_down_and_played_on_both_channels() -> None:
     mix = ((1000 + n % 7) + (3000 - n % 5)) / 2  # int16 conversion truncates the half
     offset = next(j for j in range(1000) if np.array_equal(audio[:50, 0], np.trunc(mix[j : j + 50])))
     np.testing.assert_array_equal(audio[:, 0], np.trunc(mix[offset : offset + len(audio)]))
+
+
+def test_a_capture_vanishing_while_unprimed_never_escapes_the_cycle() -> None:
+    config = BridgeConfig(sched_fifo=False)
+    bridge, clock, devices = simulated_bridge(config, 0.0)
+    bridge.cycle()  # devices open; the legs are still priming
+    devices[0].unplug()  # headset capture gone before the first pull
+    devices[2].unplug()
+    while clock.now() < 1.0:
+        bridge.cycle()
+    assert bridge.rep.capture.failures == 1 and bridge.buyer.capture.failures == 1
+    assert devices[3].xruns == 0  # the computer still got (silent) periods on time

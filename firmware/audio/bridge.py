@@ -29,6 +29,7 @@ from firmware.audio.drift import FractionalResampler, SampleFifo
 from firmware.audio.legs import DeviceSlot, Leg
 from firmware.audio.pcm import AlsaPcm, PcmDevice
 from firmware.audio.taps import TapWriter
+from firmware.errors import AudioDeviceError
 from firmware.handoff import DropQueue
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,14 @@ class Bridge:
         """One period of work, paced by the first capture that is open."""
         period_s = self.config.period_s
         master = self.rep.capture if self.rep.capture.ok else self.buyer.capture if self.buyer.capture.ok else None
-        if master is None or not master.device.wait(2 * period_s):
+        ready = False
+        if master is not None:
+            try:
+                ready = master.device.wait(2 * period_s)
+            except AudioDeviceError as exc:  # it vanished while we were away
+                master.lost(self.clock.now(), exc)
+                master = None
+        if not ready:
             if master is None:
                 self.clock.sleep(period_s)
             self.timer_paced_cycles += 1

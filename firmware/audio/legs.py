@@ -238,7 +238,10 @@ class Leg:
     def _produce(self) -> None:
         capture_running = self.capture.ok
         if not self._primed and capture_running:
-            buffered = self._buffered()
+            try:
+                buffered = self._buffered()
+            except AudioDeviceError:
+                buffered = 0.0  # a device just went; drain or serve handles it next
             if buffered >= self.total_target:
                 # Start (or restart after a gap) with exactly the target latency in place, so
                 # with matched clocks the controller never leaves its dead band.
