@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from firmware.config import Config
+from firmware.speech.bandfill import fill_empty_band, high_band_share_db
 from firmware.speech.level import LevelNormaliser
 from firmware.speech.onset import level_db, refine_onset
 from firmware.speech.vad import LevelledVad, SileroVad
@@ -117,3 +118,30 @@ def test_levelled_vad_flags_a_quiet_line_sooner_and_never_flags_its_noise(models
     assert sum(levelled) < sum(plain) - 0.3, (plain, levelled)
     assert levelled_false <= 0.01 and plain_false <= 0.01
 
+
+def _phone_band(audio: np.ndarray) -> np.ndarray:
+    """What a softphone plays out for an 8 kHz call: resampled down and back up."""
+    import soxr
+
+    return soxr.resample(soxr.resample(audio, RATE, 8000), 8000, RATE)[: len(audio)].astype(np.float32)
+
+
+def test_band_fill_gives_a_phone_line_a_faint_high_band_and_leaves_the_speech_alone(demo_call: Path) -> None:
+    truth = json.loads(demo_call.with_suffix(".json").read_text())
+    first = next(u for u in truth["utterances"] if u["speaker"] == "rep")
+    speech = _channel(demo_call, 0)[int(first["start"] * RATE) : int(first["end"] * RATE)]
+    phone = _phone_band(speech)
+    assert high_band_share_db(phone) < -40.0
+    filled = fill_empty_band(phone, level_db=-35.0, empty_below_db=-40.0)
+    assert high_band_share_db(filled) == pytest.approx(-35.0, abs=1.0)
+    low = np.fft.rfftfreq(len(phone), 1 / RATE) < 4000
+    diff = np.abs(np.fft.rfft(filled) - np.fft.rfft(phone))[low]
+    assert diff.max() < 1e-3 * np.abs(np.fft.rfft(phone))[low].max()  # the speech band is untouched
+    assert np.array_equal(filled, fill_empty_band(phone, level_db=-35.0, empty_below_db=-40.0))  # replayable
+
+
+def test_band_fill_leaves_wideband_speech_as_it_is(demo_call: Path) -> None:
+    wideband = _channel(demo_call, 0)[RATE : 6 * RATE]  # the rep's headset mic
+    assert high_band_share_db(wideband) > -40.0
+    assert fill_empty_band(wideband, level_db=-35.0, empty_below_db=-40.0) is wideband
+    assert len(fill_empty_band(np.zeros(1, np.float32), level_db=-35.0, empty_below_db=-40.0)) == 1

@@ -199,6 +199,7 @@ def main() -> int:
         segments: list = []  # type: ignore[type-arg]
         with CallSession(config, engines, bus, lockstep=True) as session:
             record_segments(session.pipeline, segments)
+            condition = session.pipeline._condition  # what our recogniser heard (band fill)
             replay_call(call, session)
         call_refs = {"rep": [], "buyer": []}
         call_hyps = {"rep": [], "buyer": []}
@@ -217,7 +218,7 @@ def main() -> int:
             rcfg = config.speech.recognizer
             for segment in sorted(segments, key=lambda s: s.start):
                 started = time.perf_counter()
-                pieces, _ = fw.transcribe(segment.samples, language="en", beam_size=1, without_timestamps=True,
+                pieces, _ = fw.transcribe(condition(segment.samples), language="en", beam_size=1, without_timestamps=True,
                                           condition_on_previous_text=False, vad_filter=False)
                 fw_text = " ".join(p.text for p in pieces)
                 fw_busy += time.perf_counter() - started

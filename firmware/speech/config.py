@@ -73,5 +73,10 @@ class SpeechConfig:
     # back (at most this far) through audio this far above the party's noise floor.
     onset_lookback_s: float = 0.3
     onset_margin_db: float = 10.0
+    # A segment whose spectrum above 4.2 kHz is this far below its total is band-limited (a phone
+    # line): that empty band gets a steady noise floor band_fill_db below the segment's level
+    # before recognition. None turns it off.
+    band_fill_db: float | None = -35.0
+    band_empty_below_db: float = -40.0
     # Segments waiting for the recogniser, per party; beyond this they are dropped and counted.
     queue_segments: int = 8

@@ -21,6 +21,7 @@ import numpy as np
 from firmware.audio.frames import CallFrame, FrameActivity, PcmF32
 from firmware.events import Speaker, Utterance
 from firmware.handoff import DropQueue
+from firmware.speech.bandfill import fill_empty_band
 from firmware.speech.config import SpeechConfig
 from firmware.speech.guards import clean_transcript
 from firmware.speech.level import LevelNormaliser
@@ -151,7 +152,7 @@ class SpeechPipeline:
                 continue
             try:
                 started = time.perf_counter()
-                raw = self._recognizer.transcribe(segment.samples)
+                raw = self._recognizer.transcribe(self._condition(segment.samples))
                 self.stats.recognizer_busy_s += time.perf_counter() - started
                 self.stats.recognized_audio_s += len(segment.samples) / 16000
                 self._emit(segment, raw)
@@ -160,6 +161,13 @@ class SpeechPipeline:
                 log.exception("recogniser failed on a %.1f s %s segment", segment.end - segment.start, segment.speaker)
             finally:
                 self._queue.task_done()
+
+    def _condition(self, samples: PcmF32) -> PcmF32:
+        """What the recogniser hears: the segment, its empty phone-line high band filled."""
+        if self._config.band_fill_db is None:
+            return samples
+        return fill_empty_band(samples, level_db=self._config.band_fill_db,
+                               empty_below_db=self._config.band_empty_below_db)
 
     def _emit(self, segment: Segment, raw: str) -> None:
         cfg = self._config.recognizer
