@@ -43,3 +43,14 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_vad_level_parties_are_checked_speakers(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[speech.vad_level]\nparties = ["rep", "buyer"]\nmax_gain_db = 10\n')
+    config = load_config(path)
+    assert config.speech.vad_level.parties == ("rep", "buyer")
+    assert config.speech.vad_level.max_gain_db == 10.0
+    path.write_text('[speech.vad_level]\nparties = ["caller"]\n')
+    with pytest.raises(ConfigError, match="'caller' is not one of"):
+        load_config(path)

@@ -34,6 +34,7 @@ class WhisperRecognizer:
                 language=str(options.get("language", "en")),
                 task=str(options.get("task", "transcribe")),
                 num_threads=config.num_threads,
+                tail_paddings=config.tail_paddings,
             )
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"model {manifest.name} failed to load: {exc}") from None
