@@ -218,8 +218,9 @@ def main() -> int:
             rcfg = config.speech.recognizer
             for segment in sorted(segments, key=lambda s: s.start):
                 started = time.perf_counter()
-                pieces, _ = fw.transcribe(condition(segment.samples), language="en", beam_size=1, without_timestamps=True,
-                                          condition_on_previous_text=False, vad_filter=False)
+                # Greedy like ours: beam 1 and no temperature fallback (which re-decodes hard segments).
+                pieces, _ = fw.transcribe(condition(segment.samples), language="en", beam_size=1, temperature=0.0,
+                                          without_timestamps=True, condition_on_previous_text=False, vad_filter=False)
                 fw_text = " ".join(p.text for p in pieces)
                 fw_busy += time.perf_counter() - started
                 fw_audio += len(segment.samples) / 16000
