@@ -54,7 +54,9 @@ class DeliveryConfig:
     # A tip about what the buyer said is stale once the rep has answered for this long.
     reply_stale_s: float = 3.0
     snooze_s: float = 300.0
-    min_confidence: float = 0.5
+    # The intent classifier already falls back to "other" below its calibrated threshold; this
+    # is an extra bar for the coach on top of that, off by default so one calibration decides.
+    min_confidence: float = 0.0
     # Which cues the rep wants; any combination of led, haptic, phone.
     channels: tuple[Channel, ...] = ("led", "haptic", "phone")
 
