@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import wave
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from firmware.config import Config
 from firmware.speech.bandfill import fill_empty_band, high_band_share_db
 from firmware.speech.level import LevelNormaliser
-from firmware.speech.onset import level_db, refine_onset
+from firmware.speech.onset import audible_since, level_db, refine_onset
 from firmware.speech.vad import LevelledVad, SileroVad
 
 RATE = 16000
@@ -145,3 +146,43 @@ def test_band_fill_leaves_wideband_speech_as_it_is(demo_call: Path) -> None:
     assert high_band_share_db(wideband) > -40.0
     assert fill_empty_band(wideband, level_db=-35.0, empty_below_db=-40.0) is wideband
     assert len(fill_empty_band(np.zeros(1, np.float32), level_db=-35.0, empty_below_db=-40.0)) == 1
+
+
+def test_audible_since_hears_speech_the_vad_has_not_flagged_yet(demo_call: Path) -> None:
+    buyer = _channel(demo_call, 1)
+    for start, end in _buyer_lines(demo_call):
+        for now_s, expect in ((end + 0.6, False), (start + 0.1, True)):  # after the line; just into it
+            now = int(now_s * RATE)
+            context = buyer[now - 3 * RATE : now]
+            assert audible_since(context, len(context) - int(0.23 * RATE), margin_db=10.0) is expect, (start, now_s)
+    assert audible_since(np.zeros(RATE, np.float32), 0, margin_db=10.0)  # digital silence: cannot tell
+
+
+def test_closing_on_quiet_closes_sooner_with_the_same_segments(models_dir: Path, demo_call: Path) -> None:
+    from firmware.audio.wavfile import iter_call_frames
+    from firmware.speech.pipeline import SpeechPipeline
+
+    class Echo:
+        name = "echo"
+
+        def transcribe(self, samples: np.ndarray) -> str:
+            return "words"
+
+    def run(close_on_quiet: bool) -> list[tuple[str, float, float, float]]:
+        config = dataclasses.replace(Config().speech, close_on_quiet=close_on_quiet)
+        vad_path = models_dir / "silero-vad" / "silero_vad.onnx"
+        out: list = []  # type: ignore[type-arg]
+        pipeline = SpeechPipeline(config, lambda: SileroVad(vad_path, config.vad), Echo(), out.append, lockstep=True)
+        pipeline.start()
+        for frame in iter_call_frames(demo_call):
+            pipeline.feed(frame)
+        pipeline.finish()
+        pipeline.stop()
+        return [(u.speaker, u.start, u.end, u.t) for u in out]
+
+    waiting, quick = run(False), run(True)
+    assert [s[:3] for s in quick] == [s[:3] for s in waiting]
+    join_gap = Config().speech.join_gap_s
+    closed_on_quiet = [q[3] - q[2] for q in quick[:-1]]  # the last segment closes at the call's end
+    assert all(delay <= join_gap + 0.05 for delay in closed_on_quiet), closed_on_quiet
+    assert all(q[3] < w[3] for q, w in zip(quick[:-1], waiting[:-1]))

@@ -26,6 +26,27 @@ def level_db(audio: PcmF32) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, _SILENT_POWER))
 
 
+def noise_floor_db(levels: np.ndarray) -> float | None:
+    """The party's noise floor from 10 ms levels: their quiet end, ignoring digital silence."""
+    audible = levels[levels > 10.0 * np.log10(_SILENT_POWER) + 1.0]
+    if len(audible) < 10:
+        return None
+    return float(np.percentile(audible, _FLOOR_PERCENTILE))
+
+
+def audible_since(context: PcmF32, since: int, *, margin_db: float) -> bool:
+    """Whether anything ``margin_db`` above the context's noise floor sounds from sample ``since`` on.
+
+    Lets the segmenter close a segment without waiting out the VAD's onset delay: speech the VAD
+    has not flagged yet is already audible in the audio.
+    """
+    levels = level_db(context)
+    floor = noise_floor_db(levels)
+    if floor is None:
+        return True  # cannot tell: assume something may be starting
+    return bool(np.any(levels[since // _STEP :] >= floor + margin_db))
+
+
 def refine_onset(context: PcmF32, onset: int, *, lookback: int, margin_db: float, max_gap: int) -> int:
     """Return an onset (sample index into ``context``) no later than ``onset``.
 
@@ -35,10 +56,10 @@ def refine_onset(context: PcmF32, onset: int, *, lookback: int, margin_db: float
     dips of up to ``max_gap`` samples (stop consonants, the gap between two short words).
     """
     levels = level_db(context[:onset])
-    audible = levels[levels > 10.0 * np.log10(_SILENT_POWER) + 1.0]
-    if len(audible) < 10:
+    floor = noise_floor_db(levels)
+    if floor is None:
         return onset
-    threshold = float(np.percentile(audible, _FLOOR_PERCENTILE)) + margin_db
+    threshold = floor + margin_db
     first_frame = len(levels)  # frames are aligned to the context start, onset may sit mid-frame
     earliest = max(0, first_frame - lookback // _STEP)
     gap_frames = max_gap // _STEP

@@ -83,6 +83,7 @@ class SpeechPipeline:
                 pad_s=config.pad_s,
                 onset_lookback_s=config.onset_lookback_s,
                 onset_margin_db=config.onset_margin_db,
+                close_on_quiet=config.close_on_quiet,
             )
             for speaker in ("rep", "buyer")
         }

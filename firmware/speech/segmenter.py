@@ -14,7 +14,7 @@ import numpy as np
 
 from firmware.audio.frames import ANALYSIS_RATE_HZ, PcmF32
 from firmware.events import Speaker
-from firmware.speech.onset import refine_onset
+from firmware.speech.onset import audible_since, refine_onset
 from firmware.speech.vad import VoiceDetector
 
 _CUT_SEARCH_S = 3.0  # a forced cut looks this far back for a pause
@@ -66,6 +66,7 @@ class Segmenter:
         pad_s: float = 0.15,
         onset_lookback_s: float = 0.0,
         onset_margin_db: float = 10.0,
+        close_on_quiet: bool = False,
     ) -> None:
         rate = ANALYSIS_RATE_HZ
         self.speaker = speaker
@@ -77,6 +78,7 @@ class Segmenter:
         self._pad = int(pad_s * rate)
         self._lookback = int(onset_lookback_s * rate)
         self._onset_margin_db = onset_margin_db
+        self._close_on_quiet = close_on_quiet
         self._history = _History(
             max(max_segment_s + _CUT_SEARCH_S + join_gap_s + 2 * pad_s, _FLOOR_CONTEXT_S + onset_lookback_s)
             + vad.onset_s + 1.0
@@ -108,10 +110,19 @@ class Segmenter:
                 self._open[1] = now
                 if now - self._open[0] >= self._max_len:
                     closed.append(self._cut())
-            elif now - self._open[1] >= self._join_gap + self._onset:
-                # Quiet for the join gap and the VAD's onset delay: nothing can join any more.
+            elif now - self._open[1] >= self._join_gap + self._onset or (
+                now - self._open[1] >= self._join_gap and self._nothing_starting(now)
+            ):
+                # Quiet for the join gap and the VAD's onset delay, or for the join gap with
+                # nothing audible the VAD could still be about to flag: nothing can join any more.
                 closed.append(self._close())
         return closed
+
+    def _nothing_starting(self, now: int) -> bool:
+        if not self._close_on_quiet:
+            return False
+        context = self._history.slice(now - int(_FLOOR_CONTEXT_S * ANALYSIS_RATE_HZ), now)
+        return not audible_since(context, max(0, len(context) - self._onset), margin_db=self._onset_margin_db)
 
     def _refined_onset(self, began: int) -> int:
         if not self._lookback:
