@@ -193,3 +193,16 @@ def test_features_of_huge_text_are_bounded_by_max_chars() -> None:
     long_text = "we are in a freeze until january " * 1000
     assert np.array_equal(featurise(long_text, spec), featurise(long_text[:50], spec))
     assert featurise("", spec).shape == (spec.buckets,) and not featurise("", spec).any()
+
+
+def test_a_reps_line_is_never_a_buyer_only_label(classifier: IntentClassifier) -> None:
+    from firmware.intent.dataset import REP_LABELS
+
+    text = "Honestly that's way more than we budgeted, we're locked in with HubSpot until next year."
+    label, _, scores = classifier.classify(text)
+    assert label not in REP_LABELS  # as a buyer line it is an objection or a competitor mention
+    rep_label, rep_confidence, rep_scores = classifier.classify(text, "rep")
+    assert rep_label in REP_LABELS
+    assert all(rep_scores[name] == 0.0 for name in LABELS if name not in REP_LABELS)
+    assert math.isclose(sum(rep_scores.values()), 1.0, abs_tol=1e-6)
+    assert classifier.classify(text, "buyer") == (label, scores[label], scores)

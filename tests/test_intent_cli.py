@@ -64,3 +64,13 @@ def test_a_corrupt_model_is_one_error_line_not_a_traceback(tmp_path: Path) -> No
     assert result.stderr.decode().strip().splitlines() == [
         f"parallax: error: intent model {model_dir / 'intent.tflite'} is corrupt (SHA-256 differs from its manifest)"
     ]
+
+
+def test_speaker_option_applies_to_both_forms(capsys: pytest.CaptureFixture[str]) -> None:
+    text = "That's far more than we budgeted for this year, honestly."
+    assert main(["intent", "--speaker", "rep", text]) == 0
+    label = capsys.readouterr().out.split("\t")[0]
+    assert label in ("product_question", "next_step", "other")
+    result = _parallax("intent", "--jsonl", "--speaker", "rep", stdin=(text + "\n").encode())
+    record = json.loads(result.stdout)
+    assert record["scores"]["objection_price"] == 0.0 and record["label"] == label

@@ -66,8 +66,10 @@ def align(truth: list[dict], events: list[dict]) -> list[str]:
     return [" ".join(t) for t in texts]
 
 
-def score(classifier, texts: list[str], labels: list[str]) -> Report:
-    return evaluate(labels, [classifier.classify(t).label if t else "other" for t in texts], LABELS)
+def score(classifier, texts: list[str], labels: list[str], speakers: list[str] | None = None) -> Report:
+    """Text only, or with each line's speaker (what the box knows: a rep's line is never an objection)."""
+    who = speakers or [None] * len(texts)
+    return evaluate(labels, [classifier.classify(t, s).label if t else "other" for t, s in zip(texts, who)], LABELS)
 
 
 def latency(classifier, texts: list[str], rounds: int) -> tuple[list[float], list[float]]:
@@ -126,19 +128,28 @@ def main() -> int:
         dev = read_examples(args.corpus / "utterances.tsv")
         rows.append(("dev corpus utterances (clean)", score(classifier, [e.text for e in dev], [e.label for e in dev])))
         keys.append("dev")
+        rows.append(("dev corpus utterances (clean) + speaker", score(classifier, [e.text for e in dev], [e.label for e in dev],
+                                                                        [e.speaker for e in dev])))
+        keys.append("dev_speaker")
         bench_texts += [e.text for e in dev]
         calls = sorted((args.corpus / "calls").glob("*.json"))
         truth = [(c, json.loads(c.read_text(encoding="utf-8"))["utterances"]) for c in calls]
         all_truth = [u for _, us in truth for u in us]
         rows.append(("dev calls, ground-truth text", score(classifier, [u["text"] for u in all_truth], [u["label"] for u in all_truth])))
         keys.append("calls_truth_text")
+        rows.append(("dev calls, ground-truth text + speaker", score(classifier, [u["text"] for u in all_truth],
+                                                                       [u["label"] for u in all_truth], [u["speaker"] for u in all_truth])))
+        keys.append("calls_truth_text_speaker")
         if not args.no_replay:
             box_texts: list[str] = []
             for call, utterances in truth:
                 print(f"replaying {call.with_suffix('.wav').name} ...", file=sys.stderr)
                 box_texts += align(utterances, replay_events(call.with_suffix(".wav"), args.replay_cache))
-            rows.append(("dev calls, as the box transcribes them", score(classifier, box_texts, [u["label"] for u in all_truth])))
+            truth_labels, speakers = [u["label"] for u in all_truth], [u["speaker"] for u in all_truth]
+            rows.append(("dev calls, as the box transcribes them", score(classifier, box_texts, truth_labels)))
             keys.append("calls_box")
+            rows.append(("dev calls, box transcripts + speaker", score(classifier, box_texts, truth_labels, speakers)))
+            keys.append("calls_box_speaker")
             figures["calls_box_missed_utterances"] = sum(1 for t in box_texts if not t)
             buyer = [(t, u["label"]) for t, u in zip(box_texts, all_truth) if u["speaker"] == "buyer"]
             figures["macro_f1_calls_box_buyer"] = round(score(classifier, [t for t, _ in buyer], [l for _, l in buyer]).macro_f1, 4)
@@ -147,9 +158,9 @@ def main() -> int:
 
     samples, cpu_samples = latency(classifier, bench_texts, args.rounds)
     print(f"intent model {classifier.version}: {model_kb:.1f} KB, {len(LABELS)} labels, threshold {classifier.threshold}")
-    print(f"\n{'set':<42} {'macro-F1':>8} {'accuracy':>8} {'n':>5}")
+    print(f"\n{'set':<44} {'macro-F1':>8} {'accuracy':>8} {'n':>5}")
     for (title, report), key in zip(rows, keys):
-        print(f"{title:<42} {report.macro_f1:8.3f} {report.accuracy:8.3f} {int(report.support.sum()):5d}")
+        print(f"{title:<44} {report.macro_f1:8.3f} {report.accuracy:8.3f} {int(report.support.sum()):5d}")
         figures[f"macro_f1_{key}"] = round(report.macro_f1, 4)
     for title, report in rows:
         print(f"\n== {title} ==\n{report.table()}\n{report.confusion_table()}")

@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("text", nargs="?", help="the utterance to classify")
     p.add_argument("--jsonl", action="store_true",
                    help="read one text per line on stdin, write one JSON object per line to stdout")
+    p.add_argument("--speaker", choices=("rep", "buyer"), help="who said it (a rep's line is never an objection)")
     p.set_defaults(handler=run, parser=p)
 
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     classifier = load_classifier(config.paths.resolve(config.paths.models_dir), config.intent)
     if not args.jsonl:
-        label, confidence, _ = classifier.classify(args.text)
+        label, confidence, _ = classifier.classify(args.text, args.speaker)
         print(f"{label}\t{confidence:.3f}")
         return 0
     # Undecodable bytes are replaced rather than fatal: a stray byte must not end a long batch.
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdin.reconfigure(encoding="utf-8", errors="replace")
     for line in sys.stdin:
         text = line.rstrip("\r\n")
-        label, confidence, scores = classifier.classify(text)
+        label, confidence, scores = classifier.classify(text, args.speaker)
         record = {"text": text, "label": label, "confidence": round(confidence, 4),
                   "scores": {name: round(p, 4) for name, p in scores.items()}}
         sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")

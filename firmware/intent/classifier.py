@@ -19,7 +19,7 @@ import numpy as np
 
 from firmware.errors import ModelError
 from firmware.intent.config import IntentConfig
-from firmware.intent.dataset import FALLBACK_LABEL
+from firmware.intent.dataset import FALLBACK_LABEL, REP_LABELS
 from firmware.intent.features import FeatureSpec, featurise, normalise
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class IntentClassifier:
         if tuple(self._input["shape"]) != (1, self.spec.buckets) or tuple(self._output["shape"]) != (1, len(self.labels)):
             raise ModelError(f"intent model {model_file} does not match its manifest (tensor shapes differ)")
         self._fallback = self.labels.index(FALLBACK_LABEL)
+        self._rep_mask = np.array([label in REP_LABELS for label in self.labels], dtype=np.float64)
         self._lock = threading.Lock()  # one interpreter, shared tensors: one call at a time
         log.info("intent model %s loaded (%d labels, threshold %.2f)", self.version, len(self.labels), self.threshold)
 
@@ -120,8 +121,11 @@ class IntentClassifier:
         scale, zero = self._output["quantization"]
         return (raw.astype(np.float32) - zero) * scale if scale else raw.astype(np.float32)
 
-    def probabilities(self, text: str) -> np.ndarray:
-        """Calibrated probability per label (``self.labels`` order); all mass on other for empty text."""
+    def probabilities(self, text: str, speaker: str | None = None) -> np.ndarray:
+        """Calibrated probability per label (``self.labels`` order); all mass on other for empty text.
+
+        With ``speaker="rep"`` the buyer-only labels get zero and the rest are renormalised.
+        """
         if not isinstance(text, str):
             text = "" if text is None else str(text)
         if not normalise(text, self.spec.max_chars):
@@ -131,10 +135,13 @@ class IntentClassifier:
         logits = self._logits(featurise(text, self.spec)).astype(np.float64) / self.temperature
         logits -= logits.max()
         exp = np.exp(logits)
+        if speaker == "rep":
+            exp *= self._rep_mask
         return exp / exp.sum()  # type: ignore[no-any-return]
 
-    def classify(self, text: str) -> IntentResult:
-        probs = self.probabilities(text)
+    def classify(self, text: str, speaker: str | None = None) -> IntentResult:
+        """Label any text; pass the ``speaker`` ("rep" or "buyer") when known, as the box always does."""
+        probs = self.probabilities(text, speaker)
         best = int(np.argmax(probs))
         if probs[best] < self.threshold:
             best = self._fallback

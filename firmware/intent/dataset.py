@@ -28,6 +28,9 @@ LABELS: tuple[str, ...] = (
     "other",
 )
 FALLBACK_LABEL = "other"
+# By definition objections, pain, buying signals and competitor talk come from the buyer; the rep's
+# own lines can only propose a next step, ask about the product, or be anything else.
+REP_LABELS: tuple[str, ...] = ("product_question", "next_step", "other")
 HELDOUT_PERCENT = 15
 
 
