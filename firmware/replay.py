@@ -11,12 +11,12 @@ from typing import IO
 
 from firmware.audio.wavfile import iter_call_frames
 from firmware.events import Event, Summary, Utterance
-from firmware.runtime import CallSession
+from firmware.runtime import CallSink
 
 
 def replay_call(
     path: Path,
-    session: CallSession,
+    session: CallSink,
     *,
     speed: float | None = None,
     channels: tuple[int, int] = (0, 1),

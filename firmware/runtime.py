@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.bus import EventBus
@@ -60,6 +61,19 @@ def _load_annotator(config: Config, models_dir: Path) -> Annotator:
     return annotate
 
 
+class CallSink(Protocol):
+    """What a frame source drives: ``CallSession``, or ``CoachedSession`` wrapping one."""
+
+    @property
+    def now(self) -> float: ...
+
+    def feed(self, frame: CallFrame) -> None: ...
+
+    def end_call(self, extra: dict[str, object] | None = None) -> Summary: ...
+
+    def close(self) -> None: ...
+
+
 class CallSession:
     """Feed frames in call order; events go to ``bus``; ``end_call`` returns the summary."""
 
@@ -91,6 +105,10 @@ class CallSession:
         activity = self.pipeline.feed(frame)
         for listener in self._activity_listeners:
             listener(activity)
+
+    def drain(self) -> None:
+        """Close open speech and wait until every utterance so far has been published."""
+        self.pipeline.finish()
 
     def end_call(self, extra: dict[str, object] | None = None) -> Summary:
         if self._ended:

@@ -1,7 +1,7 @@
 """The device's live mode on the coach side: bridge taps -> one session per call.
 
-:func:`run_live` reads tap packets and drives whatever implements :class:`LiveSession`
-(``firmware.runtime.CallSession`` on the device; a recorder in tests): a new session when
+:func:`run_live` reads tap packets and drives a :class:`firmware.runtime.CallSink`
+(the coached ``CallSession`` on the device; a recorder in tests): a new session when
 the bridge reports a call starting, frames in call order while it lasts (frames the coach
 missed are replaced by silence so call time stays continuous), ``end_call`` when the bridge
 reports the end or the taps stop arriving. Each start and end is also published on the bus
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,27 +20,18 @@ from firmware.audio.frames import FRAME_SAMPLES, CallFrame
 from firmware.audio.taps import TapPacket, TapReader
 from firmware.bus import EventBus
 from firmware.events import CallState
+from firmware.runtime import CallSink
 
 log = logging.getLogger(__name__)
 
 MAX_GAP_FILL_FRAMES = 250  # 5 s: a longer gap means the coach was away; start timing afresh
 
 
-class LiveSession(Protocol):
-    """What the live loop needs from a call session (``firmware.runtime.CallSession`` fits)."""
-
-    def feed(self, frame: CallFrame) -> None: ...
-
-    def end_call(self, extra: dict[str, object] | None = None) -> Any: ...
-
-    def close(self) -> None: ...
-
-
 class LiveCoach:
-    def __init__(self, open_session: Callable[[], LiveSession], bus: EventBus) -> None:
+    def __init__(self, open_session: Callable[[], CallSink], bus: EventBus) -> None:
         self._open_session = open_session
         self._bus = bus
-        self.session: LiveSession | None = None
+        self.session: CallSink | None = None
         self.call_id = 0
         self.calls = 0
         self.frames_fed = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 from contextlib import ExitStack, closing
 from pathlib import Path
@@ -38,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from firmware.audio.wavfile import parse_channel_map, probe_wav
     from firmware.bus import EventBus
     from firmware.config import load_config
-    from firmware.replay import JsonLinesWriter, TimelinePrinter, replay_call
+    from firmware.cli.output import attach_outputs
+    from firmware.replay import replay_call
     from firmware.runtime import CallSession, load_engines
     from firmware.coach.build import CoachBox
     from firmware.coach.session import CoachedSession
@@ -52,13 +52,7 @@ def run(args: argparse.Namespace) -> int:
     probe_wav(args.call)  # a bad file fails before models load
     bus = EventBus()
     with ExitStack() as stack:
-        timeline_stream = sys.stdout
-        if args.json_path == "-":
-            bus.subscribe(JsonLinesWriter(sys.stdout))
-            timeline_stream = sys.stderr
-        elif args.json_path:
-            bus.subscribe(JsonLinesWriter(stack.enter_context(open(args.json_path, "w", encoding="utf-8"))))
-        bus.subscribe(TimelinePrinter(timeline_stream))
+        timeline_stream = attach_outputs(bus, args.json_path, stack)
         report = getattr(args, "report", None)  # parallax demo reuses this handler without it
         events: list[Event] = []
         if report:
@@ -73,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         engines = load_engines(config)
         session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))
         coached = stack.enter_context(CoachedSession(session, coach_box, bus))
-        replay_call(args.call, coached, speed=speed, channels=channels)  # type: ignore[arg-type]
+        replay_call(args.call, coached, speed=speed, channels=channels)
     if report:
         write_report(events, report, title=f"Replay of {args.call.name}")
     return 0

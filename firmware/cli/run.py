@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from contextlib import ExitStack, closing
 from pathlib import Path
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware.bus import EventBus
     from firmware.config import load_config
     from firmware.errors import ConfigError
-    from firmware.replay import JsonLinesWriter, TimelinePrinter
+    from firmware.cli.output import attach_outputs
     from firmware.runtime import CallSession, load_engines
     from firmware.coach.build import CoachBox
     from firmware.coach.session import CoachedSession
@@ -46,13 +45,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     bus = EventBus()
     with ExitStack() as stack:
-        timeline_stream = sys.stdout
-        if args.json_path == "-":
-            bus.subscribe(JsonLinesWriter(sys.stdout))
-            timeline_stream = sys.stderr
-        elif args.json_path:
-            bus.subscribe(JsonLinesWriter(stack.enter_context(open(args.json_path, "w", encoding="utf-8"))))
-        bus.subscribe(TimelinePrinter(timeline_stream))
+        attach_outputs(bus, args.json_path, stack)
         engines = load_engines(config)  # once: models stay loaded between calls
         reader = stack.enter_context(TapReader(args.socket or config.bridge.tap_socket))
         # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.

@@ -1,6 +1,6 @@
 """A call session with the coach attached: what ``parallax replay`` and live mode feed.
 
-Wraps :class:`firmware.runtime.CallSession` (or anything with its shape): each frame's audio
+Wraps :class:`firmware.runtime.CallSession`: each frame's audio
 reaches the coach's onset guard before the pipeline turns it into activity; utterances reach the
 coach over the bus; at the end the pipeline drains first, so the last utterances count, then the
 coach's figures join the call summary.
@@ -8,36 +8,16 @@ coach's figures join the call summary.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.bus import EventBus
 from firmware.coach.build import CoachBox
 from firmware.coach.coach import Coach
 from firmware.events import Summary
-
-
-class _Pipeline(Protocol):
-    def finish(self) -> None: ...
-
-
-class _Session(Protocol):
-    pipeline: Any
-
-    @property
-    def now(self) -> float: ...
-
-    def on_activity(self, listener: Any) -> None: ...
-
-    def feed(self, frame: CallFrame) -> None: ...
-
-    def end_call(self, extra: dict[str, object] | None = None) -> Summary: ...
-
-    def close(self) -> None: ...
+from firmware.runtime import CallSession
 
 
 class CoachedSession:
-    def __init__(self, session: _Session, box: CoachBox, bus: EventBus) -> None:
+    def __init__(self, session: CallSession, box: CoachBox, bus: EventBus) -> None:
         self.session = session
         self._box = box
         self.coach: Coach = box.start_call(bus.publish)
@@ -53,7 +33,7 @@ class CoachedSession:
         self.session.feed(frame)
 
     def end_call(self, extra: dict[str, object] | None = None) -> Summary:
-        self.session.pipeline.finish()  # the last utterances reach the coach before its recap
+        self.session.drain()  # the last utterances reach the coach before its recap
         self._box.end_call(self.session.now)
         return self.session.end_call({**(extra or {}), **self.coach.summary_fields()})
 
