@@ -54,8 +54,8 @@ def _load_annotator(config: Config, models_dir: Path) -> Annotator:
 
     classifier = load_classifier(models_dir, config.intent)
 
-    def annotate(text: str) -> tuple[str, float]:
-        result = classifier.classify(text)
+    def annotate(text: str, speaker: str) -> tuple[str, float]:
+        result = classifier.classify(text, speaker)
         return result[0], result[1]
 
     return annotate

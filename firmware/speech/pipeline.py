@@ -32,8 +32,9 @@ from firmware.speech.vad import LevelledVad, VoiceDetector
 
 log = logging.getLogger(__name__)
 
-# text -> (intent label, confidence); the intent classifier plugs in here.
-Annotator = Callable[[str], tuple[str, float]]
+# (text, speaker) -> (intent label, confidence); the intent classifier plugs in here. The speaker
+# matters: a rep's line is never a buyer's objection.
+Annotator = Callable[[str, Speaker], tuple[str, float]]
 
 
 @dataclass
@@ -178,7 +179,7 @@ class SpeechPipeline:
         if not text:
             self.stats.empty_segments += 1
             return
-        intent, confidence = self._annotate(text) if self._annotate else (None, None)
+        intent, confidence = self._annotate(text, segment.speaker) if self._annotate else (None, None)
         speaker: Speaker = segment.speaker
         self.stats.utterances += 1
         self.stats.per_speaker[speaker] += 1
