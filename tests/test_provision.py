@@ -327,8 +327,7 @@ def test_cli_build_list_verify_and_errors(synthetic_build: Path, tmp_path: Path,
 
 
 def _espeak_16k(tmp_path: Path, text: str) -> np.ndarray:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
+    assert shutil.which("espeak-ng"), "espeak-ng is installed by tools/bootstrap"
     wav = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, capture_output=True)
     with wave.open(str(wav)) as reader:
