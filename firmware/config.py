@@ -9,7 +9,6 @@ embedded defaults and the code can never disagree. On the device the file is
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from firmware.cues.config import CuesConfig
 from firmware.errors import ConfigError
 from firmware.intent.config import IntentConfig
 from firmware.speech.config import SpeechConfig
+from firmware.tomlfile import read_toml
 
 DEVICE_CONFIG_PATH = Path("/etc/parallax/parallax.toml")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +57,7 @@ def load_config(path: Path | None = None) -> Config:
         path = DEVICE_CONFIG_PATH if DEVICE_CONFIG_PATH.is_file() else None
     if path is None:
         return Config()
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "config file", ConfigError)
     return from_mapping(Config, raw, where=str(path))
 
 

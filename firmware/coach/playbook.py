@@ -10,7 +10,6 @@ length limit can be checked at load time against the longest value each slot can
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from firmware.coach.config import SKILL_LEVELS, SkillLevel
 from firmware.errors import PlaybookError
+from firmware.tomlfile import read_toml
 
 SCHEMA_VERSION = 1
 MAX_TIP_CHARS = 60
@@ -86,12 +86,7 @@ class Playbook:
 
 
 def load_playbook(path: Path) -> Playbook:
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlaybookError(f"playbook not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PlaybookError(f"playbook {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "playbook", PlaybookError)
     return parse_playbook(raw, where=Path(path).name)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from firmware.errors import ConfigError
+from firmware.tomlfile import read_toml
 
 _BCM_PINS = range(0, 28)
 
@@ -24,12 +24,7 @@ class PinMap:
 
 
 def load_pin_map(path: Path) -> PinMap:
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"pin map not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"pin map {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "pin map", ConfigError)
     where = Path(path).name
     led, haptic, button = (_table(raw, key, where) for key in ("led", "haptic", "button"))
     pins = PinMap(
