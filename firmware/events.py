@@ -109,6 +109,25 @@ class Tip(Event):
 
 @_register
 @dataclass(frozen=True, kw_only=True)
+class Partial(Event):
+    """An early transcript of speech still going on (so far only the buyer's).
+
+    The final :class:`Utterance` with the same ``start`` follows and supersedes it; transcripts
+    are built from utterances only. The coach acts on a partial's intent so a tip can be ready
+    while the buyer still holds the floor.
+    """
+
+    type: ClassVar[str] = "partial"
+    speaker: Speaker
+    start: float
+    end: float
+    text: str
+    intent: str | None = None
+    confidence: float | None = None
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
 class Summary(Event):
     """Emitted once when a call (or a replay) ends. Subsystems add their figures to ``extra``."""
 

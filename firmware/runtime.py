@@ -125,6 +125,8 @@ class CallSession:
                 "segments": stats.segments,
                 "segments_dropped": self.pipeline.dropped_segments,
                 "segments_empty": stats.empty_segments,
+                "partials": stats.partials,
+                "partials_skipped": stats.partials_skipped,
                 "recognizer_errors": stats.recognizer_errors,
                 "recognizer_rtf": stats.recognizer_busy_s / stats.recognized_audio_s if stats.recognized_audio_s else 0.0,
                 "leak_frames_muted": self.pipeline.leak_gate.frames_muted,

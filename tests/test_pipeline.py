@@ -45,8 +45,11 @@ class FailingOnceRecognizer:
         return "still here"
 
 
-def _pipeline(models_dir: Path, recognizer: object, out: list[Utterance], *, queue: int = 8, lockstep: bool = False) -> SpeechPipeline:
-    config = dataclasses.replace(Config().speech, queue_segments=queue)
+def _pipeline(models_dir: Path, recognizer: object, out: list[Utterance], *, queue: int = 8, lockstep: bool = False,
+              partials: bool = False) -> SpeechPipeline:
+    # Final-segment mechanics are tested without early transcripts unless a test asks for them.
+    config = dataclasses.replace(Config().speech, queue_segments=queue,
+                                 partial_parties=Config().speech.partial_parties if partials else ())
     vad_path = models_dir / "silero-vad" / "silero_vad.onnx"
     pipeline = SpeechPipeline(config, lambda: SileroVad(vad_path, config.vad), recognizer, out.append,  # type: ignore[arg-type]
                               lockstep=lockstep)
@@ -140,3 +143,26 @@ def test_leak_alone_never_becomes_rep_speech(models_dir: Path, demo_call: Path) 
     pipeline.stop()
     assert [u for u in out if u.speaker == "rep"] == []
     assert any(u.speaker == "buyer" for u in out)
+
+
+def test_buyer_partials_come_before_their_final_utterance(models_dir: Path, demo_call: Path) -> None:
+    from firmware.events import Event, Partial
+
+    recognizer = GatedRecognizer()
+    recognizer.gate.set()
+    out: list[Event] = []
+    pipeline = _pipeline(models_dir, recognizer, out, lockstep=True, partials=True)  # type: ignore[arg-type]
+    for frame in iter_call_frames(demo_call):
+        pipeline.feed(frame)
+    pipeline.finish()
+    pipeline.stop()
+    partials = [e for e in out if isinstance(e, Partial)]
+    finals = [e for e in out if isinstance(e, Utterance)]
+    assert partials and all(p.speaker == "buyer" for p in partials)
+    long_buyer = [u for u in finals if u.speaker == "buyer" and u.end - u.start >= 2.5]
+    for u in long_buyer:
+        early = [p for p in partials if p.start == u.start]
+        assert early, f"no early transcript for the {u.end - u.start:.1f} s buyer utterance at {u.start:.1f} s"
+        assert all(p.t < u.t for p in early)
+        assert out.index(early[0]) < out.index(u)
+    assert pipeline.stats.utterances == len(finals)  # partials are not counted as utterances

@@ -169,8 +169,12 @@ def main() -> int:
     from firmware.speech.guards import clean_transcript
 
     base = Config()
+    # In-process runs score final transcripts on final segments: early (partial) transcripts are
+    # the coach's, and would only muddle the side-by-side. The subprocess replays keep them, so
+    # CPU and memory are the device's.
     config = dataclasses.replace(
-        base, speech=dataclasses.replace(base.speech, recognizer=dataclasses.replace(base.speech.recognizer, model=args.model))
+        base, speech=dataclasses.replace(base.speech, partial_parties=(),
+                                         recognizer=dataclasses.replace(base.speech.recognizer, model=args.model))
     )
     calls = sorted(CORPUS.glob("*.wav"))[: args.calls or None]
     if not calls:

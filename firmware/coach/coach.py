@@ -29,7 +29,7 @@ from firmware.coach.sinks import PhoneSink, PhoneTip
 from firmware.coach.tips import TipWriter
 from firmware.cues.spec import CueSink, CueSpec
 from firmware.errors import CoachStateError, ConfigError
-from firmware.events import Event, Moment, Tip, Utterance
+from firmware.events import Event, Moment, Partial, Tip, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Coach:
         self._replies = ReplyWatch(config.dynamics)
         self._onset = RepOnsetGuard()
         self.moment_counts: Counter[str] = Counter()
+        self._early_kinds: dict[float, set[str]] = {}  # buyer segment start -> kinds its partials raised
         self._delivered: list[_Delivered] = []
         self._handled_well = 0
         self._talk_ratio_cued = False
@@ -104,12 +105,17 @@ class Coach:
             self._onset.on_frame(frame)
 
     def on_event(self, event: Event) -> None:
-        if not isinstance(event, Utterance):
+        if not isinstance(event, (Utterance, Partial)):
             return  # the coach's own moments and tips come back on the bus too
         with self._lock:
             if self._ended:
                 return
             self.now = max(self.now, event.t)
+            if isinstance(event, Partial):
+                if event.speaker == "buyer":
+                    self._on_buyer_partial(event)
+                    self._try_deliver()
+                return
             if event.speaker == "rep":
                 for hit in self._pace.on_rep_utterance(event.start, event.end, event.text, self.now):
                     self._on_dynamic(hit)
@@ -225,17 +231,37 @@ class Coach:
     def _buyer_spoke_between(self, a: float, b: float) -> bool:
         return self._activity.buyer_spoke_between(a, b)
 
-    def _on_buyer_utterance(self, u: Utterance) -> None:
-        self._tips.hear_buyer(u.text)
+    def _buyer_intent(self, u: Utterance | Partial) -> tuple[str, float, str | None] | None:
+        """The moment kind a buyer's words make, its confidence and the competitor named, if any."""
         kind, confidence = u.intent, u.confidence if u.confidence is not None else 0.0
         named = self._tips.competitor_in(u.text)
         if named is not None and (kind not in INTENT_KINDS or confidence < self._cfg.delivery.min_confidence):
             # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
             kind, confidence = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE
         if kind not in INTENT_KINDS or confidence < self._cfg.delivery.min_confidence:
+            return None
+        return kind, confidence, named if kind == "competitor_mention" else None  # type: ignore[return-value]
+
+    def _on_buyer_partial(self, p: Partial) -> None:
+        """Act on the buyer's words while they still talk; the final transcript will not repeat it."""
+        found = self._buyer_intent(p)
+        if found is None or found[0] in self._early_kinds.get(p.start, ()):
             return
-        competitor = named if kind == "competitor_mention" else None
-        self._emit_moment(kind, "buyer", u.start, u.end, confidence, competitor=competitor)
+        if found[1] < self._cfg.delivery.partial_min_confidence:
+            return
+        kind, confidence, competitor = found
+        self._early_kinds.setdefault(p.start, set()).add(kind)
+        self._emit_moment(kind, "buyer", p.start, p.end, confidence, competitor=competitor)
+
+    def _on_buyer_utterance(self, u: Utterance) -> None:
+        self._tips.hear_buyer(u.text)
+        early = self._early_kinds.pop(u.start, set())
+        found = self._buyer_intent(u)
+        if found is None:
+            return
+        kind, confidence, competitor = found
+        if kind not in early:
+            self._emit_moment(kind, "buyer", u.start, u.end, confidence, competitor=competitor)
         self._replies.watch(kind, u.start, u.end, self._tips_for_since(kind, u.end))
 
     def _on_dynamic(self, hit: DynamicHit) -> None:

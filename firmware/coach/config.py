@@ -57,6 +57,9 @@ class DeliveryConfig:
     # The intent classifier already falls back to "other" below its calibrated threshold; this
     # is an extra bar for the coach on top of that, off by default so one calibration decides.
     min_confidence: float = 0.0
+    # An early (partial) transcript is a fragment, so its intent must be surer before it
+    # raises a moment; the final transcript can still raise the moment at min_confidence.
+    partial_min_confidence: float = 0.6
     # Which cues the rep wants; any combination of led, haptic, phone.
     channels: tuple[Channel, ...] = ("led", "haptic", "phone")
 
@@ -87,6 +90,8 @@ class CoachConfig:
             raise ValueError("delivery: caps and gaps must be >= 0 and tip_ttl_s > 0")
         if not 0.0 <= d.min_confidence <= 1.0:
             raise ValueError("delivery.min_confidence must be within [0, 1]")
+        if not 0.0 <= d.partial_min_confidence <= 1.0:
+            raise ValueError("delivery.partial_min_confidence must be within [0, 1]")
         if len(set(d.channels)) != len(d.channels):
             raise ValueError("delivery.channels lists a channel twice")
         m = self.mastery

@@ -86,5 +86,11 @@ class SpeechConfig:
     # before recognition. None turns it off.
     band_fill_db: float | None = -35.0
     band_empty_below_db: float = -40.0
+    # Early transcripts of a party's speech while it goes on: the first once the segment is
+    # partial_first_s long, then every partial_every_s. The rep answers a buyer within about a
+    # second of the buyer stopping, too soon for a tip that waits for the final transcript.
+    partial_parties: tuple[Speaker, ...] = ("buyer",)
+    partial_first_s: float = 2.0
+    partial_every_s: float = 3.0
     # Segments waiting for the recogniser, per party; beyond this they are dropped and counted.
     queue_segments: int = 8

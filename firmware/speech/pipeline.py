@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware.audio.frames import CallFrame, FrameActivity, PcmF32
-from firmware.events import Speaker, Utterance
+from firmware.events import Event, Partial, Speaker, Utterance
 from firmware.handoff import DropQueue
 from firmware.speech.bandfill import fill_empty_band
 from firmware.speech.config import SpeechConfig
@@ -43,6 +43,8 @@ class PipelineStats:
     utterances: int = 0
     empty_segments: int = 0
     recognizer_errors: int = 0
+    partials: int = 0
+    partials_skipped: int = 0
     recognized_audio_s: float = 0.0
     recognizer_busy_s: float = 0.0
     per_speaker: dict[str, int] = field(default_factory=lambda: {"rep": 0, "buyer": 0})
@@ -65,7 +67,7 @@ class SpeechPipeline:
         config: SpeechConfig,
         vad_factory: Callable[[], VoiceDetector],
         recognizer: Recognizer,
-        on_utterance: Callable[[Utterance], None],
+        on_utterance: Callable[[Event], None],
         *,
         annotate: Annotator | None = None,
         lockstep: bool = False,
@@ -122,6 +124,10 @@ class SpeechPipeline:
         rep = self.leak_gate.apply(rep, buyer)
         closed = self._segmenters["rep"].accept(rep) + self._segmenters["buyer"].accept(buyer)
         self._submit(closed)
+        for speaker in self._config.partial_parties:
+            partial = self._segmenters[speaker].take_partial(self._config.partial_first_s, self._config.partial_every_s)
+            if partial is not None:
+                self._submit_partial(partial)
         return FrameActivity(frame.t, self._segmenters["rep"].in_speech, self._segmenters["buyer"].in_speech)
 
     def finish(self) -> None:
@@ -143,6 +149,14 @@ class SpeechPipeline:
                 log.warning("recogniser behind: dropped a %.1f s %s segment", segment.end - segment.start, segment.speaker)
         if self._lockstep and segments:
             self._queue.join()
+
+    def _submit_partial(self, segment: Segment) -> None:
+        if self._lockstep:
+            self._queue.put(segment)
+            self._queue.join()
+        elif self._queue.qsize() or not self._queue.offer(segment):
+            # Early transcripts are a bonus: never let one delay or displace a final segment.
+            self.stats.partials_skipped += 1
 
     def _work(self) -> None:
         import time
@@ -177,10 +191,16 @@ class SpeechPipeline:
             raw, segment.end - segment.start, max_words_per_s=cfg.max_words_per_s, min_words=cfg.min_words
         )
         if not text:
-            self.stats.empty_segments += 1
+            if not segment.partial:
+                self.stats.empty_segments += 1
             return
         intent, confidence = self._annotate(text, segment.speaker) if self._annotate else (None, None)
         speaker: Speaker = segment.speaker
+        if segment.partial:
+            self.stats.partials += 1
+            self._on_utterance(Partial(t=max(self._now, segment.end), speaker=speaker, start=segment.start,
+                                       end=segment.end, text=text, intent=intent, confidence=confidence))
+            return
         self.stats.utterances += 1
         self.stats.per_speaker[speaker] += 1
         self._on_utterance(

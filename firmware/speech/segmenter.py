@@ -31,6 +31,8 @@ class Segment:
     start: float
     end: float
     samples: PcmF32
+    # True for an early look at speech still going on (see Segmenter.take_partial).
+    partial: bool = False
 
 
 class _History:
@@ -86,6 +88,7 @@ class Segmenter:
         self._last_end = 0  # no segment may reach back before the previous one ended
         self._speaking = False
         self._open: list[int] | None = None  # [start, end] samples; end grows while speaking
+        self._partial_due = 0  # open-segment length at which the next early transcript is due
 
     @property
     def in_speech(self) -> bool:
@@ -137,6 +140,18 @@ class Segmenter:
         )
         return max(refined, floor)
 
+    def take_partial(self, first_s: float, every_s: float) -> Segment | None:
+        """The open segment so far, when it has grown enough since the last early transcript."""
+        if self._open is None or not self._speaking:
+            return None
+        start, end = self._open
+        due = self._partial_due or int(first_s * ANALYSIS_RATE_HZ)
+        if end - start < due:
+            return None
+        self._partial_due = end - start + int(every_s * ANALYSIS_RATE_HZ)
+        rate = ANALYSIS_RATE_HZ
+        return Segment(self.speaker, start / rate, end / rate, self._history.slice(start - self._pad, end), partial=True)
+
     def flush(self) -> list[Segment]:
         return [self._close()] if self._open is not None else []
 
@@ -154,6 +169,7 @@ class Segmenter:
             cut = end
         segment = self._segment(start, cut)
         self._open = [cut, end]
+        self._partial_due = 0
         return segment
 
     def _close(self) -> Segment:
@@ -161,6 +177,7 @@ class Segmenter:
         start, end = self._open
         self._open = None
         self._last_end = end
+        self._partial_due = 0
         return self._segment(start, end)
 
     def _segment(self, start: int, end: int) -> Segment:
