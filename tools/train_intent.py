@@ -37,7 +37,7 @@ from firmware.intent.metrics import Report, evaluate  # noqa: E402
 MODEL_DIR = REPO / "models" / "intent"
 DATA_DIR = MODEL_DIR / "data"
 DEV_TSV = REPO.parent / "shared" / "corpus" / "dev" / "utterances.tsv"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 
 def sha256(path: Path) -> str:
@@ -147,8 +147,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
     parser.add_argument("--buckets", type=int, default=8192)
     parser.add_argument("--hidden", type=int, default=0, help="hidden units (0 = linear model)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--input-dropout", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--input-dropout", type=float, default=0.4)
     parser.add_argument("--word-weight", type=float, default=3.0)
     parser.add_argument("--noise-per-text", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20261130)
