@@ -50,7 +50,9 @@ def without_stalls(config: BridgeConfig, scenario: Callable[[], tuple[Bridge, T]
     longest gap between cycles, so such runs are recognised and repeated; when every attempt
     stalls the test is skipped with the figures. Runs without a stall are judged strictly.
     """
-    allowed_ms = 1000 * config.playback_margin_frames / config.rate_hz
+    # The playback queue sits anywhere in its margin when a stall begins (the drift controller
+    # keeps it near, not at, the target), so a stall of half the margin can already drain it.
+    allowed_ms = 0.5 * 1000 * config.playback_margin_frames / config.rate_hz
     gaps = []
     for _ in range(attempts):
         bridge, result = scenario()
