@@ -63,18 +63,24 @@ def _round(value: Any) -> Any:
     return value
 
 
-@_register
 @dataclass(frozen=True, kw_only=True)
-class Utterance(Event):
-    """One speaker-attributed, timed stretch of transcribed speech."""
+class _Transcript(Event):
+    """Speaker-attributed, timed text with its intent: the shape of utterances and partials."""
 
-    type: ClassVar[str] = "utterance"
     speaker: Speaker
     start: float
     end: float
     text: str
     intent: str | None = None
     confidence: float | None = None
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class Utterance(_Transcript):
+    """One speaker-attributed, timed stretch of transcribed speech."""
+
+    type: ClassVar[str] = "utterance"
 
 
 @_register
@@ -109,7 +115,7 @@ class Tip(Event):
 
 @_register
 @dataclass(frozen=True, kw_only=True)
-class Partial(Event):
+class Partial(_Transcript):
     """An early transcript of speech still going on (so far only the buyer's).
 
     The final :class:`Utterance` with the same ``start`` follows and supersedes it; transcripts
@@ -118,12 +124,6 @@ class Partial(Event):
     """
 
     type: ClassVar[str] = "partial"
-    speaker: Speaker
-    start: float
-    end: float
-    text: str
-    intent: str | None = None
-    confidence: float | None = None
 
 
 @_register

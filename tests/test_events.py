@@ -41,3 +41,13 @@ def test_summary_extra_figures_are_flat_on_the_wire() -> None:
 def test_malformed_payloads_are_rejected_clearly(payload: str | bytes, message: str) -> None:
     with pytest.raises(EventSchemaError, match=message):
         parse_event(payload)
+
+
+def test_partial_shares_the_transcript_shape_but_is_not_an_utterance() -> None:
+    from firmware.events import Partial
+
+    partial = Partial(t=3.0, speaker="buyer", start=1.0, end=3.0, text="that's over", intent="other", confidence=0.4)
+    wire = partial.to_dict()
+    assert wire["type"] == "partial" and wire["text"] == "that's over"
+    assert parse_event(wire) == partial
+    assert not isinstance(partial, Utterance)  # transcripts are built from utterances only
