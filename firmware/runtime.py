@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.bus import EventBus
@@ -21,6 +21,9 @@ from firmware.events import Summary
 from firmware.speech.pipeline import Annotator, SpeechPipeline
 from firmware.speech.recognizer import Recognizer, load_recognizer
 from firmware.speech.vad import SileroVad, VoiceDetector
+
+if TYPE_CHECKING:
+    from firmware.intent.classifier import IntentClassifier
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,11 @@ class Engines:
     vad_factory: Callable[[], VoiceDetector]
     recognizer: Recognizer
     annotate: Annotator | None = None
+
+    @property
+    def intent(self) -> IntentClassifier | None:
+        """The classifier behind ``annotate``, for the coach to re-read whole buyer turns with."""
+        return getattr(self.annotate, "classifier", None)
 
 
 def load_engines(config: Config) -> Engines:
@@ -52,13 +60,18 @@ def load_engines(config: Config) -> Engines:
 def _load_annotator(config: Config, models_dir: Path) -> Annotator:
     from firmware.intent import load_classifier
 
-    classifier = load_classifier(models_dir, config.intent)
+    return _ClassifierAnnotator(load_classifier(models_dir, config.intent))
 
-    def annotate(text: str, speaker: str) -> tuple[str, float]:
-        result = classifier.classify(text, speaker)
+
+class _ClassifierAnnotator:
+    """The pipeline's annotator: the classifier's label and confidence (it keeps the classifier)."""
+
+    def __init__(self, classifier: IntentClassifier) -> None:
+        self.classifier = classifier
+
+    def __call__(self, text: str, speaker: str) -> tuple[str, float]:
+        result = self.classifier.classify(text, speaker)
         return result[0], result[1]
-
-    return annotate
 
 
 class CallSink(Protocol):
@@ -80,6 +93,7 @@ class CallSession:
     def __init__(self, config: Config, engines: Engines, bus: EventBus, *, lockstep: bool = False) -> None:
         self._config = config
         self._bus = bus
+        self.engines = engines
         self._activity_listeners: list[Callable[[FrameActivity], None]] = []
         self._cpu_start = time.process_time()
         self.pipeline = SpeechPipeline(

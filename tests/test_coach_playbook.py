@@ -44,6 +44,8 @@ def test_default_playbook_covers_every_moment_and_fits_at_a_glance() -> None:
         (lambda r: r["moments"]["objection_price"].update(priority=9), "priority"),
         (lambda r: r["moments"]["objection_price"].update(cooldown_s=-1), "cooldown_s"),
         (lambda r: r["moments"]["objection_price"].update(min_skill="guru"), "min_skill"),
+        (lambda r: r["moments"]["objection_price"].update(invited_by="budget"), "invited_by: expected a list"),
+        (lambda r: r["moments"]["objection_price"].update(invited_by=["budget", " "]), "invited_by: expected a list"),
         (lambda r: r["moments"]["objection_price"].update(colour="red"), "unknown key"),
         (lambda r: r["moments"]["objection_price"].pop("tips"), "missing key"),
         (lambda r: r["moments"].update(small_talk=r["moments"]["pain_point"]), "unknown moment"),

@@ -14,6 +14,7 @@ from typing import IO, Any, TypeVar
 from firmware.coach.coach import Coach
 from firmware.coach.mastery import MasteryStore
 from firmware.coach.playbook import Playbook, load_playbook
+from firmware.coach.reading import IntentScorer
 from firmware.coach.recap import Recap
 from firmware.coach.sinks import InMemoryPhoneSink, PhoneSink
 from firmware.config import Config
@@ -63,13 +64,15 @@ class CoachBox:
             self.cues.close()
             raise
 
-    def start_call(self, publish: Callable[[Event], None]) -> Coach:
+    def start_call(self, publish: Callable[[Event], None], intent: IntentScorer | None = None) -> Coach:
+        """``intent``: the classifier that labels the call's transcripts, if the coach may re-read them."""
         with self._lock:
             if self.coach is not None and not self.coach.ended:
                 raise RuntimeError("a call is already being coached")
             self.coach = Coach(
-                self.config.coach, self.playbook, self._cue_sink, self.phone, self.mastery, publish, rep_id=self.rep_id
-            )
+                self.config.coach, self.playbook, self._cue_sink, self.phone, self.mastery, publish,
+                rep_id=self.rep_id, intent=intent,
+            )  # fmt: skip
             return self.coach
 
     def end_call(self, t: float) -> Recap:

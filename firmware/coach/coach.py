@@ -23,6 +23,7 @@ from firmware.coach.onset import RepOnsetGuard
 from firmware.coach.pace import PaceTracker, count_questions
 from firmware.coach.playbook import INTENT_KINDS, Playbook
 from firmware.coach.policy import Candidate, DeliveryPolicy
+from firmware.coach.reading import BuyerReader, IntentScorer
 from firmware.coach.recap import Recap, compose_recap
 from firmware.coach.replies import ReplyWatch
 from firmware.coach.sinks import PhoneSink, PhoneTip
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 # Dynamics the rep avoids by doing well; a call without them counts toward their mastery.
 _AVOIDABLE = ("rep_monologue", "rep_fast_speech", "interruption", "quick_reply")
 _OBJECTIONS = frozenset(k for k in INTENT_KINDS if k.startswith("objection_"))
-_NAMED_COMPETITOR_CONFIDENCE = 0.8
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,10 @@ class Coach:
         mastery: MasteryStore,
         publish: Callable[[Event], None],
         rep_id: str = "default",
+        intent: IntentScorer | None = None,
     ) -> None:
+        """``intent``: the classifier that labelled the transcripts; given it, the coach also reads
+        whole buyer turns and weighs the rep's preceding question (see :mod:`reading`)."""
         self._cfg = config
         self._playbook = playbook
         self._cues = cues
@@ -74,8 +77,10 @@ class Coach:
         self._tips = TipWriter(playbook)
         self._replies = ReplyWatch(config.dynamics)
         self._onset = RepOnsetGuard()
+        self._reader = BuyerReader(
+            config.reading, config.delivery, playbook, self._tips.competitor_in, self._rep_onset_between, intent
+        )
         self.moment_counts: Counter[str] = Counter()
-        self._early_kinds: dict[float, set[str]] = {}  # buyer segment start -> kinds its partials raised
         self._delivered: list[_Delivered] = []
         self._handled_well = 0
         self._talk_ratio_cued = False
@@ -120,6 +125,7 @@ class Coach:
                 for hit in self._pace.on_rep_utterance(event.start, event.end, event.text, self.now):
                     self._on_dynamic(hit)
                 self._replies.on_rep_utterance(event.start, event.end, count_questions(event.text) > 0)
+                self._reader.on_rep_utterance(event.start, event.end, event.text, event.intent)
             else:
                 self._on_buyer_utterance(event)
             self._settle_replies()
@@ -231,38 +237,21 @@ class Coach:
     def _buyer_spoke_between(self, a: float, b: float) -> bool:
         return self._activity.buyer_spoke_between(a, b)
 
-    def _buyer_intent(self, u: Utterance | Partial) -> tuple[str, float, str | None] | None:
-        """The moment kind a buyer's words make, its confidence and the competitor named, if any."""
-        kind, confidence = u.intent, u.confidence if u.confidence is not None else 0.0
-        named = self._tips.competitor_in(u.text)
-        if named is not None and (kind not in INTENT_KINDS or confidence < self._cfg.delivery.min_confidence):
-            # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
-            kind, confidence = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE
-        if kind not in INTENT_KINDS or confidence < self._cfg.delivery.min_confidence:
-            return None
-        return kind, confidence, named if kind == "competitor_mention" else None  # type: ignore[return-value]
+    def _rep_onset_between(self, a: float, b: float) -> bool:
+        return any(a < t < b for t in self._activity.rep_onsets)
 
     def _on_buyer_partial(self, p: Partial) -> None:
         """Act on the buyer's words while they still talk; the final transcript will not repeat it."""
-        found = self._buyer_intent(p)
-        if found is None or found[0] in self._early_kinds.get(p.start, ()):
-            return
-        if found[1] < self._cfg.delivery.partial_min_confidence:
-            return
-        kind, confidence, competitor = found
-        self._early_kinds.setdefault(p.start, set()).add(kind)
-        self._emit_moment(kind, "buyer", p.start, p.end, confidence, competitor=competitor)
+        for r in self._reader.read_partial(p):
+            self._emit_moment(r.kind, "buyer", p.start, p.end, r.confidence, competitor=r.competitor)
 
     def _on_buyer_utterance(self, u: Utterance) -> None:
         self._tips.hear_buyer(u.text)
-        early = self._early_kinds.pop(u.start, set())
-        found = self._buyer_intent(u)
-        if found is None:
-            return
-        kind, confidence, competitor = found
-        if kind not in early:
-            self._emit_moment(kind, "buyer", u.start, u.end, confidence, competitor=competitor)
-        self._replies.watch(kind, u.start, u.end, self._tips_for_since(kind, u.end))
+        raised, watch = self._reader.read_final(u)
+        for r in raised:
+            self._emit_moment(r.kind, "buyer", u.start, u.end, r.confidence, competitor=r.competitor)
+        for kind in watch:
+            self._replies.watch(kind, u.start, u.end, self._tips_for_since(kind, u.end))
 
     def _on_dynamic(self, hit: DynamicHit) -> None:
         self._emit_moment(hit.kind, hit.speaker, hit.start, hit.end, hit.confidence)

@@ -65,6 +65,23 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class ReadingConfig:
+    """How buyer transcripts become moments (see firmware/coach/reading.py)."""
+
+    # A partial this sure raises its moment alone; below it, two consecutive readings of the same
+    # segment must agree (each at least delivery.partial_min_confidence).
+    partial_sure_confidence: float = 0.85
+    # Buyer segments this close, with no rep speech between them, are one turn: read together,
+    # and each moment kind raised once.
+    turn_max_gap_s: float = 3.0
+    # A rep line inviting a moment kind (a playbook play's invited_by phrases, or a proposed next
+    # step) multiplies that kind's probability in the buyer's answer by this; 1 turns it off.
+    context_prior_weight: float = 3.0
+    # The answer must start within this long of the rep's line.
+    context_window_s: float = 8.0
+
+
+@dataclass(frozen=True)
 class MasteryConfig:
     # Net "handled well without a tip" score at which a moment's cooldown stretches, then stops.
     fade_at: int = 3
@@ -82,6 +99,7 @@ class CoachConfig:
     skill_level: SkillLevel = "new"
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    reading: ReadingConfig = field(default_factory=ReadingConfig)
     mastery: MasteryConfig = field(default_factory=MasteryConfig)
 
     def __post_init__(self) -> None:
@@ -92,6 +110,11 @@ class CoachConfig:
             raise ValueError("delivery.min_confidence must be within [0, 1]")
         if not 0.0 <= d.partial_min_confidence <= 1.0:
             raise ValueError("delivery.partial_min_confidence must be within [0, 1]")
+        r = self.reading
+        if not 0.0 <= r.partial_sure_confidence <= 1.0:
+            raise ValueError("reading.partial_sure_confidence must be within [0, 1]")
+        if r.turn_max_gap_s < 0 or r.context_window_s < 0 or r.context_prior_weight <= 0:
+            raise ValueError("reading: turn_max_gap_s and context_window_s must be >= 0, context_prior_weight > 0")
         if len(set(d.channels)) != len(d.channels):
             raise ValueError("delivery.channels lists a channel twice")
         m = self.mastery

@@ -48,6 +48,8 @@ class MomentPlay:
     cooldown_s: float
     min_skill: SkillLevel
     persona_tips: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Phrases in a rep's question that invite this moment in the buyer's answer ("who else").
+    invited_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def _moment(kind: str, raw: Any, where: str, longest: Mapping[str, int], persona
     _keys(
         table, where,
         required=("tips", "led_colour", "led_pattern", "haptic", "priority", "cooldown_s"),
-        optional=("min_skill", "personas"),
+        optional=("min_skill", "personas", "invited_by"),
     )  # fmt: skip
     tips = _tips(table["tips"], f"{where}.tips", longest)
     persona_tips: dict[str, tuple[str, ...]] = {}
@@ -155,7 +157,14 @@ def _moment(kind: str, raw: Any, where: str, longest: Mapping[str, int], persona
         cooldown_s=float(cooldown),
         min_skill=_choice(table.get("min_skill", "new"), SKILL_LEVELS, f"{where}.min_skill"),  # type: ignore[arg-type]
         persona_tips=persona_tips,
+        invited_by=_phrases(table.get("invited_by", []), f"{where}.invited_by"),
     )
+
+
+def _phrases(raw: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p.strip() for p in raw):
+        raise PlaybookError(f"{where}: expected a list of non-empty strings")
+    return tuple(p.strip() for p in raw)
 
 
 def _battlecard(key: str, raw: Any, where: str) -> Battlecard:

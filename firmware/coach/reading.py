@@ -1,0 +1,196 @@
+"""Reading buyer intents from the box's transcripts: which moment kinds the buyer's words raise, and when.
+
+Transcripts arrive as fragments: a buyer who pauses mid-thought becomes several segments, and each
+segment is transcribed early (partials) before its final transcript. Read one fragment at a time,
+the same thought raises a moment twice, or a wrong one from a half sentence. So:
+
+- A buyer *turn* is consecutive buyer segments with no rep speech in between (and gaps no longer
+  than ``turn_max_gap_s``). A kind is raised at most once per turn.
+- A final transcript is read alone and, once the turn has earlier segments, as the turn so far:
+  a thought cut in two is often only recognisable whole.
+- A partial raises a kind only when it is sure on its own (``partial_sure_confidence``) or when
+  two consecutive readings of the same segment agree (each at least ``partial_min_confidence``).
+  The first two seconds of a sentence are the least reliable reading there is.
+- Context: the rep's question right before the turn is evidence about the answer. A rep line
+  containing a playbook moment's ``invited_by`` phrase (e.g. "who else" for an authority
+  objection), or proposing a next step, multiplies that kind's probability by
+  ``context_prior_weight`` before the classifier's own threshold is applied again. This needs the
+  classifier's scores, so it applies only when the coach is given the classifier (``scorer``);
+  without it the transcripts' own labels are used as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from firmware.coach.config import DeliveryConfig, ReadingConfig
+from firmware.coach.playbook import INTENT_KINDS, Playbook
+from firmware.events import Partial, Utterance
+
+_NAMED_COMPETITOR_CONFIDENCE = 0.8
+_OTHER = "other"
+_EDGE_SLACK_S = 1.0
+_SENTENCE_END = re.compile(r"[.?!]+(?:\s+|$)")
+
+
+def _last_sentence(text: str) -> str:
+    sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
+    return sentences[-1] if sentences else text
+
+
+class IntentScorer(Protocol):
+    """The intent classifier as the coach uses it (``firmware.intent.IntentClassifier`` is one)."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    def classify(self, text: str, speaker: str | None = None) -> tuple[str, float, Mapping[str, float]]: ...
+
+
+@dataclass(frozen=True)
+class Reading:
+    kind: str
+    confidence: float
+    competitor: str | None = None
+
+
+@dataclass
+class _Turn:
+    start: float
+    last_start: float
+    last_end: float
+    texts: list[str] = field(default_factory=list)
+    raised: set[str] = field(default_factory=set)
+    watched: set[str] = field(default_factory=set)
+
+
+class BuyerReader:
+    def __init__(
+        self,
+        config: ReadingConfig,
+        delivery: DeliveryConfig,
+        playbook: Playbook,
+        competitor_in: Callable[[str], str | None],
+        rep_onset_between: Callable[[float, float], bool],
+        scorer: IntentScorer | None = None,
+    ) -> None:
+        self._cfg = config
+        self._min_confidence = delivery.min_confidence
+        self._partial_min_confidence = delivery.partial_min_confidence
+        self._competitor_in = competitor_in
+        self._rep_onset_between = rep_onset_between
+        self._scorer = scorer
+        self._invites = {
+            kind: re.compile(r"\b(?:" + "|".join(re.escape(p) for p in play.invited_by) + r")\b", re.IGNORECASE)
+            for kind, play in playbook.moments.items()
+            if play.invited_by and kind in INTENT_KINDS
+        }
+        self._turn: _Turn | None = None
+        self._partials: dict[float, Reading | None] = {}  # segment start -> its latest partial reading
+        # (end, kinds invited) of the rep's latest lines; their transcripts may arrive after the buyer starts.
+        self._rep_lines: deque[tuple[float, frozenset[str]]] = deque(maxlen=8)
+
+    # -- the rep -------------------------------------------------------------------------------
+    def on_rep_utterance(self, start: float, end: float, text: str, intent: str | None) -> None:
+        # The sentence that hands the floor over is the rep's last ("No problem at all. So how many
+        # sites?" asks about sites, not problems).
+        last = _last_sentence(text)
+        invited = {kind for kind, pattern in self._invites.items() if pattern.search(last)}
+        if intent == "next_step":
+            invited.add("next_step")  # a proposed next step invites the buyer to take it
+        self._rep_lines.append((end, frozenset(invited)))
+        if self._turn is not None and end > self._turn.last_end:
+            self._turn = None  # the rep spoke after the buyer: their turn is over
+
+    # -- the buyer -----------------------------------------------------------------------------
+    def read_partial(self, p: Partial) -> list[Reading]:
+        turn = self._enter(p.start, p.end)
+        reading = self._read(p.text, p.intent, p.confidence, self._context(turn))
+        before = self._partials.get(p.start)
+        self._partials[p.start] = reading
+        if reading is None or reading.kind in turn.raised:
+            return []
+        sure = reading.confidence >= self._cfg.partial_sure_confidence
+        agreed = (
+            before is not None
+            and before.kind == reading.kind
+            and min(before.confidence, reading.confidence) >= self._partial_min_confidence
+        )
+        if not (sure or agreed):
+            return []
+        turn.raised.add(reading.kind)
+        return [reading]
+
+    def read_final(self, u: Utterance) -> tuple[list[Reading], list[str]]:
+        """The readings that raise a moment now, and the kinds whose reply is worth watching."""
+        turn = self._enter(u.start, u.end)
+        self._partials.pop(u.start, None)
+        context = self._context(turn)
+        readings = [self._read(u.text, u.intent, u.confidence, context)]
+        if self._scorer is not None and turn.texts:
+            readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context))
+        turn.texts.append(u.text)
+        new: list[Reading] = []
+        watch: list[str] = []
+        for reading in readings:
+            if reading is None:
+                continue
+            if reading.kind not in turn.raised:
+                turn.raised.add(reading.kind)
+                new.append(reading)
+            if reading.kind not in turn.watched:
+                turn.watched.add(reading.kind)
+                watch.append(reading.kind)
+        return new, watch
+
+    # -- internals -----------------------------------------------------------------------------
+    def _enter(self, start: float, end: float) -> _Turn:
+        """The turn a buyer segment belongs to: the current one, or a new one after rep speech or a long gap."""
+        turn = self._turn
+        if turn is not None and start > turn.last_start and (
+            start - turn.last_end > self._cfg.turn_max_gap_s or self._rep_onset_between(turn.last_end, start)
+        ):
+            turn = None
+        if turn is None:
+            turn = self._turn = _Turn(start, start, end)
+        turn.last_start = max(turn.last_start, start)
+        turn.last_end = max(turn.last_end, end)
+        return turn
+
+    def _context(self, turn: _Turn) -> frozenset[str]:
+        """What the rep's last line before the turn invited, if the buyer answered it promptly.
+        Segment edges are padded, so the buyer may seem to start a little before the rep ends."""
+        before = [line for line in self._rep_lines if line[0] <= turn.start + _EDGE_SLACK_S]
+        if not before:
+            return frozenset()
+        end, invited = max(before, key=lambda line: line[0])
+        return invited if turn.start - end <= self._cfg.context_window_s else frozenset()
+
+    def _read(self, text: str, intent: str | None, confidence: float | None, context: frozenset[str]) -> Reading | None:
+        if self._scorer is not None:
+            kind, conf = self._decide(self._scorer.classify(text, "buyer")[2], context)
+        else:
+            kind, conf = intent or _OTHER, confidence if confidence is not None else 0.0
+        named = self._competitor_in(text)
+        if named is not None and (kind not in INTENT_KINDS or conf < self._min_confidence):
+            # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
+            kind, conf = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE
+        if kind not in INTENT_KINDS or conf < self._min_confidence:
+            return None
+        return Reading(kind, conf, named if kind == "competitor_mention" else None)
+
+    def _decide(self, scores: Mapping[str, float], context: frozenset[str]) -> tuple[str, float]:
+        """The classifier's decision, after weighing in what the rep's question invited."""
+        assert self._scorer is not None
+        weight = self._cfg.context_prior_weight
+        weighted = {k: p * (weight if k in context else 1.0) for k, p in scores.items()}
+        total = sum(weighted.values()) or 1.0
+        kind = max(weighted, key=lambda k: weighted[k])
+        conf = weighted[kind] / total
+        if conf < self._scorer.threshold:
+            return _OTHER, weighted.get(_OTHER, 0.0) / total
+        return kind, conf

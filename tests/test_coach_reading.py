@@ -1,0 +1,195 @@
+"""How the coach reads the buyer's transcripts: partials confirmed, one moment per kind per turn,
+a turn read whole, and the rep's preceding question as a small prior (firmware/coach/reading.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from coach_support import make_config
+
+from firmware.audio.frames import FrameActivity
+from firmware.coach.build import CoachBox
+from firmware.coach.config import CoachConfig, ReadingConfig
+from firmware.coach.playbook import INTENT_KINDS
+from firmware.coach.reading import IntentScorer
+from firmware.config import Config
+from firmware.cues.pins import make_pin_factory
+from firmware.events import Event, Moment, Partial, Utterance
+
+LABELS = (*INTENT_KINDS, "other")
+
+
+class TableScorer:
+    """The classifier's protocol over a fixed table: text -> probabilities (the rest goes to other)."""
+
+    threshold = 0.36
+
+    def __init__(self, table: Mapping[str, Mapping[str, float]]) -> None:
+        self.table = table
+        self.calls: list[str] = []
+
+    def classify(self, text: str, speaker: str | None = None) -> tuple[str, float, dict[str, float]]:
+        self.calls.append(text)
+        known = dict(self.table.get(text, {}))
+        scores = {label: known.get(label, 0.0) for label in LABELS}
+        scores["other"] += 1.0 - sum(scores.values())
+        best = max(scores, key=lambda k: scores[k])
+        label = best if scores[best] >= self.threshold else "other"
+        return label, scores[label], scores
+
+
+class Call:
+    def __init__(self, config: Config, scorer: IntentScorer | None = None) -> None:
+        self.events: list[Event] = []
+        self.box = CoachBox(config, pin_factory=make_pin_factory("mock"))
+        self.coach = self.box.start_call(self.events.append, intent=scorer)
+        self.t = 0.0
+
+    def frames(self, until: float, *, rep: bool = False, buyer: bool = False) -> None:
+        while self.t < until - 1e-9:
+            self.coach.on_activity(FrameActivity(self.t, rep_speaking=rep, buyer_speaking=buyer))
+            self.t = round(self.t + 0.02, 2)
+
+    def rep(self, start: float, end: float, text: str, intent: str = "other") -> None:
+        self.frames(start)
+        self.frames(end, rep=True)
+        self.coach.on_event(Utterance(t=end + 0.4, speaker="rep", start=start, end=end, text=text, intent=intent,
+                                      confidence=0.9))
+
+    def buyer(self, start: float, end: float, text: str, intent: str = "other", confidence: float = 0.0,
+              partials: tuple[tuple[float, str, str, float], ...] = ()) -> None:
+        self.frames(start)
+        for at, p_text, p_intent, p_conf in partials:
+            self.frames(at, buyer=True)
+            self.coach.on_event(Partial(t=at, speaker="buyer", start=start, end=at, text=p_text, intent=p_intent,
+                                        confidence=p_conf))
+        self.frames(end, buyer=True)
+        self.coach.on_event(Utterance(t=end + 0.4, speaker="buyer", start=start, end=end, text=text, intent=intent,
+                                      confidence=confidence))
+
+    def moments(self) -> list[Moment]:
+        return [e for e in self.events if isinstance(e, Moment) and e.kind in INTENT_KINDS]
+
+    def close(self) -> None:
+        self.box.close()
+
+
+def _config(tmp_path: Path, **reading: float) -> Config:
+    base = make_config(tmp_path / "state")
+    coach = dataclasses.replace(base.coach, reading=dataclasses.replace(ReadingConfig(), **reading))
+    return dataclasses.replace(base, coach=coach)
+
+
+@pytest.fixture
+def call(tmp_path: Path) -> Iterator[Call]:
+    c = Call(_config(tmp_path))
+    yield c
+    c.close()
+
+
+def test_an_unconfirmed_partial_raises_nothing_and_the_final_decides(call: Call) -> None:
+    call.buyer(10.0, 16.0, "that is more than we budgeted", "objection_price", 0.5,
+               partials=((12.0, "can we start", "product_question", 0.7),
+                         (15.0, "that is more than we", "objection_price", 0.65)))
+    assert [(m.kind, m.t) for m in call.moments()] == [("objection_price", pytest.approx(16.4))]
+
+
+def test_two_agreeing_partials_raise_the_moment_early_and_the_final_does_not_repeat_it(call: Call) -> None:
+    call.buyer(10.0, 16.0, "that is more than we budgeted", "objection_price", 0.5,
+               partials=((12.0, "that is more", "objection_price", 0.62),
+                         (15.0, "that is more than we", "objection_price", 0.7)))
+    assert [(m.kind, m.t) for m in call.moments()] == [("objection_price", pytest.approx(15.0))]
+
+
+def test_a_partial_below_the_partial_bar_does_not_count_as_agreement(call: Call) -> None:
+    call.buyer(10.0, 16.0, "fine", partials=((12.0, "that is more", "objection_price", 0.5),
+                                            (15.0, "that is more than we", "objection_price", 0.7)))
+    assert call.moments() == []
+
+
+def test_one_turn_in_several_segments_raises_each_kind_once(call: Call) -> None:
+    call.rep(0.0, 3.0, "what do you think")
+    call.buyer(3.5, 6.0, "too pricey", "objection_price", 0.6)
+    call.buyer(6.8, 9.0, "way too pricey", "objection_price", 0.7)
+    call.buyer(9.5, 12.0, "and not before april", "objection_timing", 0.6)
+    assert [m.kind for m in call.moments()] == ["objection_price", "objection_timing"]
+
+
+def test_rep_speech_or_a_long_gap_starts_a_new_turn(call: Call) -> None:
+    call.buyer(3.5, 6.0, "too pricey", "objection_price", 0.6)
+    call.rep(6.5, 8.0, "compared to what")
+    call.buyer(8.5, 11.0, "way too pricey", "objection_price", 0.7)
+    call.buyer(15.0, 17.0, "still too pricey", "objection_price", 0.7)  # 4 s of silence before it
+    assert [m.kind for m in call.moments()] == ["objection_price"] * 3
+
+
+def test_the_turn_is_read_whole_when_its_fragments_are_unsure(tmp_path: Path) -> None:
+    scorer = TableScorer({
+        "I'll be honest": {"objection_need": 0.2},
+        "nobody here would use it": {"objection_need": 0.3},
+        "I'll be honest nobody here would use it": {"objection_need": 0.6},
+    })  # fmt: skip
+    call = Call(_config(tmp_path), scorer)
+    try:
+        call.buyer(3.0, 4.0, "I'll be honest")
+        call.buyer(4.5, 7.0, "nobody here would use it")
+        assert [(m.kind, m.start, m.end) for m in call.moments()] == [("objection_need", 4.5, 7.0)]
+        assert "I'll be honest nobody here would use it" in scorer.calls
+    finally:
+        call.close()
+
+
+ANSWER = {"Stocky for the back end, it's a mess": {"pain_point": 0.45, "competitor_mention": 0.3}}
+
+
+@pytest.mark.parametrize(
+    ("question", "weight", "expected"),
+    [
+        ("Got it. How are you tracking stock right now?", 3.0, "competitor_mention"),
+        ("Got it. How are you tracking stock right now?", 1.0, "pain_point"),  # prior off
+        ("Got it. How many sites do you run?", 3.0, "pain_point"),  # nothing invited
+        ("We do tracking too. How many sites do you run?", 3.0, "pain_point"),  # not the question asked
+    ],
+)
+def test_the_reps_question_is_a_small_prior(tmp_path: Path, question: str, weight: float, expected: str) -> None:
+    call = Call(_config(tmp_path, context_prior_weight=weight), TableScorer(ANSWER))
+    try:
+        call.rep(0.0, 3.0, question)
+        call.buyer(3.5, 7.0, "Stocky for the back end, it's a mess")
+        assert [m.kind for m in call.moments()] == [expected]
+    finally:
+        call.close()
+
+
+def test_the_prior_needs_a_prompt_answer_and_cannot_lift_a_kind_the_classifier_rules_out(tmp_path: Path) -> None:
+    scorer = TableScorer({"no idea": {"competitor_mention": 0.05}, "Stocky for the back end, it's a mess": ANSWER[
+        "Stocky for the back end, it's a mess"]})
+    call = Call(_config(tmp_path), scorer)
+    try:
+        call.rep(0.0, 3.0, "What are you using today?")
+        call.buyer(3.5, 5.0, "no idea")  # x3 is still far below the classifier's threshold
+        call.rep(6.0, 9.0, "What are you using today?")
+        call.buyer(20.0, 24.0, "Stocky for the back end, it's a mess")  # 11 s later: not an answer to it
+        assert [m.kind for m in call.moments()] == ["pain_point"]
+    finally:
+        call.close()
+
+
+def test_a_proposed_next_step_invites_the_buyer_to_take_it(tmp_path: Path) -> None:
+    scorer = TableScorer({"yes send that over": {"next_step": 0.25, "product_question": 0.3}})
+    call = Call(_config(tmp_path), scorer)
+    try:
+        call.rep(0.0, 3.0, "shall I send a one page summary", intent="next_step")
+        call.buyer(3.5, 6.0, "yes send that over")
+        assert [m.kind for m in call.moments()] == ["next_step"]
+    finally:
+        call.close()
+
+
+def test_reading_settings_are_checked() -> None:
+    for bad in ({"partial_sure_confidence": 1.5}, {"context_prior_weight": 0.0}, {"turn_max_gap_s": -1.0}):
+        with pytest.raises(ValueError, match="reading"):
+            CoachConfig(reading=ReadingConfig(**bad))  # type: ignore[arg-type]
