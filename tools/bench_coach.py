@@ -4,6 +4,9 @@
   tools/bench_coach.py                      # the box's own pipeline (VAD, Whisper, intent), real time
   tools/bench_coach.py --speed max          # same, as fast as the machine goes (lockstep timing)
   tools/bench_coach.py --source truth       # ground-truth utterances instead (no models, seconds)
+  tools/bench_coach.py --speed max --record DIR    # also keep what the pipeline gave the coach
+  tools/bench_coach.py --source recorded --record DIR  # the coach alone on those transcripts,
+                                            # re-classified by today's intent model (seconds)
 
 A moment matches an expected one of the same kind within the utterance's span + 3 s; dynamics
 likewise within their span + 3 s. Tip latency runs from the end of the triggering buyer utterance
@@ -13,6 +16,7 @@ likewise within their span + 3 s. Tip latency runs from the end of the triggerin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -38,7 +42,7 @@ from firmware.coach.evaluate import (  # noqa: E402
 from firmware.coach.truth import TruthCall, drive, load_truth  # noqa: E402
 from firmware.config import Config, PathsConfig, load_config  # noqa: E402
 from firmware.cues.pins import make_pin_factory  # noqa: E402
-from firmware.events import Event, Utterance  # noqa: E402
+from firmware.events import Event, Partial, Utterance  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 
@@ -77,7 +81,7 @@ def run_truth(call: TruthCall, config: Config, delay_s: float) -> list[Event]:
     return events
 
 
-def run_replay(wav: Path, config: Config, engines: object, speed: float | None) -> list[Event]:
+def run_replay(wav: Path, config: Config, engines: object, speed: float | None, record: Path | None = None) -> list[Event]:
     from firmware.audio.wavfile import iter_call_frames
     from firmware.bus import EventBus
     from firmware.coach.build import CoachBox
@@ -88,8 +92,12 @@ def run_replay(wav: Path, config: Config, engines: object, speed: float | None) 
     bus = EventBus()
     bus.subscribe(events.append)
     box = CoachBox(config, pin_factory=make_pin_factory("mock"))
+    tape: list[dict[str, object]] = []
     try:
         with CallSession(config, engines, bus, lockstep=speed is None) as session:  # type: ignore[arg-type]
+            if record is not None:
+                bus.subscribe(lambda e: _tape_event(tape, e))
+                session.on_activity(lambda a: tape.append({"a": [a.rep_speaking, a.buyer_speaking]}))
             coached = CoachedSession(session, box, bus)
             wall_start = time.monotonic()
             for frame in iter_call_frames(wav, (0, 1)):
@@ -99,6 +107,54 @@ def run_replay(wav: Path, config: Config, engines: object, speed: float | None) 
                         time.sleep(delay)
                 coached.feed(frame)
             coached.end_call()
+    finally:
+        box.close()
+    if record is not None:
+        record.write_text("\n".join(json.dumps(x) for x in tape) + "\n", encoding="utf-8")
+    return [e for e in events if e.type in ("moment", "tip", "utterance")]
+
+
+def _tape_event(tape: list[dict[str, object]], event: Event) -> None:
+    if isinstance(event, (Utterance, Partial)):
+        tape.append({"e": event.type, **{f.name: getattr(event, f.name) for f in dataclasses.fields(event)}})
+
+
+def run_recorded(wav: Path, tape_path: Path, config: Config, annotate: object) -> list[Event]:
+    """The coach alone, fed exactly what a lockstep replay fed it: per frame the audio, the
+    transcripts published while the pipeline took that frame, then the frame's activity. Texts are
+    classified again, so a new intent model is measured without running the recogniser."""
+    from firmware.audio.frames import FrameActivity
+    from firmware.audio.wavfile import iter_call_frames
+    from firmware.coach.build import CoachBox
+
+    tape = [json.loads(line) for line in tape_path.read_text(encoding="utf-8").splitlines() if line]
+    events: list[Event] = []
+    box = CoachBox(config, pin_factory=make_pin_factory("mock"))
+    try:
+        coach = box.start_call(events.append, intent=getattr(annotate, "classifier", None))
+        items = iter(tape)
+        now = 0.0
+
+        def deliver_until_activity() -> list[bool] | None:
+            for item in items:
+                if "a" in item:
+                    return item["a"]  # type: ignore[return-value]
+                cls = Partial if item.pop("e") == "partial" else Utterance
+                label, confidence = annotate(item["text"], item["speaker"])  # type: ignore[operator]
+                event = cls(**{**item, "intent": label, "confidence": confidence})
+                events.append(event)
+                coach.on_event(event)
+            return None
+
+        for frame in iter_call_frames(wav, (0, 1)):
+            coach.on_audio(frame)
+            activity = deliver_until_activity()
+            if activity is None:
+                break
+            coach.on_activity(FrameActivity(frame.t, *activity))
+            now = frame.end_t
+        deliver_until_activity()  # the drain at the end of the call
+        box.end_call(now)
     finally:
         box.close()
     return [e for e in events if e.type in ("moment", "tip", "utterance")]
@@ -138,7 +194,8 @@ def transcript_delays(call: TruthCall, events: list[Event]) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="dev corpus directory (has calls/)")
-    parser.add_argument("--source", choices=("replay", "truth"), default="replay")
+    parser.add_argument("--source", choices=("replay", "truth", "recorded"), default="replay")
+    parser.add_argument("--record", type=Path, help="replay: keep each call's pipeline output here; recorded: read it")
     parser.add_argument("--speed", default="1", help="replay speed factor, or 'max' (default 1 = real time)")
     parser.add_argument("--delay", type=float, default=0.6, help="truth source: utterance event delay after its end (s)")
     parser.add_argument("--config", type=Path, help="TOML configuration")
@@ -154,10 +211,20 @@ def main() -> int:
     speed = None if args.speed == "max" else float(args.speed)
     base = load_config(args.config) if args.config else Config()
     engines = None
+    annotate = None
     if args.source == "replay":
         from firmware.runtime import load_engines
 
         engines = load_engines(base)
+        if args.record is not None:
+            args.record.mkdir(parents=True, exist_ok=True)
+    elif args.source == "recorded":
+        from firmware.runtime import _load_annotator
+
+        if args.record is None:
+            print("bench_coach: --source recorded needs --record DIR", file=sys.stderr)
+            return 2
+        annotate = _load_annotator(base, base.paths.resolve(base.paths.models_dir))
     results = []
     for path in paths:
         call = load_truth(path)
@@ -166,8 +233,11 @@ def main() -> int:
             started = time.monotonic()
             if args.source == "truth":
                 events = run_truth(call, config, args.delay)
+            elif args.source == "recorded":
+                events = run_recorded(path.with_suffix(".wav"), args.record / f"{path.stem}.jsonl", config, annotate)
             else:
-                events = run_replay(path.with_suffix(".wav"), config, engines, speed)
+                tape = args.record / f"{path.stem}.jsonl" if args.record is not None else None
+                events = run_replay(path.with_suffix(".wav"), config, engines, speed, tape)
             results.append(score(call, events, time.monotonic() - started))
     return report(results, args.source, args.speed)
 
