@@ -124,7 +124,9 @@ class IntentClassifier:
     def probabilities(self, text: str, speaker: str | None = None) -> np.ndarray:
         """Calibrated probability per label (``self.labels`` order); all mass on other for empty text.
 
-        With ``speaker="rep"`` the buyer-only labels get zero and the rest are renormalised.
+        With ``speaker="rep"`` the buyer-only labels get zero and their mass goes to ``other``: a rep's
+        line that reads like an objection is still the rep talking, not a next step or a question
+        (renormalising instead pushed such lines into next_step/product_question on the dev calls).
         """
         if not isinstance(text, str):
             text = "" if text is None else str(text)
@@ -134,10 +136,13 @@ class IntentClassifier:
             return probs
         logits = self._logits(featurise(text, self.spec)).astype(np.float64) / self.temperature
         logits -= logits.max()
-        exp = np.exp(logits)
+        probs = np.exp(logits)
+        probs /= probs.sum()
         if speaker == "rep":
-            exp *= self._rep_mask
-        return exp / exp.sum()  # type: ignore[no-any-return]
+            buyer_only = float(probs @ (1.0 - self._rep_mask))
+            probs *= self._rep_mask
+            probs[self._fallback] += buyer_only
+        return probs  # type: ignore[no-any-return]
 
     def classify(self, text: str, speaker: str | None = None) -> IntentResult:
         """Label any text; pass the ``speaker`` ("rep" or "buyer") when known, as the box always does."""
