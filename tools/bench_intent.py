@@ -97,20 +97,28 @@ def main() -> int:
     parser.add_argument("--no-replay", action="store_true", help="skip running the dev calls through replay")
     parser.add_argument("--replay-cache", type=Path, default=REPO / "models" / ".cache" / "bench-intent")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--model-dir", type=Path, default=None, help="a model folder other than the configured one")
     args = parser.parse_args()
 
     started = time.perf_counter()
     from firmware.intent import load_classifier  # includes importing numpy and the tflite runtime
 
-    classifier = load_classifier()
+    def load():
+        if args.model_dir is None:
+            return load_classifier()
+        from firmware.intent.config import IntentConfig
+
+        return load_classifier(args.model_dir.parent, IntentConfig(model_dir=args.model_dir.resolve()))
+
+    classifier = load()
     cold_ms = (time.perf_counter() - started) * 1000.0
     loads = []
     for _ in range(10):
         t0 = time.perf_counter()
-        load_classifier()
+        load()
         loads.append((time.perf_counter() - t0) * 1000.0)
     load_ms = statistics.median(loads)
-    model_path = REPO / "models" / "intent" / "intent.tflite"
+    model_path = (args.model_dir or REPO / "models" / "intent") / "intent.tflite"
     model_kb = model_path.stat().st_size / 1024
 
     figures: dict[str, float | int | str] = {}

@@ -151,6 +151,8 @@ def main() -> int:
     parser.add_argument("--input-dropout", type=float, default=0.4)
     parser.add_argument("--word-weight", type=float, default=3.0)
     parser.add_argument("--noise-per-text", type=int, default=3)
+    parser.add_argument("--char-ngrams", default="3,4,5", help="character n-gram sizes, comma-separated")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder with utterances.tsv and asr_transcripts.tsv")
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--dev", type=Path, default=DEV_TSV, help="dev corpus utterances (reported, never trained on)")
     parser.add_argument("--report-only", action="store_true", help="calibrate and report an already trained model")
@@ -161,8 +163,9 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     random.seed(args.seed)
     np.random.seed(args.seed)
-    spec = FeatureSpec(buckets=args.buckets, word_weight=args.word_weight)
-    utterances, asr_file = DATA_DIR / "utterances.tsv", DATA_DIR / "asr_transcripts.tsv"
+    spec = FeatureSpec(buckets=args.buckets, word_weight=args.word_weight,
+                       char_ngrams=tuple(int(n) for n in args.char_ngrams.split(",") if n.strip()))
+    utterances, asr_file = args.data_dir / "utterances.tsv", args.data_dir / "asr_transcripts.tsv"
     examples = read_examples(utterances)
     transcripts = read_transcripts(asr_file)
     (texts, labels), held_clean, held_asr, n_train, n_held = build_sets(examples, transcripts, args.noise_per_text, args.seed)
@@ -200,7 +203,7 @@ def main() -> int:
     # both are loaded, and the shipped int8 model must be measured through the device's runtime.
     import subprocess
 
-    command = [sys.executable, __file__, "--report-only", "--out", str(args.out), "--dev", str(args.dev),
+    command = [sys.executable, __file__, "--report-only", "--out", str(args.out), "--dev", str(args.dev), "--data-dir", str(args.data_dir),
                "--seed", str(args.seed), "--noise-per-text", str(args.noise_per_text)]
     return subprocess.run(command, check=False).returncode
 
@@ -211,8 +214,8 @@ def calibrate_and_report(args: argparse.Namespace) -> int:
     manifest_path = args.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     spec = FeatureSpec.from_dict(manifest["features"])
-    examples = read_examples(DATA_DIR / "utterances.tsv")
-    transcripts = read_transcripts(DATA_DIR / "asr_transcripts.tsv")
+    examples = read_examples(args.data_dir / "utterances.tsv")
+    transcripts = read_transcripts(args.data_dir / "asr_transcripts.tsv")
     held = [e for e in examples if is_heldout(e.id)]
     held_clean = ([e.text for e in held], [e.label for e in held])
     held_asr = ([t for e in held for t in transcripts.get(e.id, [])], [e.label for e in held for _ in transcripts.get(e.id, [])])
