@@ -7,6 +7,7 @@
   tools/bench_coach.py --speed max --record DIR    # also keep what the pipeline gave the coach
   tools/bench_coach.py --source recorded --record DIR  # the coach alone on those transcripts,
                                             # re-classified by today's intent model (seconds)
+  tools/bench_coach.py ... --explain         # where each missed and each false moment came from
 
 A moment matches an expected one of the same kind within the utterance's span + 3 s; dynamics
 likewise within their span + 3 s. Tip latency runs from the end of the triggering buyer utterance
@@ -111,7 +112,7 @@ def run_replay(wav: Path, config: Config, engines: object, speed: float | None, 
         box.close()
     if record is not None:
         record.write_text("\n".join(json.dumps(x) for x in tape) + "\n", encoding="utf-8")
-    return [e for e in events if e.type in ("moment", "tip", "utterance")]
+    return [e for e in events if e.type in ("moment", "tip", "utterance", "partial")]
 
 
 def _tape_event(tape: list[dict[str, object]], event: Event) -> None:
@@ -157,7 +158,7 @@ def run_recorded(wav: Path, tape_path: Path, config: Config, annotate: object) -
         box.end_call(now)
     finally:
         box.close()
-    return [e for e in events if e.type in ("moment", "tip", "utterance")]
+    return [e for e in events if e.type in ("moment", "tip", "utterance", "partial")]
 
 
 def score(call: TruthCall, events: list[Event], wall_s: float) -> CallResult:
@@ -191,6 +192,27 @@ def transcript_delays(call: TruthCall, events: list[Event]) -> list[float]:
     return out
 
 
+def explain(call: TruthCall, events: list[Event]) -> None:
+    """Where each missed and each false moment came from: the box's buyer transcripts over the
+    expected utterance (their label and confidence, partials marked P), and the true label under
+    a false moment. Labels and times only, no call text."""
+    result = match(intent_moments(events), expected_moments(call))
+    heard = [e for e in events if isinstance(e, (Utterance, Partial)) and e.speaker == "buyer"]
+
+    def readings(start: float, end: float) -> str:
+        over = [e for e in heard if e.start < end and e.end > start]
+        return ", ".join(
+            f"{'P' if isinstance(e, Partial) else 'U'}@{e.t:.1f} {e.intent}/{(e.confidence or 0):.2f}" for e in over
+        ) or "no transcript"
+
+    print(f"  {call.call_id}: where moments were lost (labels as the pipeline gave them)")
+    for e in sorted(result.missed, key=lambda e: e.start):
+        print(f"    missed {e.kind:20} {e.start:7.1f}-{e.end:7.1f}  box heard: {readings(e.start, e.end)}")
+    for m in result.false_positives:
+        truth = [u.label for u in call.utterances if u.speaker == "buyer" and u.start < m.end and u.end > m.start]
+        print(f"    false  {m.kind:20} {m.start:7.1f}-{m.end:7.1f}  c={m.confidence:.2f} at {m.t:.1f}; truth: {'/'.join(truth) or 'no buyer speech'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="dev corpus directory (has calls/)")
@@ -200,6 +222,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.6, help="truth source: utterance event delay after its end (s)")
     parser.add_argument("--config", type=Path, help="TOML configuration")
     parser.add_argument("--calls", nargs="*", help="call ids to run (default: all)")
+    parser.add_argument("--explain", action="store_true", help="print where each missed and false moment came from")
     args = parser.parse_args()
     calls_dir = args.corpus / "calls"
     if not calls_dir.is_dir():
@@ -239,6 +262,8 @@ def main() -> int:
                 tape = args.record / f"{path.stem}.jsonl" if args.record is not None else None
                 events = run_replay(path.with_suffix(".wav"), config, engines, speed, tape)
             results.append(score(call, events, time.monotonic() - started))
+            if args.explain:
+                explain(call, events)
     return report(results, args.source, args.speed)
 
 
