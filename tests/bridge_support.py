@@ -25,12 +25,13 @@ from firmware.audio.paced import ClockedPcm, RealClock
 from firmware.audio.testbed import TestbedFiles, alsa_config_path, clocked_devices, write_alsa_config
 
 RATE = 48000
-# Real time on a shared test machine (maybe without SCHED_FIFO): a period of 2 ms as on the
-# device, but 10 ms of playback margin so a descheduled harness does not underrun.
+# Real time on a shared test machine (maybe without SCHED_FIFO): periods and cycles as on the
+# device (1 ms, 4 ms), but 10 ms of playback margin so a descheduled harness does not underrun.
 TEST_BRIDGE = BridgeConfig(
-    periods=8,
+    periods=16,
     playback_margin_frames=480,
-    target_buffered_frames=3 * 96 + 480 + 10 + 24 + 100,
+    # cycle + margin + look-ahead + unread period + dead band, and 100 frames of headroom
+    target_buffered_frames=192 + 480 + 10 + 48 + 24 + 100,
     sched_priority=10,
     reopen_initial_s=0.05,
     reopen_max_s=0.2,

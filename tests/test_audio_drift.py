@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware.audio.bridge import Bridge, Devices
+from firmware.audio.bridge import Bridge, Devices, capture_periods
 from firmware.audio.config import BridgeConfig
 from firmware.audio.drift import FillController, FractionalResampler, SampleFifo
 from firmware.audio.paced import ClockedPcm, SimClock
@@ -89,7 +89,7 @@ def simulated_bridge(config: BridgeConfig, host_ppm: float) -> tuple[Bridge, Sim
     clock = SimClock()
 
     def pcm(name: str, direction: str, ppm: float) -> ClockedPcm:
-        periods = 8 if direction == "capture" else config.periods
+        periods = capture_periods(config) if direction == "capture" else config.periods
         return ClockedPcm(name, direction, clock, rate_hz=RATE, period_frames=config.period_frames, periods=periods, ppm=ppm)  # type: ignore[arg-type]
 
     devices = [pcm("headset-in", "capture", 0), pcm("headset-out", "playback", 0), pcm("host-in", "capture", host_ppm), pcm("host-out", "playback", host_ppm)]
@@ -123,10 +123,15 @@ def run_drift(config: BridgeConfig, host_ppm: float, seconds: float) -> None:
 
 
 def test_one_simulated_hour_at_plus_300_ppm_without_xruns() -> None:
-    # The hour runs at a 20 ms period so it takes seconds, not minutes; the same core at
-    # the device's 2 ms period is checked over three minutes below (and for an hour by
+    # The hour runs at a 20 ms cycle so it takes seconds, not minutes; the same core at
+    # the device's 4 ms cycle is checked over three minutes below (and for an hour by
     # tools/bench_bridge.py).
-    config = BridgeConfig(period_frames=960, playback_margin_frames=480, target_buffered_frames=3 * 960 + 480 + 10 + 24 + 100, max_correction_ppm=400, sched_fifo=False)
+    # target: cycle + margin + look-ahead + unread period + dead band, and 100 frames of headroom
+    config = BridgeConfig(
+        period_frames=480, periods=4, periods_per_cycle=2, playback_margin_frames=480,
+        target_buffered_frames=2 * 480 + 480 + 10 + 480 + 24 + 100, max_correction_ppm=400, sched_fifo=False,
+    )
+    assert config.target_buffered_frames == config.buffered_floor_frames + 100
     run_drift(config, host_ppm=300.0, seconds=3600.0)
 
 
@@ -168,7 +173,7 @@ def test_stereo_devices_are_mixed_down_and_played_on_both_channels() -> None:
         out[1::2] = 3000 - n % 5  # right
 
     def pcm(name: str, direction: str) -> ClockedPcm:
-        periods = 8 if direction == "capture" else config.periods
+        periods = capture_periods(config) if direction == "capture" else config.periods
         return ClockedPcm(
             name, direction, clock, rate_hz=RATE, period_frames=period, periods=periods, channels=2,  # type: ignore[arg-type]
             source=stereo_source if direction == "capture" else None,

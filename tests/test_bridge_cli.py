@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from firmware.audio.bridge import latency_frames
+from firmware.audio.bridge import buffered_terms, latency_frames
 from firmware.audio.config import BridgeConfig
 from firmware.audio.frames import FRAME_SAMPLES, CallFrame
 from firmware.audio.live import LiveCoach, run_live
@@ -30,6 +30,11 @@ def test_configured_latency_is_within_10_ms(capsys: pytest.CaptureFixture[str]) 
     terms = latency_frames(config)
     assert terms["buffered_target"] == config.target_buffered_frames
     assert 1000 * sum(terms.values()) / config.rate_hz <= 10.0
+    # the target covers a cycle, the playback margin, the pull's look-ahead, an unread
+    # capture period and the dead band, with headroom to spare
+    parts = buffered_terms(config)
+    assert sum(parts.values()) == config.target_buffered_frames and parts["headroom"] >= 0
+    assert parts["cycle"] == config.cycle_frames == 4 * config.period_frames
     assert main(["bridge", "--latency"]) == 0
     out = capsys.readouterr().out
     assert "worst one-way" in out and f"{1000 * sum(terms.values()) / 48000:.2f} ms" in out
@@ -72,8 +77,9 @@ def test_bridge_process_survives_missing_devices_and_publishes_state(tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert stats["cycles"] > 200  # paced by its timer with no device at all
-    assert stats["timer_paced_cycles"] == stats["cycles"]
+    # paced by its timer (4 ms cycles) with no device at all
+    assert stats["cycles"] > 0.6 * 1.0 / BridgeConfig().cycle_s
+    assert stats["idle_cycles"] == stats["cycles"]
     assert stats["rep"]["frames_in"] == 0
     assert "Traceback" not in proc.stderr
     assert json.loads(state.read_text())["reason"] == "bridge stopped"

@@ -1,13 +1,17 @@
-"""The inline bridge: one real-time thread copying both directions, period by period.
+"""The inline bridge: one real-time thread copying both directions, a cycle at a time.
 
     host capture (buyer, computer's clock)   -> FIFO -> resampler -> headset playback
     headset capture (rep, headset's clock)   -> FIFO -> resampler -> host playback
 
-Each cycle waits for the headset capture (or, with the headset gone, the host capture, or
-else a timer), reads every ready period from both captures, fills both playbacks, updates
-each leg's drift controller and call detection, and offers 16 kHz taps to the coach. The
-cycle's own work is timed into a preallocated ring for the p99 figure. Nothing in a cycle
-waits on anything but the one capture it is paced by.
+The thread wakes on a timer once per cycle (``periods_per_cycle`` ALSA periods), as
+PulseAudio's and PipeWire's timer-based scheduling do: on a box whose cost is per wake-up
+(cold caches after every sleep), one wake-up per 4 ms doing both directions costs about
+half of one per 2 ms period. Each cycle reads every whole period from both captures, tops
+both playbacks up to one cycle plus the margin, updates each leg's drift controller and call
+detection, and offers 16 kHz taps to the coach. The timer and the two USB clocks slide past
+one another; the latency arithmetic (``latency_frames``) holds for every phase between them.
+The cycle's own work is timed into a preallocated ring for the p99 figure. Nothing in a
+cycle waits on a device.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ from firmware.handoff import DropQueue
 
 log = logging.getLogger(__name__)
 
-CAPTURE_PERIODS = 8  # capture buffers may be deep: we read as soon as data is there, so depth adds no delay
+# Capture buffers may be deep (16 ms): a cycle reads every whole period there, so depth adds
+# no delay; it only decides how long a stalled thread may be away before the capture overruns.
+CAPTURE_BUFFER_FRAMES = 768
+
+
+def capture_periods(config: BridgeConfig) -> int:
+    return max(config.periods, -(-CAPTURE_BUFFER_FRAMES // config.period_frames))
 
 
 class Clock(Protocol):
@@ -70,7 +80,7 @@ class Devices:
                 rate_hz=config.rate_hz,
                 channels=config.channels,
                 period_frames=config.period_frames,
-                periods=max(config.periods, CAPTURE_PERIODS) if capture else config.periods,
+                periods=capture_periods(config) if capture else config.periods,
             )
 
         return cls(
@@ -87,13 +97,27 @@ def latency_frames(config: BridgeConfig) -> dict[str, int]:
     A captured sample waits behind everything already buffered in its direction (unread
     capture + FIFO + queued playback), which the drift controller holds at
     ``target_buffered_frames``; the resampler adds its look-ahead; the controller's dead band
-    is the most the buffered total sits above target before it acts.
+    is the most the buffered total sits above target before it acts. How the target is made
+    up: :func:`buffered_terms`.
     """
     return {
         "buffered_target": config.target_buffered_frames,
         "resampler_lookahead": FractionalResampler.delay_frames,
         "controller_deadband": int(config.fill_deadband_frames),
     }
+
+
+def buffered_terms(config: BridgeConfig) -> dict[str, int]:
+    """What ``target_buffered_frames`` must cover (frames), and the headroom left over."""
+    terms = {
+        "cycle": config.cycle_frames,
+        "playback_margin": config.playback_margin_frames,
+        "pull_lookahead": 10,
+        "unread_capture_period": config.period_frames,
+        "controller_deadband": int(config.fill_deadband_frames),
+    }
+    terms["headroom"] = config.target_buffered_frames - sum(terms.values())
+    return terms
 
 
 class Bridge:
@@ -126,7 +150,7 @@ class Bridge:
             on_captured=self.tap_writer.add_buyer if self.tap_writer else None,
         )
         self.detector = CallDetector(
-            period_s=config.period_s,
+            period_s=config.cycle_s,
             speech_threshold_dbfs=config.speech_threshold_dbfs,
             start_speech_s=config.call_start_speech_s,
             end_silence_s=config.call_end_silence_s,
@@ -135,51 +159,49 @@ class Bridge:
         self.changes: DropQueue[CallChange] = DropQueue(64)
         self._on_call_change = on_call_change
         self.cycles = 0
-        self.timer_paced_cycles = 0
+        self.idle_cycles = 0  # cycles with neither capture open
+        self._cycle_s = config.cycle_s
+        self._due: float | None = None
         self._proc_ns = np.zeros(1 << 16, dtype=np.int64)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.realtime = False
         self.thread_cpu_s = 0.0
         self.max_cycle_gap_ns = 0  # longest wall time between two cycles: a stalled thread shows here
+        self._gap_ns = np.zeros(1 << 16, dtype=np.int64)
+        # a cycle starting later than one cycle plus the playback margin after the previous
+        # one finds the playbacks run dry: the machine, not the bridge, made that xrun
+        self.late_cycles = 0
+        self._late_ns = int(1e9 * (config.cycle_s + config.playback_margin_frames / config.rate_hz))
         self._last_start_ns = 0
         self.thread_wall_s = 0.0
         self._stream_t = 0.0
 
     # --- the cycle ----------------------------------------------------------------------
     def cycle(self) -> None:
-        """One period of work, paced by the first capture that is open."""
-        period_s = self.config.period_s
-        master = self.rep.capture if self.rep.capture.ok else self.buyer.capture if self.buyer.capture.ok else None
-        ready = False
-        if master is not None:
-            try:
-                ready = master.device.wait(2 * period_s)
-            except AudioDeviceError as exc:  # it vanished while we were away
-                master.lost(self.clock.now(), exc)
-                master = None
-        if not ready:
-            if master is None:
-                self.clock.sleep(period_s)
-            self.timer_paced_cycles += 1
+        """Sleep until this cycle is due, then one cycle of work."""
+        self._pace()
         start = time.perf_counter_ns()
         if self._last_start_ns:
             gap = start - self._last_start_ns
+            self._gap_ns[self.cycles & (len(self._gap_ns) - 1)] = gap
+            if gap > self._late_ns:
+                self.late_cycles += 1
             if gap > self.max_cycle_gap_ns:
                 self.max_cycle_gap_ns = gap
         self._last_start_ns = start
         now = self.clock.now()
-        self.rep.drain(now)
-        host_frames = self.buyer.drain(now)
-        self.rep.serve(now)
-        self.buyer.serve(now)
+        self.rep.step(now)
+        host_frames = self.buyer.step(now)
+        if not (self.rep.capture.ok or self.buyer.capture.ok):
+            self.idle_cycles += 1
         if self.tap_writer is not None:
             self.tap_writer.flush(call_id=self.detector.call_id, call_t0=self.detector.call_start_t)
             self._stream_t = self.tap_writer.stream_t
         else:
-            self._stream_t += period_s
-        speech = max(self.rep.cycle_mean_square, self.buyer.cycle_mean_square)
-        change = self.detector.update(self._stream_t, host_frames > 0, speech)
+            self._stream_t += self._cycle_s
+        rep_ms, buyer_ms = self.rep.cycle_mean_square, self.buyer.cycle_mean_square
+        change = self.detector.update(self._stream_t, host_frames > 0, rep_ms if rep_ms > buyer_ms else buyer_ms)
         if change is not None:
             self.changes.offer(change)
             if self._on_call_change is not None:
@@ -187,20 +209,39 @@ class Bridge:
         self._proc_ns[self.cycles & (len(self._proc_ns) - 1)] = time.perf_counter_ns() - start
         self.cycles += 1
 
+    def _pace(self) -> None:
+        # Deadlines on the monotonic clock, so sleeping's own overshoot never accumulates.
+        now = self.clock.now()
+        if self._due is None:
+            self._due = now
+        delay = self._due - now
+        if delay > 0:
+            self.clock.sleep(delay)
+        elif delay < -self._cycle_s:
+            self._due = now  # far behind (a stall): carry on from now rather than in a burst
+        self._due += self._cycle_s
+
     def processing_ms(self) -> np.ndarray:
         """Processing time of the most recent cycles (up to 65536), in ms."""
         n = min(self.cycles, len(self._proc_ns))
         return self._proc_ns[:n] / 1e6
 
+    def cycle_gaps_ms(self) -> np.ndarray:
+        """Wall time from each cycle's start to the next one's, most recent cycles, in ms."""
+        if self.cycles > len(self._gap_ns):
+            return self._gap_ns / 1e6
+        return self._gap_ns[1 : self.cycles] / 1e6
+
     # --- thread -------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Run every numpy path of a cycle once on scratch data, before the audio thread goes
         real-time: first calls resolve lazy imports and caches that would cost a period."""
-        scratch = SampleFifo(self.config.period_frames * 8)
-        resampler = FractionalResampler(self.config.period_frames)
-        out = np.zeros(self.config.period_frames, dtype=np.float32)
+        cycle = self.config.cycle_frames
+        scratch = SampleFifo(cycle * 8)
+        resampler = FractionalResampler(cycle)
+        out = np.zeros(cycle, dtype=np.float32)
         for ratio in (1.0, 1.0001):
-            scratch.push(np.zeros(self.config.period_frames * 3, dtype=np.int16))
+            scratch.push(np.zeros(cycle * 3, dtype=np.int16))
             resampler.pull(scratch, ratio, out)
         writer = TapWriter(Path("/nonexistent/parallax-warm-up.sock"), self.config.rate_hz)
         block = np.zeros(writer.block, dtype=np.float32)
@@ -235,12 +276,16 @@ class Bridge:
         try:
             while not self._stop.is_set():
                 self.cycle()
-                # published for the stats without a lock: two floats, written by this thread only
-                self.thread_cpu_s = time.thread_time() - cpu0
-                self.thread_wall_s = time.monotonic() - wall0
+                if not self.cycles & 63:  # thread_time is a system call: not every cycle
+                    # published for the stats without a lock: two floats, written by this thread only
+                    self.thread_cpu_s = time.thread_time() - cpu0
+                    self.thread_wall_s = time.monotonic() - wall0
         except Exception:  # a bug: log it, the unit's watchdog restarts the process
             log.exception("bridge loop crashed")
             raise
+        finally:
+            self.thread_cpu_s = time.thread_time() - cpu0
+            self.thread_wall_s = time.monotonic() - wall0
 
     def _enter_realtime(self) -> bool:
         if self.config.audio_cpu >= 0:
@@ -266,12 +311,13 @@ class Bridge:
         proc = self.processing_ms()
         out: dict[str, object] = {
             "cycles": self.cycles,
-            "timer_paced_cycles": self.timer_paced_cycles,
+            "idle_cycles": self.idle_cycles,
             "realtime": self.realtime,
             "call_active": self.detector.active,
             "host_streaming": self.detector.host_streaming,
             "thread_cpu_percent": round(100 * self.thread_cpu_s / self.thread_wall_s, 2) if self.thread_wall_s else 0.0,
             "max_cycle_gap_ms": round(self.max_cycle_gap_ns / 1e6, 3),
+            "late_cycles": self.late_cycles,
             "proc_p99_ms": round(float(np.percentile(proc, 99)), 4) if len(proc) else 0.0,
             "rep": self.rep.stats(),
             "buyer": self.buyer.stats(),

@@ -19,9 +19,11 @@ class BridgeConfig:
 
     PCM names are the stable ones ``board/asound.conf`` defines; each is a ``plug`` over the
     real card so the bridge always sees mono S16 at ``rate_hz`` whatever the hardware offers.
-    One-way latency by configuration is (see ``bridge.latency_frames``): one capture period,
-    the FIFO target, the playback fill (two periods less one frame plus the margin at worst)
-    and the resampler's look-ahead.
+    The audio thread wakes once per cycle (``periods_per_cycle`` ALSA periods, on a timer),
+    reads every whole period both captures hold and tops both playbacks up to one cycle plus
+    the margin. One-way latency by configuration (see ``bridge.latency_frames``) is the
+    buffered total the drift controller holds, plus the resampler's look-ahead and, at worst,
+    the controller's dead band.
     """
 
     headset_capture: str = "parallax_headset_in"
@@ -30,17 +32,26 @@ class BridgeConfig:
     host_playback: str = "parallax_host_out"  # what the computer records: the rep
     rate_hz: int = 48000
     channels: int = 1
-    period_frames: int = 96
-    periods: int = 3
+    # The ALSA period (1 ms, one USB frame): the granularity of capture reads, since a partly
+    # filled period waits for the next cycle. The playback buffer is ``periods`` of them.
+    period_frames: int = 48
+    periods: int = 6
+    # Wake-ups per second are what the bridge's CPU costs on a box with cold caches after
+    # every sleep, so the thread wakes once per four periods (4 ms, 250 wake-ups/s) and does
+    # both directions' four periods of work at once.
+    periods_per_cycle: int = 4
     # Everything buffered per direction (unread capture + FIFO + queued playback), held by
     # the drift controller; it is the one-way latency in frames, less the resampler's
-    # look-ahead. It must cover the worst coincidence of one unread capture period, a
-    # playback about to be topped up (one period + margin), one pull (period + 10) and the
-    # dead band: 3 x 96 + 48 + 10 + 24 = 370, plus 30 frames of headroom.
+    # look-ahead. When a cycle tops the playback up (it then holds the margin less the
+    # wake-up's lateness), the FIFO must hold the pull (a cycle plus that lateness) and 10
+    # frames of look-ahead, while up to one period sits unread in the capture:
+    # cycle 192 + margin 72 + look-ahead 10 + unread period 48 + dead band 24 = 346, plus
+    # 54 frames of headroom for the drift controller's excursions (it learns a 300 ppm
+    # offset from cold with the total 52 frames low).
     target_buffered_frames: int = 400
-    # The playback is topped up until it holds one period plus this margin, which covers the
-    # bridge waking on the other USB clock (up to one period late) plus scheduling jitter.
-    playback_margin_frames: int = 48
+    # Each cycle tops the playback up to exactly one cycle plus this margin: how late a
+    # wake-up may come (1.5 ms) before the playback runs dry.
+    playback_margin_frames: int = 72
     # Drift controller: proportional gain in ppm per frame of smoothed error, integral gain
     # in ppm per frame-second, a dead band inside which nothing changes (so equal clocks give
     # a sample-exact copy) and a hard clamp on the correction.
@@ -77,16 +88,19 @@ class BridgeConfig:
             raise ValueError(f"periods must be 2..16, got {self.periods}")
         if self.channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, got {self.channels}")
-        floor = 3 * self.period_frames + self.playback_margin_frames + 10 + int(self.fill_deadband_frames)
-        if not floor <= self.target_buffered_frames <= 16 * self.period_frames:
+        if not 1 <= self.periods_per_cycle <= 8:
+            raise ValueError(f"periods_per_cycle must be 1..8, got {self.periods_per_cycle}")
+        if not 0 <= self.playback_margin_frames <= self.period_frames * self.periods - self.cycle_frames:
             raise ValueError(
-                f"target_buffered_frames must be {floor}..{16 * self.period_frames} "
-                "(3 periods + playback margin + 10 + dead band, at most 16 periods)"
+                "playback_margin_frames must be 0..periods x period_frames - one cycle "
+                "(the playback buffer holds a cycle plus the margin)"
             )
-        if not 0 <= self.playback_margin_frames <= self.period_frames * (self.periods - 1):
-            raise ValueError("playback_margin_frames must be 0..(periods - 1) x period_frames")
-        if self.max_correction_ppm * 1e-6 * self.period_frames >= 0.4:
-            raise ValueError("max_correction_ppm x period_frames must stay below 0.4 samples per period")
+        floor = self.buffered_floor_frames
+        if not floor <= self.target_buffered_frames <= 32 * self.period_frames:
+            raise ValueError(
+                f"target_buffered_frames must be {floor}..{32 * self.period_frames} "
+                "(cycle + playback margin + 10 + one period + dead band, at most 32 periods)"
+            )
         if not 1 <= self.sched_priority <= 99:
             raise ValueError(f"sched_priority must be 1..99, got {self.sched_priority}")
         if self.audio_cpu < -1:
@@ -102,3 +116,18 @@ class BridgeConfig:
     @property
     def period_s(self) -> float:
         return self.period_frames / self.rate_hz
+
+    @property
+    def cycle_frames(self) -> int:
+        return self.period_frames * self.periods_per_cycle
+
+    @property
+    def cycle_s(self) -> float:
+        return self.cycle_frames / self.rate_hz
+
+    @property
+    def buffered_floor_frames(self) -> int:
+        """The least buffered total that never starves a pull: a cycle + the playback margin
+        (the pull after the latest allowed wake-up) + 10 (look-ahead) + one period (unread
+        capture) + the dead band (how far below target the controller lets it sit)."""
+        return self.cycle_frames + self.playback_margin_frames + 10 + self.period_frames + int(self.fill_deadband_frames)

@@ -1,11 +1,11 @@
 """Clock-drift compensation: a sample FIFO, a fractional resampler and the fill controller.
 
 Each bridge direction pushes captured samples into a :class:`SampleFifo` at one USB clock and
-pulls fixed periods out at another. :class:`FillController` turns the FIFO's smoothed fill
+pulls what the playback needs out at another. :class:`FillController` turns the FIFO's smoothed fill
 error into a resampling ratio a few hundred ppm from 1, and :class:`FractionalResampler`
-(polyphase windowed sinc) produces exactly one output period while consuming ``ratio``
-times as many input samples. All buffers are allocated once; the per-period work is a few
-numpy calls on ~100 x 18 arrays.
+(polyphase windowed sinc) produces the samples the playback needs while consuming ``ratio``
+times as many input samples. All buffers are allocated once; the per-cycle work is a few
+numpy calls on ~200 x 18 arrays.
 """
 
 from __future__ import annotations
@@ -101,59 +101,82 @@ def _sinc_table() -> F32:
 
 
 class FractionalResampler:
-    """Produces ``period`` output samples per call from a FIFO, consuming ``ratio`` x as many.
+    """Produces any number of output samples per call from a FIFO, consuming ``ratio`` x as many.
 
-    Output sample k of a pull lies at input position ``phase + k * ratio``. Within one pull
-    the drift moves that position less than half a sample from ``phase + k``, so each output
-    is a TAPS-long dot product of a fixed sliding window with a per-sample table row: three
-    numpy calls per period.
+    Output sample k of a pull lies at input position ``phase + k * ratio``. Within one chunk
+    of ``chunk`` samples the drift moves that position less than half a sample from
+    ``phase + k``, so each output is a TAPS-long dot product of a fixed sliding window with a
+    per-sample table row: three numpy calls per chunk, and a bridge cycle is one chunk.
     """
 
     delay_frames = HALF_TAPS + 1  # look-ahead the interpolator needs beyond the output position
-    max_ratio_offset = 0.4  # |ratio - 1| * period must stay below half a sample
+    max_ratio_offset = 0.4  # |ratio - 1| * chunk must stay below half a sample
 
-    def __init__(self, period: int) -> None:
-        self.period = period
+    def __init__(self, chunk: int) -> None:
+        self.chunk = chunk
+        self.period = chunk  # the largest pull done in one piece
         self._table = _sinc_table()
         self._phase = 0.0  # fractional input position of the next output sample
-        self._row_steps = np.arange(period, dtype=np.float64) * PHASES
-        self._pos = np.empty(period, dtype=np.float64)
-        self._rows = np.empty(period, dtype=np.intp)
-        self._weights = np.empty((period, TAPS), dtype=np.float32)
+        self._row_steps = np.arange(chunk, dtype=np.float64) * PHASES
+        self._pos = np.empty(chunk, dtype=np.float64)
+        self._pos_ratio = 1.0  # the ratio _pos holds steps for (it changes only outside the dead band)
+        self._pos.fill(0.0)
+        self._rows = np.empty(chunk, dtype=np.intp)
+        self._weights = np.empty((chunk, TAPS), dtype=np.float32)
         self._windows: npt.NDArray[np.float32] | None = None
         self._windows_of: F32 | None = None
 
-    def needed(self, ratio: float) -> int:
-        """Input samples that must be in the FIFO for one pull at ``ratio``."""
-        return int(math.floor(self._phase + (self.period - 1) * ratio + 0.5)) + HALF_TAPS + 2
+    @staticmethod
+    def chunk_for(max_correction_ppm: float, frames: int) -> int:
+        """The largest piece (at most ``frames``) a correction of ``max_correction_ppm`` allows."""
+        return max(1, min(frames, int(FractionalResampler.max_ratio_offset / (max_correction_ppm * 1e-6))))
+
+    def needed(self, ratio: float, frames: int | None = None) -> int:
+        """Input samples that must be in the FIFO for a pull of ``frames`` (default: one chunk) at ``ratio``."""
+        n = self.chunk if frames is None else frames
+        return int(math.floor(self._phase + (n - 1) * ratio + 0.5)) + HALF_TAPS + 2
 
     def pull(self, fifo: SampleFifo, ratio: float, out: F32) -> bool:
-        """Fill ``out`` (length ``period``); False (and silence) when the FIFO runs short."""
-        if abs(ratio - 1.0) * self.period > self.max_ratio_offset:
-            raise ValueError(f"ratio {ratio} is too far from 1 for a {self.period}-frame period")
-        if fifo.fill < self.needed(ratio):
+        """Fill ``out`` (any length); False (and silence) when the FIFO runs short."""
+        if abs(ratio - 1.0) * self.chunk > self.max_ratio_offset:
+            raise ValueError(f"ratio {ratio} is too far from 1 for {self.chunk}-frame chunks")
+        n = len(out)
+        if fifo.fill < self.needed(ratio, n):
             out[:] = 0.0
             return False
-        data, start = fifo.window()
         if ratio == 1.0 and self._phase == 0.0:
-            out[:] = data[start : start + self.period]
-        else:
-            if self._windows_of is not data:
-                self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
-                self._windows_of = data
-            assert self._windows is not None
-            # row = round((phase + 0.5 + k (ratio - 1)) * PHASES); always positive, so adding
-            # 0.5 and truncating in the cast rounds
+            data, start = fifo.window()
+            out[:] = data[start : start + n]
+            fifo.discard(n)
+            return True
+        done = 0
+        while done < n:
+            m = min(self.chunk, n - done)
+            self._pull_chunk(fifo, ratio, out[done : done + m] if m != n else out)
+            done += m
+        return True
+
+    def _pull_chunk(self, fifo: SampleFifo, ratio: float, out: F32) -> None:
+        data, start = fifo.window()
+        m = len(out)
+        if self._windows_of is not data:
+            self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
+            self._windows_of = data
+        assert self._windows is not None
+        if ratio != self._pos_ratio:
             np.multiply(self._row_steps, ratio - 1.0, out=self._pos)
-            np.add(self._pos, (self._phase + 0.5) * PHASES + 0.5, out=self._rows, casting="unsafe")
-            self._table.take(self._rows, axis=0, out=self._weights)  # the method: no wrapper
-            window = self._windows[start - HALF_TAPS : start - HALF_TAPS + self.period]
-            np.einsum("ij,ij->i", window, self._weights, out=out)
-        advance = self._phase + self.period * ratio
+            self._pos_ratio = ratio
+        rows, weights = (self._rows, self._weights) if m == self.chunk else (self._rows[:m], self._weights[:m])
+        # row = round((phase + 0.5 + k (ratio - 1)) * PHASES); always positive, so adding
+        # 0.5 and truncating in the cast rounds
+        np.add(self._pos[:m] if m != self.chunk else self._pos, (self._phase + 0.5) * PHASES + 0.5, out=rows, casting="unsafe")
+        self._table.take(rows, axis=0, out=weights)  # the method: no wrapper
+        window = self._windows[start - HALF_TAPS : start - HALF_TAPS + m]
+        np.einsum("ij,ij->i", window, weights, out=out)
+        advance = self._phase + m * ratio
         consumed = int(math.floor(advance))
         self._phase = advance - consumed
         fifo.discard(consumed)
-        return True
 
     def reset(self) -> None:
         self._phase = 0.0
@@ -196,7 +219,7 @@ class FillController:
             error = 0.0
         else:
             error -= math.copysign(self.deadband, error)
-        # plain comparisons rather than min/max: this runs twice per 2 ms period
+        # plain comparisons rather than min/max: this runs twice per cycle
         integral = self.integral_ppm + self.ki * error * dt_s
         limit = self.max_ppm
         integral = limit if integral > limit else -limit if integral < -limit else integral

@@ -1,9 +1,10 @@
 """One direction of the bridge: capture -> FIFO -> drift resampler -> playback.
 
 A :class:`Leg` owns its two device slots, its FIFO, resampler and fill controller, and the
-preallocated buffers of one period. The bridge's loop calls :meth:`Leg.drain` (read every
-captured period that is ready) and :meth:`Leg.serve` (give the playback every period it has
-room for) once per cycle; both do bounded work and never block.
+preallocated buffers of one cycle. The bridge's loop calls :meth:`Leg.step` once per cycle:
+measure the capture and the playback (back to back, so the buffered total is consistent),
+regulate, read every whole captured period, and top the playback up to one cycle plus the
+margin with a single pull and a single write. It does bounded work and never blocks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 
-MAX_PERIODS_PER_CYCLE = 8  # bounds one cycle's work after a late wake-up
+MAX_READS_PER_CYCLE = 16  # bounds one cycle's work after a late wake-up
 # Samples stay in int16 units from capture to playback (so a plain copy is exact and no
 # scaling is spent per period); the taps and the speech threshold apply 1/32768 themselves.
 INT16_MAX = np.float32(32767.0)
@@ -98,9 +99,13 @@ class Leg:
         self.playback = playback
         self.channels = config.channels
         self.period = config.period_frames
-        self.margin = config.playback_margin_frames
-        self.fifo = SampleFifo(config.period_frames * 32)
-        self.resampler = FractionalResampler(config.period_frames)
+        # after each top-up the playback holds one cycle plus the margin; the next wake-up
+        # may come up to the margin late before it runs dry
+        self.play_target = config.cycle_frames + config.playback_margin_frames
+        self.max_reads = MAX_READS_PER_CYCLE
+        self.fifo = SampleFifo(config.period_frames * (32 + 2 * MAX_READS_PER_CYCLE))  # target + a late cycle's reads, twice
+        max_write = config.period_frames * config.periods  # the playback buffer
+        self.resampler = FractionalResampler(FractionalResampler.chunk_for(config.max_correction_ppm, max_write))
         # The controller holds everything buffered in this direction: unread capture, FIFO and
         # queued playback. That total moves smoothly, whereas the FIFO alone jumps by a period
         # whenever the two clocks' period boundaries slip past each other.
@@ -114,21 +119,25 @@ class Leg:
             max_correction_ppm=config.max_correction_ppm,
         )
         self._on_captured = on_captured
-        n = config.period_frames * config.channels
-        self._in_f32 = np.zeros(config.period_frames, dtype=np.float32)
-        self._out_f32 = np.zeros(config.period_frames, dtype=np.float32)
-        self._out_i16 = np.zeros(n, dtype=np.int16)
-        self._pending = False
+        # a cycle's reads land here as raw bytes (no numpy call per period), then go to the
+        # FIFO in one conversion
+        self._raw = np.zeros(config.period_frames * MAX_READS_PER_CYCLE * config.channels, dtype=np.int16)
+        self._raw_bytes = memoryview(self._raw).cast("B")
+        self._frame_bytes = 2 * config.channels
+        self._in_f32 = np.zeros(config.period_frames * MAX_READS_PER_CYCLE, dtype=np.float32)
+        self._out_f32 = np.zeros(max_write, dtype=np.float32)
+        self._out_i16 = np.zeros(max_write * config.channels, dtype=np.int16)
+        self._out_pairs = self._out_i16.reshape(-1, 2) if config.channels == 2 else self._out_i16
         self._primed = False
         self._resync = False
-        self._play_queued = 0.0
         self._last_t: float | None = None
         self.frames_in = 0
         self.frames_out = 0
-        self.silence_periods = 0  # periods played as silence because the FIFO ran dry
+        self.silence_periods = 0  # top-ups played as silence because the FIFO ran dry
         self.underflows = 0  # dry FIFO while capture was running: an audible gap
         self.capture_xruns = 0
         self.playback_xruns = 0
+        self.lost_frames = 0  # produced but refused by the playback (never seen: counted if it is)
         self.cycle_mean_square = 0.0
         self.resyncs = 0
         self.resync_frames = 2 * config.period_frames + config.fill_deadband_frames
@@ -142,116 +151,97 @@ class Leg:
         self.fill_min, self.fill_max = 1 << 30, -(1 << 30)
         self.smoothed_min, self.smoothed_max = float("inf"), float("-inf")
 
-    def drain(self, now: float) -> int:
-        """Read every ready capture period into the FIFO; return frames read."""
+    def step(self, now: float) -> int:
+        """One cycle of this direction; return the frames captured."""
         self.cycle_mean_square = 0.0
-        if not self.capture.try_open(now):
-            return 0
-        total = 0
-        device = self.capture.device
-        try:
-            captured = device.queued_frames()
-            ready = int(captured) // self.period
-        except AudioDeviceError as exc:
-            self.capture.lost(now, exc)
-            self._primed = False
-            return 0
-        for _ in range(min(ready, MAX_PERIODS_PER_CYCLE)):
+        capture_ok = self.capture.try_open(now)
+        playback_ok = self.playback.try_open(now)
+        unread = queued = 0.0
+        # Measured back to back: a delay anywhere else in the cycle shifts neither, so the
+        # total cannot jump by the delay.
+        if capture_ok:
             try:
-                got = device.read_view()
+                unread = self.capture.device.queued_frames()
             except AudioDeviceError as exc:
                 self.capture.lost(now, exc)
-                self._primed = False
-                break
-            if isinstance(got, int):
-                if got == XRUN:
-                    self.capture_xruns += 1
-                    self.capture.xruns += 1
-                    self._resync = True
-                break
-            frames = len(got) // self.channels
-            block = self.fifo.push(got if self.channels == 1 else self._downmix(got, frames))
-            ms = float(np.dot(block, block)) / frames
-            if ms > self.cycle_mean_square:
-                self.cycle_mean_square = ms
-            if self._on_captured is not None:
-                self._on_captured(block)
-            total += frames
-        self.frames_in += total
-        if not self.playback.ok:
+                self._primed = capture_ok = False
+        if playback_ok:
+            try:
+                queued = self.playback.device.queued_frames()
+            except AudioDeviceError as exc:
+                self.playback.lost(now, exc)
+                playback_ok = False
+        buffered = unread + self.fifo.fill + queued
+        captured = self._read(now, int(unread) // self.period) if capture_ok else 0
+        if not playback_ok:
             # Nowhere to play: keep only what would be the target, so a returning device
             # starts with normal latency instead of a backlog.
             excess = self.fifo.fill - self.total_target
             if excess > 0:
                 self.fifo.discard(excess)
+            self._last_t = None
+            return captured
+        capture_ok = self.capture.ok  # a read may have lost it
+        if not self._primed and capture_ok and buffered >= self.total_target:
+            # Start (or restart after a gap) with exactly the target latency in place, so
+            # with matched clocks the controller never leaves its dead band.
+            self.fifo.discard(int(buffered - self.total_target))
+            buffered = self.total_target
+            self._primed = True
+            self.controller.hold()
+            self._last_t = None
+        elif self._primed and capture_ok:
+            self._regulate(now, buffered)
+        self._top_up(now, queued, capture_ok)
+        return captured
+
+    def _read(self, now: float, ready: int) -> int:
+        """Read ``ready`` whole periods into the FIFO; the cycle's block goes to the taps once."""
+        device = self.capture.device
+        raw = self._raw_bytes
+        offset = 0
+        for _ in range(ready if ready < self.max_reads else self.max_reads):
+            try:
+                got = device.read_into(raw[offset:])
+            except AudioDeviceError as exc:
+                self.capture.lost(now, exc)
+                self._primed = False
+                break
+            if got <= 0:
+                if got == XRUN:
+                    self.capture_xruns += 1
+                    self.capture.xruns += 1
+                    self._resync = True
+                break
+            offset += got * self._frame_bytes
+        total = offset // self._frame_bytes
+        if total:
+            if self.channels == 1:
+                block = self.fifo.push(self._raw[:total])
+            else:
+                block = self.fifo.push(self._downmix(self._raw[: 2 * total], total))
+            self.cycle_mean_square = float(np.dot(block, block)) / total
+            if self._on_captured is not None:
+                self._on_captured(block)
+            self.frames_in += total
         return total
 
     def _downmix(self, interleaved: npt.NDArray[np.int16], frames: int) -> F32:
         # the FIFO and everything after it is mono
-        pairs = interleaved[: frames * 2].reshape(frames, 2)
+        pairs = interleaved.reshape(frames, 2)
         mono = self._in_f32[:frames]
         np.add(pairs[:, 0], pairs[:, 1], out=mono, dtype=np.float32)
         mono *= np.float32(0.5)
         return mono
 
-    def serve(self, now: float) -> int:
-        """Write as many periods as the playback takes; return periods written."""
-        if not self.playback.try_open(now):
-            self._pending = False
-            return 0
-        written = 0
-        device = self.playback.device
-        for _ in range(MAX_PERIODS_PER_CYCLE):
-            try:
-                queued = device.queued_frames()
-            except AudioDeviceError as exc:
-                self.playback.lost(now, exc)
-                self._pending = False
-                return written
-            self._play_queued = queued
-            if queued >= self.period + self.margin:
-                break
-            if not self._pending:
-                self._produce()
-            try:
-                frames = device.write(self._out_i16)
-            except AudioDeviceError as exc:
-                self.playback.lost(now, exc)
-                self._pending = False
-                return written
-            if frames == XRUN:
-                # pyalsaaudio re-prepared the stream; the period is still pending and goes
-                # out on the next try, so an underrun costs a click, never lost samples.
-                self.playback_xruns += 1
-                self.playback.xruns += 1
-                self._resync = True
-                continue
-            if frames <= 0:
-                break
-            self._pending = False
-            self._play_queued = queued + frames
-            self.frames_out += frames
-            written += 1
-        self._regulate(now)
-        return written
-
-    def _produce(self) -> None:
-        capture_running = self.capture.ok
-        if not self._primed and capture_running:
-            try:
-                buffered = self._buffered()
-            except AudioDeviceError:
-                buffered = 0.0  # a device just went; drain or serve handles it next
-            if buffered >= self.total_target:
-                # Start (or restart after a gap) with exactly the target latency in place, so
-                # with matched clocks the controller never leaves its dead band.
-                self.fifo.discard(int(buffered - self.total_target))
-                self._primed = True
-                self.controller.hold()
-        if self._primed and self.resampler.pull(self.fifo, self.controller.ratio, self._out_f32):
-            pass
-        else:
-            self._out_f32[:] = 0.0
+    def _top_up(self, now: float, queued: float, capture_running: bool) -> None:
+        """One pull and one write that bring the playback to one cycle plus the margin."""
+        n = int(self.play_target - queued)
+        if n <= 0:
+            return
+        out = self._out_f32[:n]
+        if not (self._primed and self.resampler.pull(self.fifo, self.controller.ratio, out)):
+            out[:] = 0.0
             self.silence_periods += 1
             if self._primed and capture_running:
                 self.underflows += 1
@@ -259,27 +249,34 @@ class Leg:
         # one ufunc: saturate and convert. Exact for copied samples (they are whole numbers);
         # interpolated ones truncate toward zero, an error below 1 LSB.
         if self.channels == 1:
-            _clip(self._out_f32, INT16_MIN, INT16_MAX, out=self._out_i16, casting="unsafe")
+            pcm = self._out_i16[:n]
+            _clip(out, INT16_MIN, INT16_MAX, out=pcm, casting="unsafe")
         else:
-            _clip(self._out_f32[:, None], INT16_MIN, INT16_MAX, out=self._out_i16.reshape(-1, 2), casting="unsafe")
-        self._pending = True
+            _clip(out[:, None], INT16_MIN, INT16_MAX, out=self._out_pairs[:n], casting="unsafe")
+            pcm = self._out_i16[: 2 * n]
+        device = self.playback.device
+        for _ in range(2):  # a second try only after an underrun, which re-prepared the stream
+            try:
+                frames = device.write(pcm)
+            except AudioDeviceError as exc:
+                self.playback.lost(now, exc)
+                return
+            if frames != XRUN:
+                break
+            self.playback_xruns += 1
+            self.playback.xruns += 1
+            self._resync = True
+        else:
+            frames = 0
+        if frames < n:
+            self.lost_frames += n - max(frames, 0)
+        self.frames_out += max(frames, 0)
 
-    def _buffered(self) -> float:
-        return self.capture.device.queued_frames() + self.fifo.fill + self.playback.device.queued_frames()
-
-    def _regulate(self, now: float) -> None:
+    def _regulate(self, now: float, fill: float) -> None:
         dt = 0.0 if self._last_t is None else now - self._last_t
         self._last_t = now
-        if not (self._primed and self.capture.ok and self.playback.ok) or dt <= 0:
+        if dt <= 0:
             return
-        # The playback queue was just measured by serve; the unread capture is measured now,
-        # right after it, so that a delay inside this cycle (between drain and serve) shifts
-        # both alike and cannot fake a jump in the total.
-        try:
-            unread = self.capture.device.queued_frames()
-        except AudioDeviceError:
-            return  # the next drain notices and handles the lost device
-        fill = unread + self.fifo.fill + self._play_queued
         excess = fill - self.total_target
         if self._resync or abs(excess) > self.resync_frames:
             # An xrun or a stall moved the buffer far more than drift ever could: put the
@@ -315,6 +312,7 @@ class Leg:
             "underflows": self.underflows,
             "capture_xruns": self.capture_xruns,
             "playback_xruns": self.playback_xruns,
+            "lost_frames": self.lost_frames,
             "capture_reopens": max(0, self.capture.opens - 1),
             "playback_reopens": max(0, self.playback.opens - 1),
             "fifo_overflow_frames": self.fifo.overflow_frames,

@@ -46,6 +46,10 @@ class PcmDevice(Protocol):
         """Like :meth:`read` without the copy: a read-only array valid until the next call."""
         ...
 
+    def read_into(self, out: memoryview) -> int:
+        """Like :meth:`read` into the start of a writable byte view (no numpy call per period)."""
+        ...
+
     def write(self, data: Int16Buffer) -> int:
         """Queue one period; return frames, 0 when the buffer is full, XRUN after an underrun."""
         ...
@@ -136,6 +140,21 @@ class AlsaPcm:
             return got
         out[: len(got)] = got
         return len(got) // self.channels
+
+    def read_into(self, out: memoryview) -> int:
+        pcm = self._require()
+        try:
+            frames, data = pcm.read()
+        except Exception as exc:
+            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {exc}") from None
+        if frames == -errno.EPIPE:
+            return XRUN  # pyalsaaudio has already re-prepared the stream
+        if frames < 0 and frames != -errno.EAGAIN:
+            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
+        if frames <= 0:
+            return 0
+        out[: len(data)] = data
+        return frames
 
     def read_view(self) -> Int16Buffer | int:
         pcm = self._require()

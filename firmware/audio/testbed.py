@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.audio.bridge import CAPTURE_PERIODS, Devices
+from firmware.audio.bridge import Devices, capture_periods
 from firmware.audio.config import BridgeConfig
 from firmware.audio.paced import ClockedPcm, ClockLike
 from firmware.audio.pcm import AlsaPcm
@@ -78,7 +78,7 @@ def clocked_devices(config: BridgeConfig, clock: ClockLike, *, host_ppm: float =
             clock,
             rate_hz=config.rate_hz,
             period_frames=config.period_frames,
-            periods=max(config.periods, CAPTURE_PERIODS) if capture else config.periods,
+            periods=capture_periods(config) if capture else config.periods,
             channels=config.channels,
             ppm=ppm,
             inner=inner,
