@@ -193,3 +193,14 @@ def test_reading_settings_are_checked() -> None:
     for bad in ({"partial_sure_confidence": 1.5}, {"context_prior_weight": 0.0}, {"turn_max_gap_s": -1.0}):
         with pytest.raises(ValueError, match="reading"):
             CoachConfig(reading=ReadingConfig(**bad))  # type: ignore[arg-type]
+
+
+def test_the_coach_gets_the_classifier_behind_the_pipelines_annotator() -> None:
+    from firmware.runtime import Engines, _ClassifierAnnotator
+
+    scorer = TableScorer({"too pricey": {"objection_price": 0.9}})
+    annotate = _ClassifierAnnotator(scorer)  # type: ignore[arg-type]
+    engines = Engines(vad_factory=lambda: None, recognizer=None, annotate=annotate)  # type: ignore[arg-type,return-value]
+    assert engines.intent is scorer
+    assert annotate("too pricey", "buyer") == ("objection_price", 0.9)
+    assert Engines(vad_factory=lambda: None, recognizer=None, annotate=lambda t, s: ("other", 1.0)).intent is None  # type: ignore[arg-type,return-value]
