@@ -71,8 +71,9 @@ class BridgeRig:
     tmp: Path
 
     def write_inputs(self, headset: np.ndarray, host: np.ndarray) -> None:
-        headset.astype("<i2").tofile(self.files.headset_in)
-        host.astype("<i2").tofile(self.files.host_in)
+        """S16 sample values in; the testbed's files hold the bridge's float32 samples."""
+        (headset.astype(np.float32) / 32768).astype("<f4").tofile(self.files.headset_in)
+        (host.astype(np.float32) / 32768).astype("<f4").tofile(self.files.host_in)
         for out in (self.files.headset_out, self.files.host_out):
             out.unlink(missing_ok=True)
 
@@ -85,8 +86,9 @@ class BridgeRig:
         return bridge, pcms  # type: ignore[return-value]
 
     def output(self, which: str) -> np.ndarray:
+        """What the bridge played, as S16 sample values (exact for copied samples)."""
         path = self.files.host_out if which == "host" else self.files.headset_out
-        return np.fromfile(path, dtype="<i2")
+        return (np.fromfile(path, dtype="<f4") * 32768).astype(np.int16)
 
 
 @pytest.fixture(scope="session")

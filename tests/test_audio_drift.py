@@ -169,8 +169,8 @@ def test_stereo_devices_are_mixed_down_and_played_on_both_channels() -> None:
 
     def stereo_source(out: np.ndarray, index: int) -> None:
         n = np.arange(index * period, (index + 1) * period)
-        out[0::2] = 1000 + n % 7  # left
-        out[1::2] = 3000 - n % 5  # right
+        out[0::2] = (1000 + n % 7) / 32768  # left
+        out[1::2] = (3000 - n % 5) / 32768  # right
 
     def pcm(name: str, direction: str) -> ClockedPcm:
         periods = capture_periods(config) if direction == "capture" else config.periods
@@ -187,9 +187,9 @@ def test_stereo_devices_are_mixed_down_and_played_on_both_channels() -> None:
     audio = out[np.flatnonzero(out[:, 0])[0] :]
     np.testing.assert_array_equal(audio[:, 0], audio[:, 1])  # the mono mix on both channels
     n = np.arange(len(audio) + 1000)
-    mix = ((1000 + n % 7) + (3000 - n % 5)) / 2  # int16 conversion truncates the half
-    offset = next(j for j in range(1000) if np.array_equal(audio[:50, 0], np.trunc(mix[j : j + 50])))
-    np.testing.assert_array_equal(audio[:, 0], np.trunc(mix[offset : offset + len(audio)]))
+    mix = (((1000 + n % 7) + (3000 - n % 5)) / 2 / 32768).astype(np.float32)  # exact in float32
+    offset = next(j for j in range(1000) if np.array_equal(audio[:50, 0], mix[j : j + 50]))
+    np.testing.assert_array_equal(audio[:, 0], mix[offset : offset + len(audio)])
 
 
 def test_a_capture_vanishing_while_unprimed_never_escapes_the_cycle() -> None:

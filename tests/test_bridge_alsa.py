@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -277,3 +280,35 @@ def test_call_state_is_published_and_ends_when_the_host_closes_the_stream(rig: B
     assert after.t > 0.3  # the call's length
     final = read_state(rig.config.call_state_file)
     assert final is not None and not final.active and final.reason == "bridge stopped"
+
+
+PLUG_CHECK = """
+import time
+import numpy as np
+from firmware.audio.pcm import AlsaPcm
+pcm = AlsaPcm("parallax_plug_check", "playback", rate_hz=48000, channels=1, period_frames=48, periods=6)
+pcm.open()
+samples = np.concatenate([np.arange(-32768, 32768) / 32768, [1.0, 1.5, -1.0, -1.5, 1e9, -1e9]]).astype(np.float32)
+i = 0
+while i < len(samples):
+    written = pcm.write(samples[i : i + 240])
+    i += written
+    if not written:
+        time.sleep(0.002)
+pcm.close()
+"""
+
+
+def test_box_plug_turns_float_samples_into_s16_exactly_and_saturates(tmp_path: Path) -> None:
+    # board/asound.conf's PCMs are plugs over S16 cards; the bridge writes float32 to them
+    out = tmp_path / "out.raw"
+    conf = tmp_path / "asound.conf"
+    conf.write_text(
+        'pcm.parallax_plug_check {\n  type plug\n  slave {\n    pcm "check_s16"\n    format S16_LE\n  }\n}\n'
+        f'pcm.check_s16 {{\n  type file\n  slave.pcm "null"\n  file "{out}"\n  format "raw"\n}}\n'
+    )
+    env = {**os.environ, "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"}
+    subprocess.run([sys.executable, "-c", PLUG_CHECK], check=True, timeout=60, env=env)
+    played = np.fromfile(out, dtype="<i2")
+    np.testing.assert_array_equal(played[:65536], np.arange(-32768, 32768))  # every S16 value, exactly
+    np.testing.assert_array_equal(played[65536:], [32767, 32767, -32768, -32768, 32767, -32768])

@@ -141,7 +141,7 @@ def test_run_live_ends_the_call_when_taps_stop(tmp_path: Path) -> None:
         worker = threading.Thread(target=run_live, args=(reader, coach, stop), kwargs={"idle_end_s": 0.3})
         worker.start()
         writer = TapWriter(tmp_path / "taps.sock", 48000)
-        block = np.full(960, 3000.0, dtype=np.float32)
+        block = np.full(960, 3000 / 32768, dtype=np.float32)
         for _ in range(10):
             writer.add_rep(block)
             writer.add_buyer(block)

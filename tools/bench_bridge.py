@@ -193,8 +193,8 @@ def bench_io_floor(config: BridgeConfig, seconds: float) -> dict[str, float]:
 
     devices = clocked_devices(config, RealClock())
     pcms = [devices.headset_capture, devices.headset_playback, devices.host_capture, devices.host_playback]
-    silence = np.zeros(config.period_frames * config.periods, dtype=np.int16)
-    raw = memoryview(np.zeros(config.period_frames * 16, dtype=np.int16)).cast("B")
+    silence = np.zeros(config.period_frames * config.periods, dtype=np.float32)
+    raw = memoryview(np.zeros(config.period_frames * 16, dtype=np.float32)).cast("B")
     play_target = config.cycle_frames + config.playback_margin_frames
     result: dict[str, float] = {}
 
@@ -216,7 +216,7 @@ def bench_io_floor(config: BridgeConfig, seconds: float) -> dict[str, float]:
                 unread, queued = capture.queued_frames(), playback.queued_frames()
                 offset = 0
                 for _ in range(int(unread) // config.period_frames):
-                    offset += 2 * max(0, capture.read_into(raw[offset:]))
+                    offset += 4 * max(0, capture.read_into(raw[offset:]))
                 n = int(play_target - queued)
                 if n > 0:
                     playback.write(silence[:n])
@@ -232,18 +232,18 @@ def bench_io_floor(config: BridgeConfig, seconds: float) -> dict[str, float]:
     return result
 
 
-def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str, float]:
+def bench_realtime(config: BridgeConfig, seconds: float, load: bool, host_ppm: float) -> dict[str, float]:
     from firmware.audio.testbed import alsa_config_path, clocked_devices, write_alsa_config
 
-    section(f"Real time, {seconds:g} s on real libasound (file/null PCMs), coach {'flat out' if load else 'absent'}")
+    section(f"Real time, {seconds:g} s on real libasound (file/null PCMs), computer clock {host_ppm:+g} ppm, coach {'flat out' if load else 'absent'}")
     root = Path(tempfile.mkdtemp(prefix="parallax-bench-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
     sock = root / "taps.sock"
     config = replace(config, tap_socket=sock, call_state_file=root / "call_state.json")
     files = write_alsa_config(root, config)
     os.environ["ALSA_CONFIG_PATH"] = alsa_config_path(files)
     t = np.arange(int(RATE * (seconds + 5))) / RATE
-    (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tofile(files.headset_in)
-    (np.sin(2 * np.pi * 1000 * t) * 8000).astype("<i2").tofile(files.host_in)
+    (np.sin(2 * np.pi * 440 * t) * 0.25).astype("<f4").tofile(files.headset_in)  # the testbed's files are float32
+    (np.sin(2 * np.pi * 1000 * t) * 0.25).astype("<f4").tofile(files.host_in)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     helpers = []
     if load:
@@ -253,7 +253,8 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str
         time.sleep(1.0)  # the coach binds its socket
     floor = bench_io_floor(config, min(10.0, seconds))  # same load, same devices
     clock = RealClock()
-    devices = clocked_devices(config, clock)
+    # the computer's clock off the headset's, so the drift resampler works as on a real call
+    devices = clocked_devices(config, clock, host_ppm=host_ppm)
     bridge = Bridge(config, devices, clock=clock)
     bridge.start()
     time.sleep(seconds)
@@ -290,6 +291,7 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool) -> dict[str
         ("longest gap between cycles", f"{stats['max_cycle_gap_ms']} ms (cycle {1000 * config.cycle_s:.0f} ms, playback margin {1000 * config.playback_margin_frames / RATE:.1f} ms)"),
         ("cycle gaps p50 / p99 / p99.9", f"{np.percentile(gaps_ms, 50):.2f} / {np.percentile(gaps_ms, 99):.2f} / {np.percentile(gaps_ms, 99.9):.2f} ms"),
         ("wake-ups later than the margin", f"{late} (gap > cycle + margin = {1000 * config.cycle_s + 1000 * config.playback_margin_frames / RATE:.1f} ms)"),
+        ("drift correction rep / buyer", f"{bridge.rep.controller.correction_ppm:+.0f} / {bridge.buyer.controller.correction_ppm:+.0f} ppm"),
         ("taps sent / dropped", f"{stats.get('taps', {}).get('sent')} / {stats.get('taps', {}).get('dropped')}"),
         ("coach received / missed", f"{coach_frames} / {coach_missed}"),
     ]
@@ -319,12 +321,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="simulated call length per drift sign")
     parser.add_argument("--realtime-seconds", type=float, default=30.0)
     parser.add_argument("--no-load", action="store_true", help="real-time run without the coach and CPU burner")
+    parser.add_argument("--host-ppm", type=float, default=300.0, help="computer clock offset in the real-time run")
     args = parser.parse_args()
     config = BridgeConfig()
     figures: dict[str, float] = {}
     figures.update(bench_latency(config))
     figures.update(bench_machine(config))
-    figures.update(bench_realtime(config, args.realtime_seconds, load=not args.no_load))
+    figures.update(bench_realtime(config, args.realtime_seconds, load=not args.no_load, host_ppm=args.host_ppm))
     figures.update(bench_simulated(config, args.minutes))
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
     return 0

@@ -16,6 +16,7 @@ cycle waits on a device.
 
 from __future__ import annotations
 
+import array
 import gc
 import logging
 import os
@@ -30,6 +31,7 @@ import numpy as np
 from firmware.audio.callstate import CallChange, CallDetector
 from firmware.audio.config import BridgeConfig
 from firmware.audio.drift import FractionalResampler, SampleFifo
+from firmware.audio.frames import ANALYSIS_RATE_HZ, FRAME_SAMPLES
 from firmware.audio.legs import DeviceSlot, Leg
 from firmware.audio.pcm import AlsaPcm, PcmDevice
 from firmware.audio.taps import TapWriter
@@ -37,6 +39,8 @@ from firmware.errors import AudioDeviceError
 from firmware.handoff import DropQueue
 
 log = logging.getLogger(__name__)
+
+RING_MASK = (1 << 16) - 1  # per-cycle figures kept for the most recent 65536 cycles (4 min)
 
 # Capture buffers may be deep (16 ms): a cycle reads every whole period there, so depth adds
 # no delay; it only decides how long a stalled thread may be away before the capture overruns.
@@ -141,6 +145,7 @@ class Bridge:
             DeviceSlot(self.devices.host_playback, **backoff),
             config,
             on_captured=self.tap_writer.add_rep if self.tap_writer else None,
+            measure_speech=self.tap_writer is None,
         )
         self.buyer = Leg(
             "buyer",
@@ -148,9 +153,14 @@ class Bridge:
             DeviceSlot(self.devices.headset_playback, **backoff),
             config,
             on_captured=self.tap_writer.add_buyer if self.tap_writer else None,
+            measure_speech=self.tap_writer is None,
         )
+        # With taps, speech is measured on each 20 ms tap frame (already decimated, two dot
+        # products per frame); without, on each cycle's captured block.
+        self._detect_s = FRAME_SAMPLES / ANALYSIS_RATE_HZ if self.tap_writer is not None else config.cycle_s
+        self._host_audio = False
         self.detector = CallDetector(
-            period_s=config.cycle_s,
+            period_s=self._detect_s,
             speech_threshold_dbfs=config.speech_threshold_dbfs,
             start_speech_s=config.call_start_speech_s,
             end_silence_s=config.call_end_silence_s,
@@ -162,13 +172,14 @@ class Bridge:
         self.idle_cycles = 0  # cycles with neither capture open
         self._cycle_s = config.cycle_s
         self._due: float | None = None
-        self._proc_ns = np.zeros(1 << 16, dtype=np.int64)
+        # array.array rather than numpy: storing a Python int there is no numpy call
+        self._proc_ns = array.array("q", bytes(8 * (RING_MASK + 1)))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.realtime = False
         self.thread_cpu_s = 0.0
         self.max_cycle_gap_ns = 0  # longest wall time between two cycles: a stalled thread shows here
-        self._gap_ns = np.zeros(1 << 16, dtype=np.int64)
+        self._gap_ns = array.array("q", bytes(8 * (RING_MASK + 1)))
         # a cycle starting later than one cycle plus the playback margin after the previous
         # one finds the playbacks run dry: the machine, not the bridge, made that xrun
         self.late_cycles = 0
@@ -184,7 +195,7 @@ class Bridge:
         start = time.perf_counter_ns()
         if self._last_start_ns:
             gap = start - self._last_start_ns
-            self._gap_ns[self.cycles & (len(self._gap_ns) - 1)] = gap
+            self._gap_ns[self.cycles & RING_MASK] = gap
             if gap > self._late_ns:
                 self.late_cycles += 1
             if gap > self.max_cycle_gap_ns:
@@ -192,22 +203,29 @@ class Bridge:
         self._last_start_ns = start
         now = self.clock.now()
         self.rep.step(now)
-        host_frames = self.buyer.step(now)
+        if self.buyer.step(now):
+            self._host_audio = True
         if not (self.rep.capture.ok or self.buyer.capture.ok):
             self.idle_cycles += 1
-        if self.tap_writer is not None:
-            self.tap_writer.flush(call_id=self.detector.call_id, call_t0=self.detector.call_start_t)
-            self._stream_t = self.tap_writer.stream_t
+        writer = self.tap_writer
+        if writer is not None:
+            frames = writer.flush(call_id=self.detector.call_id, call_t0=self.detector.call_start_t)
+            for i in range(frames - 1, -1, -1):  # usually one frame every fifth cycle, or none
+                self._detect(writer.stream_t - i * self._detect_s, writer.frame_mean_square)
         else:
             self._stream_t += self._cycle_s
-        rep_ms, buyer_ms = self.rep.cycle_mean_square, self.buyer.cycle_mean_square
-        change = self.detector.update(self._stream_t, host_frames > 0, rep_ms if rep_ms > buyer_ms else buyer_ms)
+            rep_ms, buyer_ms = self.rep.cycle_mean_square, self.buyer.cycle_mean_square
+            self._detect(self._stream_t, rep_ms if rep_ms > buyer_ms else buyer_ms)
+        self._proc_ns[self.cycles & RING_MASK] = time.perf_counter_ns() - start
+        self.cycles += 1
+
+    def _detect(self, stream_t: float, mean_square: float) -> None:
+        change = self.detector.update(stream_t, self._host_audio, mean_square)
+        self._host_audio = False
         if change is not None:
             self.changes.offer(change)
             if self._on_call_change is not None:
                 self._on_call_change(change)
-        self._proc_ns[self.cycles & (len(self._proc_ns) - 1)] = time.perf_counter_ns() - start
-        self.cycles += 1
 
     def _pace(self) -> None:
         # Deadlines on the monotonic clock, so sleeping's own overshoot never accumulates.
@@ -224,13 +242,14 @@ class Bridge:
     def processing_ms(self) -> np.ndarray:
         """Processing time of the most recent cycles (up to 65536), in ms."""
         n = min(self.cycles, len(self._proc_ns))
-        return self._proc_ns[:n] / 1e6
+        return np.frombuffer(self._proc_ns, dtype=np.int64)[:n] / 1e6
 
     def cycle_gaps_ms(self) -> np.ndarray:
         """Wall time from each cycle's start to the next one's, most recent cycles, in ms."""
-        if self.cycles > len(self._gap_ns):
-            return self._gap_ns / 1e6
-        return self._gap_ns[1 : self.cycles] / 1e6
+        gaps = np.frombuffer(self._gap_ns, dtype=np.int64)
+        if self.cycles > len(gaps):
+            return gaps / 1e6
+        return gaps[1 : self.cycles] / 1e6
 
     # --- thread -------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -241,7 +260,8 @@ class Bridge:
         resampler = FractionalResampler(cycle)
         out = np.zeros(cycle, dtype=np.float32)
         for ratio in (1.0, 1.0001):
-            scratch.push(np.zeros(cycle * 3, dtype=np.int16))
+            scratch.space(cycle * 3)[: 4 * cycle * 3] = bytes(4 * cycle * 3)
+            scratch.commit(cycle * 3)
             resampler.pull(scratch, ratio, out)
         writer = TapWriter(Path("/nonexistent/parallax-warm-up.sock"), self.config.rate_hz)
         block = np.zeros(writer.block, dtype=np.float32)

@@ -39,8 +39,8 @@ class CallDetector:
         stream_idle_s: float,
     ) -> None:
         self.period_s = period_s
-        # compare mean squares of int16-unit samples, not dB, so the hot path needs no log
-        self._threshold_ms = (32768 * 10 ** (speech_threshold_dbfs / 20)) ** 2
+        # compare mean squares (full scale 1), not dB, so the hot path needs no log
+        self._threshold_ms = (10 ** (speech_threshold_dbfs / 20)) ** 2
         self.start_speech_s = start_speech_s
         self.end_silence_s = end_silence_s
         self.stream_idle_s = stream_idle_s
@@ -58,7 +58,7 @@ class CallDetector:
         return self._since_host_audio_s <= self.stream_idle_s
 
     def update(self, stream_t: float, host_audio: bool, speech_ms: float) -> CallChange | None:
-        """Advance one period; ``speech_ms``: the larger mean square of the sides, int16 units."""
+        """Advance one period; ``speech_ms``: the larger mean square of the sides (full scale 1)."""
         if host_audio:
             if not self.host_streaming:
                 self._stream_since = stream_t

@@ -31,6 +31,7 @@ class SampleFifo:
 
     def __init__(self, capacity: int) -> None:
         self._data = np.zeros(capacity + 2 * HALF_TAPS, dtype=np.float32)
+        self._bytes = memoryview(self._data).cast("B")  # the same storage, for reads straight in
         self._read = HALF_TAPS  # index of the oldest unconsumed sample
         self._write = HALF_TAPS
         self.overflow_frames = 0
@@ -58,6 +59,24 @@ class SampleFifo:
             n = len(samples)
         stored = self._data[self._write : self._write + n]
         stored[:] = samples
+        self._write += n
+        return stored
+
+    def space(self, n: int) -> memoryview:
+        """The bytes where the next ``n`` samples go, for a device to read into; then
+        :meth:`commit` what it wrote. Samples are float32."""
+        if self._write + n > len(self._data):
+            self._compact()
+            over = self._write + n - len(self._data)
+            if over > 0:  # the consumer has stopped: make room, count what is lost
+                self.overflow_frames += over
+                self.discard(min(over, self.fill))
+                self._compact()
+        return self._bytes[4 * self._write :]
+
+    def commit(self, n: int) -> F32:
+        """Append the ``n`` samples just written into :meth:`space`; return a view of them."""
+        stored = self._data[self._write : self._write + n]
         self._write += n
         return stored
 
@@ -118,10 +137,13 @@ class FractionalResampler:
         self._table = _sinc_table()
         self._phase = 0.0  # fractional input position of the next output sample
         self._row_steps = np.arange(chunk, dtype=np.float64) * PHASES
-        self._pos = np.empty(chunk, dtype=np.float64)
-        self._pos_ratio = 1.0  # the ratio _pos holds steps for (it changes only outside the dead band)
-        self._pos.fill(0.0)
-        self._rows = np.empty(chunk, dtype=np.intp)
+        self._pos = np.zeros(chunk, dtype=np.float64)
+        # Table rows sample k moves by during a chunk, rounded and made non-negative by
+        # subtracting the lowest (``_steps_low``), for the ratio in ``_steps_ratio``; the
+        # controller changes the ratio only outside its dead band, so mostly they are reused.
+        self._steps = np.zeros(chunk, dtype=np.intp)
+        self._steps_low = 0
+        self._steps_ratio = 1.0
         self._weights = np.empty((chunk, TAPS), dtype=np.float32)
         self._windows: npt.NDArray[np.float32] | None = None
         self._windows_of: F32 | None = None
@@ -163,14 +185,20 @@ class FractionalResampler:
             self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
             self._windows_of = data
         assert self._windows is not None
-        if ratio != self._pos_ratio:
+        if ratio != self._steps_ratio:
             np.multiply(self._row_steps, ratio - 1.0, out=self._pos)
-            self._pos_ratio = ratio
-        rows, weights = (self._rows, self._weights) if m == self.chunk else (self._rows[:m], self._weights[:m])
-        # row = round((phase + 0.5 + k (ratio - 1)) * PHASES); always positive, so adding
-        # 0.5 and truncating in the cast rounds
-        np.add(self._pos[:m] if m != self.chunk else self._pos, (self._phase + 0.5) * PHASES + 0.5, out=rows, casting="unsafe")
-        self._table.take(rows, axis=0, out=weights)  # the method: no wrapper
+            np.rint(self._pos, out=self._pos)
+            low = int(self._pos[-1]) if ratio < 1.0 else 0
+            np.subtract(self._pos, low, out=self._steps, casting="unsafe")
+            self._steps_low = low
+            self._steps_ratio = ratio
+        steps, weights = (self._steps, self._weights) if m == self.chunk else (self._steps[:m], self._weights[:m])
+        # row of sample k = round((phase + 0.5) * PHASES) + round(k (ratio - 1) * PHASES): at
+        # most one row (1/512 sample) from rounding the sum, and no ufunc call per chunk.
+        # The first term lies in 256..768 and |low| <= 0.4 * PHASES, so the slice starts
+        # inside the table; "clip" guards its last row against the two roundings.
+        base = int((self._phase + 0.5) * PHASES + 0.5) + self._steps_low
+        self._table[base:].take(steps, axis=0, out=weights, mode="clip")  # the method: no wrapper
         window = self._windows[start - HALF_TAPS : start - HALF_TAPS + m]
         np.einsum("ij,ij->i", window, weights, out=out)
         advance = self._phase + m * ratio

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from firmware.audio.config import BridgeConfig
 from firmware.audio.drift import FillController, FractionalResampler, SampleFifo
-from firmware.audio.pcm import XRUN, PcmDevice
+from firmware.audio.pcm import SAMPLE_BYTES, XRUN, PcmDevice
 from firmware.errors import AudioDeviceError
 
 log = logging.getLogger(__name__)
@@ -25,11 +25,6 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 
 MAX_READS_PER_CYCLE = 16  # bounds one cycle's work after a late wake-up
-# Samples stay in int16 units from capture to playback (so a plain copy is exact and no
-# scaling is spent per period); the taps and the speech threshold apply 1/32768 themselves.
-INT16_MAX = np.float32(32767.0)
-INT16_MIN = np.float32(-32768.0)
-_clip = np.core.umath.clip  # the ufunc itself: np.clip's Python wrapper costs more than the work
 
 
 class DeviceSlot:
@@ -93,8 +88,10 @@ class Leg:
         playback: DeviceSlot,
         config: BridgeConfig,
         on_captured: Callable[[F32], None] | None = None,
+        measure_speech: bool = True,
     ) -> None:
         self.name = name
+        self.measure_speech = measure_speech  # off when the taps measure it per 20 ms frame
         self.capture = capture
         self.playback = playback
         self.channels = config.channels
@@ -119,15 +116,14 @@ class Leg:
             max_correction_ppm=config.max_correction_ppm,
         )
         self._on_captured = on_captured
-        # a cycle's reads land here as raw bytes (no numpy call per period), then go to the
-        # FIFO in one conversion
-        self._raw = np.zeros(config.period_frames * MAX_READS_PER_CYCLE * config.channels, dtype=np.int16)
+        # Mono captures are read straight into the FIFO's storage (no numpy call at all);
+        # stereo ones into this buffer, then mixed down into the FIFO.
+        self._raw = np.zeros(config.period_frames * MAX_READS_PER_CYCLE * config.channels, dtype=np.float32)
         self._raw_bytes = memoryview(self._raw).cast("B")
-        self._frame_bytes = 2 * config.channels
-        self._in_f32 = np.zeros(config.period_frames * MAX_READS_PER_CYCLE, dtype=np.float32)
-        self._out_f32 = np.zeros(max_write, dtype=np.float32)
-        self._out_i16 = np.zeros(max_write * config.channels, dtype=np.int16)
-        self._out_pairs = self._out_i16.reshape(-1, 2) if config.channels == 2 else self._out_i16
+        self._frame_bytes = SAMPLE_BYTES * config.channels
+        self._mono = np.zeros(config.period_frames * MAX_READS_PER_CYCLE, dtype=np.float32)
+        self._out = np.zeros(max_write, dtype=np.float32)  # the resampler writes the playback's samples here
+        self._out_pairs = np.zeros((max_write, 2), dtype=np.float32)
         self._primed = False
         self._resync = False
         self._last_t: float | None = None
@@ -198,9 +194,10 @@ class Leg:
     def _read(self, now: float, ready: int) -> int:
         """Read ``ready`` whole periods into the FIFO; the cycle's block goes to the taps once."""
         device = self.capture.device
-        raw = self._raw_bytes
+        reads = ready if ready < self.max_reads else self.max_reads
+        raw = self.fifo.space(reads * self.period) if self.channels == 1 else self._raw_bytes
         offset = 0
-        for _ in range(ready if ready < self.max_reads else self.max_reads):
+        for _ in range(reads):
             try:
                 got = device.read_into(raw[offset:])
             except AudioDeviceError as exc:
@@ -217,20 +214,21 @@ class Leg:
         total = offset // self._frame_bytes
         if total:
             if self.channels == 1:
-                block = self.fifo.push(self._raw[:total])
+                block = self.fifo.commit(total)
             else:
                 block = self.fifo.push(self._downmix(self._raw[: 2 * total], total))
-            self.cycle_mean_square = float(np.dot(block, block)) / total
+            if self.measure_speech:
+                self.cycle_mean_square = float(np.dot(block, block)) / total
             if self._on_captured is not None:
                 self._on_captured(block)
             self.frames_in += total
         return total
 
-    def _downmix(self, interleaved: npt.NDArray[np.int16], frames: int) -> F32:
+    def _downmix(self, interleaved: F32, frames: int) -> F32:
         # the FIFO and everything after it is mono
         pairs = interleaved.reshape(frames, 2)
-        mono = self._in_f32[:frames]
-        np.add(pairs[:, 0], pairs[:, 1], out=mono, dtype=np.float32)
+        mono = self._mono[:frames]
+        np.add(pairs[:, 0], pairs[:, 1], out=mono)
         mono *= np.float32(0.5)
         return mono
 
@@ -239,21 +237,20 @@ class Leg:
         n = int(self.play_target - queued)
         if n <= 0:
             return
-        out = self._out_f32[:n]
+        out = self._out[:n]
         if not (self._primed and self.resampler.pull(self.fifo, self.controller.ratio, out)):
             out[:] = 0.0
             self.silence_periods += 1
             if self._primed and capture_running:
                 self.underflows += 1
             self._primed = False
-        # one ufunc: saturate and convert. Exact for copied samples (they are whole numbers);
-        # interpolated ones truncate toward zero, an error below 1 LSB.
+        # float32 straight to the device: libasound's plug saturates and converts to S16
         if self.channels == 1:
-            pcm = self._out_i16[:n]
-            _clip(out, INT16_MIN, INT16_MAX, out=pcm, casting="unsafe")
+            pcm = out
         else:
-            _clip(out[:, None], INT16_MIN, INT16_MAX, out=self._out_pairs[:n], casting="unsafe")
-            pcm = self._out_i16[: 2 * n]
+            pairs = self._out_pairs[:n]
+            np.copyto(pairs, out[:, None])  # the mono mix on both channels
+            pcm = pairs.reshape(-1)
         device = self.playback.device
         for _ in range(2):  # a second try only after an underrun, which re-prepared the stream
             try:

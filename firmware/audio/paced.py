@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from firmware.audio.pcm import XRUN, Direction, Int16Buffer, PcmDevice
+from firmware.audio.pcm import XRUN, Direction, SampleBuffer, PcmDevice
 from firmware.errors import AudioDeviceError
 
 
@@ -65,8 +65,8 @@ class ClockedPcm:
         channels: int = 1,
         ppm: float = 0.0,
         inner: PcmDevice | None = None,
-        source: Callable[[Int16Buffer, int], None] | None = None,
-        sink: Callable[[Int16Buffer], None] | None = None,
+        source: Callable[[SampleBuffer, int], None] | None = None,
+        sink: Callable[[SampleBuffer], None] | None = None,
     ) -> None:
         self.name = name
         self.direction = direction
@@ -81,7 +81,7 @@ class ClockedPcm:
         self.xruns = 0
         self.harness_ns = 0
         self._inner_ns = 0
-        self._scratch = np.zeros(period_frames * channels, dtype=np.int16)
+        self._scratch = np.zeros(period_frames * channels, dtype=np.float32)
         self.unplugged = False
         self._open = False
         self._t0 = 0.0
@@ -132,7 +132,7 @@ class ClockedPcm:
     # on the bridge. Wall time equals CPU time here only while the caller is not preempted,
     # which holds for a SCHED_FIFO audio thread, not for an ordinary one on a busy machine.
 
-    def read(self, out: Int16Buffer) -> int:
+    def read(self, out: SampleBuffer) -> int:
         start = _cpu_ns()
         self._inner_ns = 0
         try:
@@ -148,7 +148,7 @@ class ClockedPcm:
         finally:
             self.harness_ns += _cpu_ns() - start - self._inner_ns
 
-    def _read(self, out: Int16Buffer, out_bytes: memoryview | None) -> int:
+    def _read(self, out: SampleBuffer, out_bytes: memoryview | None) -> int:
         self._check()
         ready = int(self._elapsed_frames() // self.period_frames) - self._periods_done
         if ready <= 0:
@@ -174,13 +174,13 @@ class ClockedPcm:
         self._periods_done += 1
         return frames
 
-    def read_view(self) -> Int16Buffer | int:
+    def read_view(self) -> SampleBuffer | int:
         frames = self.read(self._scratch)
         if frames <= 0:
             return frames
         return self._scratch[: frames * self.channels]
 
-    def write(self, data: Int16Buffer) -> int:
+    def write(self, data: SampleBuffer) -> int:
         start = _cpu_ns()
         self._inner_ns = 0
         try:
@@ -188,7 +188,7 @@ class ClockedPcm:
         finally:
             self.harness_ns += _cpu_ns() - start - self._inner_ns
 
-    def _write(self, data: Int16Buffer) -> int:
+    def _write(self, data: SampleBuffer) -> int:
         self._check()
         drained = self._elapsed_frames()
         queued = self._frames_written - drained
@@ -242,13 +242,13 @@ class ClockedPcm:
         return queued
 
 
-def tone(frequency_hz: float, rate_hz: int, period_frames: int, amplitude: float = 0.3) -> Callable[[Int16Buffer, int], None]:
-    """A capture source: a sine whose phase continues across periods."""
+def tone(frequency_hz: float, rate_hz: int, period_frames: int, amplitude: float = 0.3) -> Callable[[SampleBuffer, int], None]:
+    """A capture source: a sine whose phase continues across periods, on the S16 grid."""
     step = 2 * math.pi * frequency_hz / rate_hz
     scratch = np.arange(period_frames, dtype=np.float64)
 
-    def fill(out: npt.NDArray[np.int16], period_index: int) -> None:
+    def fill(out: npt.NDArray[np.float32], period_index: int) -> None:
         phase = (period_index * period_frames + scratch) * step
-        out[:period_frames] = np.round(np.sin(phase) * amplitude * 32767)
+        out[:period_frames] = np.round(np.sin(phase) * amplitude * 32767) / 32768
 
     return fill

@@ -4,7 +4,12 @@ The bridge only ever sees :class:`PcmDevice`. Every method either does its job, 
 count (0 = would block, :data:`XRUN` = an xrun that was recovered) or raises
 :class:`~firmware.errors.AudioDeviceError` when the device is unusable (unplugged, missing);
 the bridge then closes it and reopens it with backoff. All devices are opened non-blocking:
-one thread serves four PCMs on two clocks, so it waits on one capture and never on the rest.
+one thread serves four PCMs on two clocks and never waits on any of them.
+
+Samples are float32 in [-1, 1) (``FLOAT_LE``): the ``plug`` PCMs of ``board/asound.conf``
+convert to and from the cards' S16 in libasound's C code (exactly for S16 values, and
+saturating on the way out), so the bridge's Python spends no numpy call per cycle on
+scaling, saturating or converting samples.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import numpy.typing as npt
 from firmware.errors import AudioDeviceError
 
 Direction = Literal["capture", "playback"]
-Int16Buffer = npt.NDArray[np.int16]
+SampleBuffer = npt.NDArray[np.float32]  # float32 in [-1, 1), channels interleaved
+SAMPLE_BYTES = 4
 
 XRUN = -1
 
 
 class PcmDevice(Protocol):
-    """One PCM stream, mono or interleaved S16 at a fixed rate and period."""
+    """One PCM stream, mono or interleaved float32 at a fixed rate and period."""
 
     name: str
     direction: Direction
@@ -38,11 +44,11 @@ class PcmDevice(Protocol):
     @property
     def is_open(self) -> bool: ...
 
-    def read(self, out: Int16Buffer) -> int:
+    def read(self, out: SampleBuffer) -> int:
         """Copy one period into ``out``; return frames, 0 when none is ready, XRUN after an overrun."""
         ...
 
-    def read_view(self) -> Int16Buffer | int:
+    def read_view(self) -> SampleBuffer | int:
         """Like :meth:`read` without the copy: a read-only array valid until the next call."""
         ...
 
@@ -50,7 +56,7 @@ class PcmDevice(Protocol):
         """Like :meth:`read` into the start of a writable byte view (no numpy call per period)."""
         ...
 
-    def write(self, data: Int16Buffer) -> int:
+    def write(self, data: SampleBuffer) -> int:
         """Queue one period; return frames, 0 when the buffer is full, XRUN after an underrun."""
         ...
 
@@ -102,7 +108,7 @@ class AlsaPcm:
                 device=self.name,
                 channels=self.channels,
                 rate=self.rate_hz,
-                format=alsaaudio.PCM_FORMAT_S16_LE,
+                format=alsaaudio.PCM_FORMAT_FLOAT_LE,
                 periodsize=self.period_frames,
                 periods=self.periods,
             )
@@ -134,7 +140,7 @@ class AlsaPcm:
             except Exception:  # a vanished device may fail to close; it is gone either way
                 pass
 
-    def read(self, out: Int16Buffer) -> int:
+    def read(self, out: SampleBuffer) -> int:
         got = self.read_view()
         if isinstance(got, int):
             return got
@@ -156,7 +162,7 @@ class AlsaPcm:
         out[: len(data)] = data
         return frames
 
-    def read_view(self) -> Int16Buffer | int:
+    def read_view(self) -> SampleBuffer | int:
         pcm = self._require()
         try:
             frames, data = pcm.read()
@@ -168,9 +174,9 @@ class AlsaPcm:
             raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
         if frames <= 0:
             return 0
-        return np.frombuffer(data, dtype=np.int16, count=frames * self.channels)
+        return np.frombuffer(data, dtype=np.float32, count=frames * self.channels)
 
-    def write(self, data: Int16Buffer) -> int:
+    def write(self, data: SampleBuffer) -> int:
         pcm = self._require()
         try:
             frames = pcm.write(data)  # any buffer: no bytes copy

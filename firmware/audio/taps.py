@@ -52,9 +52,13 @@ class Decimator:
         n = np.arange(taps) - (taps - 1) / 2
         cutoff = 0.45 / self.factor  # 7.2 kHz at 16 kHz out: keeps speech, rejects aliases
         kernel = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
-        # the gain rides on the kernel for free (the bridge passes 1/32768: int16 units in)
-        self._kernel = (kernel / kernel.sum() * gain)[::-1].astype(np.float32)
+        # a gain rides on the kernel for free
+        self._kernel = (kernel / kernel.sum() * gain).astype(np.float32)
         self._history = np.zeros(taps - 1 + max_block + self.factor, dtype=np.float32)
+        # Output i is the dot product of the kernel with history[factor * i : ... + taps]:
+        # one strided matrix-vector product computes only the samples kept (a full-rate
+        # convolution would compute ``factor`` times as many and throw most away).
+        self._windows = np.lib.stride_tricks.sliding_window_view(self._history, taps)[:: self.factor]
         self._held = taps - 1  # samples in _history before the unprocessed ones
         self._taps = taps
         self._out = np.zeros(max_block // self.factor + 1, dtype=np.float32)
@@ -68,10 +72,8 @@ class Decimator:
         if count <= 0:
             self._held = total
             return self._out[:0]
-        span = (count - 1) * self.factor + self._taps
-        full = np.convolve(h[:span], self._kernel, mode="valid")
         out = self._out[:count]
-        out[:] = full[:: self.factor]
+        np.dot(self._windows[:count], self._kernel, out=out)
         consumed = count * self.factor
         keep = total - consumed
         h[:keep] = h[consumed:total]
@@ -99,12 +101,11 @@ class TapWriter:
     """Collects both sides at the bridge rate, and per 20 ms decimates them to 16 kHz and
     offers the frame to the coach without ever blocking.
 
-    Samples arrive in int16 units (the bridge's internal scale); the decimators' gain turns
-    them into [-1, 1]. Decimating once per frame rather than once per period keeps the audio
+    Samples arrive as float32 in [-1, 1), the bridge's scale. Decimating once per frame rather than once per period keeps the audio
     thread's per-period cost down.
     """
 
-    def __init__(self, path: Path, rate_hz: int, *, max_lag_frames: int = 3, input_gain: float = 1 / 32768) -> None:
+    def __init__(self, path: Path, rate_hz: int, *, max_lag_frames: int = 3, input_gain: float = 1.0) -> None:
         self.path = str(path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
@@ -127,6 +128,10 @@ class TapWriter:
         self.dropped_busy = 0
         self._rep_present = False
         self._buyer_present = False
+        # mean square of the louder side of the last frame emitted (full scale 1): the
+        # bridge's speech detector reads it once per frame instead of measuring every cycle
+        self.frame_mean_square = 0.0
+        self._ms_scale = 1.0 / (input_gain * input_gain * FRAME_SAMPLES)
 
     def add_rep(self, block: F32) -> None:
         self._rep_n = self._append(self._rep, self._rep_n, block)
@@ -136,8 +141,9 @@ class TapWriter:
         self._buyer_n = self._append(self._buyer, self._buyer_n, block)
         self._buyer_present = True
 
-    def flush(self, *, call_id: int, call_t0: float) -> None:
-        """Emit every frame both sides have completed (a stopped side is padded with silence)."""
+    def flush(self, *, call_id: int, call_t0: float) -> int:
+        """Emit every frame both sides have completed (a stopped side is padded with silence);
+        return how many."""
         b = self.block
         if self._rep_n >= self._max_lag and self._buyer_n < b:
             self._buyer[self._buyer_n : b] = 0.0
@@ -147,8 +153,11 @@ class TapWriter:
             self._rep[self._rep_n : b] = 0.0
             self._rep_n = b
             self._rep_present = False
+        emitted = 0
         while self._rep_n >= b and self._buyer_n >= b:
             self._emit(call_id, call_t0)
+            emitted += 1
+        return emitted
 
     def _append(self, store: F32, count: int, samples: F32) -> int:
         room = len(store) - count
@@ -166,8 +175,12 @@ class TapWriter:
         flags |= FLAG_BUYER_PRESENT if self._buyer_present else 0
         call_t = stream_t - call_t0 if call_id else 0.0
         HEADER.pack_into(self._packet, 0, MAGIC, self.seq, stream_t, call_id, call_t, flags, FRAME_SAMPLES)
-        self._payload[:FRAME_SAMPLES] = self._rep_dec.process(self._rep[:b])
-        self._payload[FRAME_SAMPLES:] = self._buyer_dec.process(self._buyer[:b])
+        rep = self._payload[:FRAME_SAMPLES]
+        buyer = self._payload[FRAME_SAMPLES:]
+        rep[:] = self._rep_dec.process(self._rep[:b])
+        buyer[:] = self._buyer_dec.process(self._buyer[:b])
+        rep_ms, buyer_ms = float(np.dot(rep, rep)), float(np.dot(buyer, buyer))
+        self.frame_mean_square = (rep_ms if rep_ms > buyer_ms else buyer_ms) * self._ms_scale
         self._rep_n = self._shift(self._rep, self._rep_n)
         self._buyer_n = self._shift(self._buyer, self._buyer_n)
         self.seq += 1

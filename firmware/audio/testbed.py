@@ -2,7 +2,7 @@
 
 Used by the tests and ``tools/bench_bridge.py``. :func:`write_alsa_config` writes an ALSA
 configuration whose four PCMs carry the bridge's configured names: the captures read raw
-S16 files (``infile``), the playbacks write raw files through ``null``. ``ALSA_CONFIG_PATH``
+float32 files (``infile``), the playbacks write raw float32 files through ``null``. ``ALSA_CONFIG_PATH``
 must point at ``/usr/share/alsa/alsa.conf`` plus that file before libasound first loads its
 configuration (:func:`alsa_config_path` gives the value). Because those plugins move data as
 fast as they are asked, :func:`clocked_devices` wraps each real
@@ -46,6 +46,9 @@ def write_alsa_config(directory: Path, config: BridgeConfig) -> TestbedFiles:
     files = testbed_files(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
+    # The file plugin moves the bridge's float32 samples as they are: the files hold raw
+    # float32 (no plug here: libasound's file plugin skips capture data under a converting
+    # plug; the box's plug conversion to S16 is tested on its own).
     def capture(name: str, infile: Path) -> str:
         return f'pcm.{name} {{\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n  infile "{infile}"\n  format "raw"\n}}\n'
 
