@@ -57,7 +57,10 @@ class Decimator:
         self._history = np.zeros(taps - 1 + max_block + self.factor, dtype=np.float32)
         # Output i is the dot product of the kernel with history[factor * i : ... + taps]:
         # one strided matrix-vector product computes only the samples kept (a full-rate
-        # convolution would compute ``factor`` times as many and throw most away).
+        # convolution would compute ``factor`` times as many and throw most away). It is an
+        # einsum, never np.dot: a BLAS gemv this size runs on OpenBLAS's worker threads, and
+        # a real-time thread spinning on ordinary ones that a busy box does not schedule
+        # stalls for tens of ms.
         self._windows = np.lib.stride_tricks.sliding_window_view(self._history, taps)[:: self.factor]
         self._held = taps - 1  # samples in _history before the unprocessed ones
         self._taps = taps
@@ -73,7 +76,7 @@ class Decimator:
             self._held = total
             return self._out[:0]
         out = self._out[:count]
-        np.dot(self._windows[:count], self._kernel, out=out)
+        np.einsum("ij,j->i", self._windows[:count], self._kernel, out=out)
         consumed = count * self.factor
         keep = total - consumed
         h[:keep] = h[consumed:total]
