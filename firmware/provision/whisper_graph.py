@@ -9,12 +9,16 @@ Decoder: ``tokens`` [N, n], ``in_n_layer_self_{k,v}_cache`` [L, N, n_text_ctx, d
 The first call carries several tokens (start-of-transcript ... no-timestamps), so the causal mask
 covers more than one query.
 
+Whisper's token suppression is a constant bias on ``logits`` (see
+:meth:`WhisperVocabulary.suppressed_tokens`), since sherpa-onnx takes their plain argmax.
+
 The tied output projection is stored once, as int8 with one scale per token: the logits use it via
 MatMulInteger and the token embedding gathers (and rescales) only the rows it needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +128,10 @@ def _quantized_embedding(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(q.T), scale
 
 
-def build_decoder(m: Ct2Model, dims: WhisperDims) -> Any:
+SUPPRESSED_LOGIT = -1e9  # finite: greedy argmax never picks it, and arithmetic on logits stays NaN-free
+
+
+def build_decoder(m: Ct2Model, dims: WhisperDims, suppress: Sequence[int] = ()) -> Any:
     from onnx import TensorProto, helper
 
     g = GraphBuilder()
@@ -175,7 +182,14 @@ def build_decoder(m: Ct2Model, dims: WhisperDims) -> Any:
     x_q, x_scale, x_zero = g.op("DynamicQuantizeLinear", [x], n_out=3)
     product = g.op("MatMulInteger", [x_q, table, x_zero, g.const(np.int8(0), "emb_zero")])
     scaled = g.op("Mul", [g.op("Cast", [product], to=TensorProto.FLOAT), x_scale])
-    g.named("Mul", [scaled, scales], "logits")
+    if not suppress:
+        g.named("Mul", [scaled, scales], "logits")
+    else:
+        if any(not 0 <= t < dims.n_vocab for t in suppress):
+            raise ProvisioningError(f"token suppression names ids outside the vocabulary of {dims.n_vocab}")
+        bias = np.zeros(dims.n_vocab, np.float32)
+        bias[list(suppress)] = SUPPRESSED_LOGIT
+        g.named("Add", [g.op("Mul", [scaled, scales]), g.const(bias, "suppress_bias")], "logits")
     g.named("Concat", new_k, "out_n_layer_self_k_cache", axis=0)
     g.named("Concat", new_v, "out_n_layer_self_v_cache", axis=0)
 

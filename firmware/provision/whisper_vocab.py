@@ -70,6 +70,28 @@ class WhisperVocabulary:
             found.append((token_id, match.group(1)))
         return found
 
+    def suppressed_tokens(self, symbol_ids: Sequence[int]) -> tuple[int, ...]:
+        """Tokens the decoder must never emit, as OpenAI's and faster-whisper's decoding suppress them.
+
+        ``symbol_ids`` is the model's own non-speech symbol list (CTranslate2's ``suppress_ids``):
+        "(", "[", "♪" and the like, which start "(upbeat music)" or "[speaking foreign language]",
+        and a stray quote mark that derails the rest of a line. Added: the task and context specials,
+        and, since decoding runs without timestamps, the no-timestamps marker and every timestamp.
+        End-of-text and the language tokens stay (sherpa-onnx detects a language from those).
+        A blank or end-of-text first token is left allowed on purpose: a segment that is only line
+        noise should come out empty rather than as a forced "Thank you.".
+        """
+        no_timestamps = self.id_of("<|notimestamps|>")
+        specials = [self.id_of(name) for name in ("<|startoftranscript|>", "<|translate|>", "<|transcribe|>",
+                                                  "<|startoflm|>", "<|startofprev|>")]  # fmt: skip
+        specials.append(self._no_speech())
+        specials += range(no_timestamps, len(self.tokens))
+        symbols = {t for t in symbol_ids if 0 <= t < len(self.tokens) and t != self.eot}
+        return tuple(sorted(symbols | set(specials)))
+
+    def _no_speech(self) -> int:
+        return self.id_of("<|nospeech|>") if "<|nospeech|>" in self.tokens else self.id_of("<|nocaptions|>")
+
     def tokens_file(self) -> str:
         """sherpa-onnx tokens.txt: ``<base64 bytes> <id>`` for every ordinary token (< eot).
 
@@ -100,7 +122,7 @@ class WhisperVocabulary:
             sot_sequence = [sot, languages[codes.index(language)][0], transcribe]
         else:
             sot_sequence = [sot]
-        no_speech = self.id_of("<|nospeech|>") if "<|nospeech|>" in self.tokens else self.id_of("<|nocaptions|>")
+        no_speech = self._no_speech()
         values: dict[str, object] = {
             "model_type": model_type,
             "version": "1",
