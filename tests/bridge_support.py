@@ -26,12 +26,12 @@ from firmware.audio.testbed import TestbedFiles, alsa_config_path, clocked_devic
 
 RATE = 48000
 # Real time on a shared test machine (maybe without SCHED_FIFO): periods and cycles as on the
-# device (1 ms, 4 ms), but 10 ms of playback margin so a descheduled harness does not underrun.
+# device (2 ms, 4 ms), but 10 ms of playback margin so a descheduled harness does not underrun.
 TEST_BRIDGE = BridgeConfig(
-    periods=16,
+    periods=8,
     playback_margin_frames=480,
     # cycle + margin + look-ahead + unread period + dead band, and 100 frames of headroom
-    target_buffered_frames=192 + 480 + 10 + 48 + 24 + 100,
+    target_buffered_frames=192 + 480 + 10 + 96 + 24 + 100,
     sched_priority=10,
     reopen_initial_s=0.05,
     reopen_max_s=0.2,

@@ -34,7 +34,7 @@ def test_configured_latency_is_within_10_ms(capsys: pytest.CaptureFixture[str]) 
     # capture period and the dead band, with headroom to spare
     parts = buffered_terms(config)
     assert sum(parts.values()) == config.target_buffered_frames and parts["headroom"] >= 0
-    assert parts["cycle"] == config.cycle_frames == 4 * config.period_frames
+    assert parts["cycle"] == config.cycle_frames == 2 * config.period_frames == 192  # 4 ms: 250 wake-ups/s
     assert main(["bridge", "--latency"]) == 0
     out = capsys.readouterr().out
     assert "worst one-way" in out and f"{1000 * sum(terms.values()) / 48000:.2f} ms" in out

@@ -32,26 +32,27 @@ class BridgeConfig:
     host_playback: str = "parallax_host_out"  # what the computer records: the rep
     rate_hz: int = 48000
     channels: int = 1
-    # The ALSA period (1 ms, one USB frame): the granularity of capture reads, since a partly
-    # filled period waits for the next cycle. The playback buffer is ``periods`` of them.
-    period_frames: int = 48
-    periods: int = 6
-    # Wake-ups per second are what the bridge's CPU costs on a box with cold caches after
-    # every sleep, so the thread wakes once per four periods (4 ms, 250 wake-ups/s) and does
-    # both directions' four periods of work at once.
-    periods_per_cycle: int = 4
+    # The ALSA period (2 ms): the granularity of capture reads, since a partly filled period
+    # waits for the next cycle. The playback buffer is ``periods`` of them.
+    period_frames: int = 96
+    periods: int = 3
+    # Wake-ups are what the bridge's CPU costs on a box with cold caches after every sleep,
+    # and so is every device call: the thread wakes once per two periods (4 ms, 250
+    # wake-ups/s) and does both directions' two periods of work at once. (1 ms periods, four
+    # per cycle, cost more: twice the reads. 5 ms cycles cost no less: more reads per cycle.)
+    periods_per_cycle: int = 2
     # Everything buffered per direction (unread capture + FIFO + queued playback), held by
     # the drift controller; it is the one-way latency in frames, less the resampler's
     # look-ahead. When a cycle tops the playback up (it then holds the margin less the
     # wake-up's lateness), the FIFO must hold the pull (a cycle plus that lateness) and 10
     # frames of look-ahead, while up to one period sits unread in the capture:
-    # cycle 192 + margin 72 + look-ahead 10 + unread period 48 + dead band 24 = 346, plus
+    # cycle 192 + margin 48 + look-ahead 10 + unread period 96 + dead band 24 = 370, plus
     # 54 frames of headroom for the drift controller's excursions (it learns a 300 ppm
     # offset from cold with the total 52 frames low).
-    target_buffered_frames: int = 400
+    target_buffered_frames: int = 424
     # Each cycle tops the playback up to exactly one cycle plus this margin: how late a
-    # wake-up may come (1.5 ms) before the playback runs dry.
-    playback_margin_frames: int = 72
+    # wake-up may come (1 ms) before the playback runs dry.
+    playback_margin_frames: int = 48
     # Drift controller: proportional gain in ppm per frame of smoothed error, integral gain
     # in ppm per frame-second, a dead band inside which nothing changes (so equal clocks give
     # a sample-exact copy) and a hard clamp on the correction.

@@ -227,8 +227,15 @@ class FillController:
         deadband_frames: float,
         smoothing_s: float,
         max_correction_ppm: float,
+        ratio_every: int = 1,
     ) -> None:
         self.target = float(target_frames)
+        # The fill is smoothed at every update, the ratio recomputed at every ``ratio_every``-th:
+        # a new ratio costs the resampler a few numpy calls (new row steps), and a drift
+        # of hundreds of ppm needs no correction faster than every few tens of ms.
+        self.ratio_every = ratio_every
+        self._ticks = 0
+        self._pending_dt = 0.0
         self.kp = kp_ppm_per_frame
         self.ki = ki_ppm_per_frame_s
         self.deadband = deadband_frames
@@ -242,6 +249,12 @@ class FillController:
     def update(self, fill_frames: float, dt_s: float) -> float:
         alpha = min(1.0, dt_s / self.smoothing_s)
         self.smoothed += alpha * (fill_frames - self.smoothed)
+        self._ticks += 1
+        if self._ticks < self.ratio_every:
+            self._pending_dt += dt_s
+            return self.ratio
+        dt_s += self._pending_dt
+        self._ticks, self._pending_dt = 0, 0.0
         error = self.smoothed - self.target
         if abs(error) <= self.deadband:
             error = 0.0

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 
 MAX_READS_PER_CYCLE = 16  # bounds one cycle's work after a late wake-up
+RATIO_EVERY_CYCLES = 8  # the drift ratio changes at most every 8 cycles (32 ms)
 
 
 class DeviceSlot:
@@ -114,6 +115,7 @@ class Leg:
             deadband_frames=config.fill_deadband_frames,
             smoothing_s=config.fill_smoothing_s,
             max_correction_ppm=config.max_correction_ppm,
+            ratio_every=RATIO_EVERY_CYCLES,
         )
         self._on_captured = on_captured
         # Mono captures are read straight into the FIFO's storage (no numpy call at all);

@@ -62,25 +62,50 @@ class Decimator:
         # a real-time thread spinning on ordinary ones that a busy box does not schedule
         # stalls for tens of ms.
         self._windows = np.lib.stride_tricks.sliding_window_view(self._history, taps)[:: self.factor]
-        self._held = taps - 1  # samples in _history before the unprocessed ones
+        self._held = taps - 1  # end of the samples in _history: the filter's history, then pending ones
         self._taps = taps
+        self.capacity = max_block  # pending samples it can hold
         self._out = np.zeros(max_block // self.factor + 1, dtype=np.float32)
+
+    @property
+    def pending(self) -> int:
+        """Samples pushed and not yet decimated."""
+        return self._held - (self._taps - 1)
+
+    def push(self, samples: F32) -> None:
+        """Queue samples; beyond ``capacity`` the oldest pending ones are dropped."""
+        n = len(samples)
+        over = self.pending + n - self.capacity
+        if over > 0:
+            start = self._taps - 1
+            h = self._history
+            h[start : self._held - over] = h[start + over : self._held]
+            self._held -= over
+        self._history[self._held : self._held + n] = samples
+        self._held += n
+
+    def pad(self, n: int) -> None:
+        """Queue ``n`` samples of silence."""
+        self._history[self._held : self._held + n] = 0.0
+        self._held += n
+
+    def emit(self, out: F32) -> None:
+        """Decimate the oldest ``len(out) * factor`` pending samples into ``out``."""
+        count = len(out)
+        np.einsum("ij,j->i", self._windows[:count], self._kernel, out=out)
+        consumed = count * self.factor
+        keep = self._held - consumed
+        h = self._history
+        h[:keep] = h[consumed : self._held]
+        self._held = keep
 
     def process(self, block: F32) -> F32:
         """Return the decimated samples this block completes (a view, valid until the next call)."""
-        h = self._history
-        h[self._held : self._held + len(block)] = block
-        total = self._held + len(block)
-        count = (total - (self._taps - 1)) // self.factor
-        if count <= 0:
-            self._held = total
-            return self._out[:0]
+        self.push(block)
+        count = self.pending // self.factor
         out = self._out[:count]
-        np.einsum("ij,j->i", self._windows[:count], self._kernel, out=out)
-        consumed = count * self.factor
-        keep = total - consumed
-        h[:keep] = h[consumed:total]
-        self._held = keep
+        if count > 0:
+            self.emit(out)
         return out
 
 
@@ -117,13 +142,12 @@ class TapWriter:
         self._payload = np.frombuffer(self._packet, dtype=np.float32, offset=HEADER.size)
         self.block = rate_hz * FRAME_SAMPLES // ANALYSIS_RATE_HZ  # one frame at the bridge rate
         cap = self.block * (max_lag_frames + 2)
-        self._rep = np.zeros(cap, dtype=np.float32)
-        self._buyer = np.zeros(cap, dtype=np.float32)
-        self._rep_n = 0
-        self._buyer_n = 0
         self._max_lag = max_lag_frames * self.block
-        self._rep_dec = Decimator(rate_hz, self.block, gain=input_gain)
-        self._buyer_dec = Decimator(rate_hz, self.block, gain=input_gain)
+        # each side's samples wait in its decimator until both sides have a frame
+        self._rep_dec = Decimator(rate_hz, cap, gain=input_gain)
+        self._buyer_dec = Decimator(rate_hz, cap, gain=input_gain)
+        self._rep_out = self._payload[:FRAME_SAMPLES]
+        self._buyer_out = self._payload[FRAME_SAMPLES:]
         self.seq = 0
         self.sent = 0
         self.dropped = 0
@@ -137,55 +161,41 @@ class TapWriter:
         self._ms_scale = 1.0 / (input_gain * input_gain * FRAME_SAMPLES)
 
     def add_rep(self, block: F32) -> None:
-        self._rep_n = self._append(self._rep, self._rep_n, block)
+        self._rep_dec.push(block)  # only when the other side lags far behind: keeps the newest
         self._rep_present = True
 
     def add_buyer(self, block: F32) -> None:
-        self._buyer_n = self._append(self._buyer, self._buyer_n, block)
+        self._buyer_dec.push(block)
         self._buyer_present = True
 
     def flush(self, *, call_id: int, call_t0: float) -> int:
         """Emit every frame both sides have completed (a stopped side is padded with silence);
         return how many."""
         b = self.block
-        if self._rep_n >= self._max_lag and self._buyer_n < b:
-            self._buyer[self._buyer_n : b] = 0.0
-            self._buyer_n = b
+        rep, buyer = self._rep_dec, self._buyer_dec
+        if rep.pending >= self._max_lag and buyer.pending < b:
+            buyer.pad(b - buyer.pending)
             self._buyer_present = False
-        if self._buyer_n >= self._max_lag and self._rep_n < b:
-            self._rep[self._rep_n : b] = 0.0
-            self._rep_n = b
+        if buyer.pending >= self._max_lag and rep.pending < b:
+            rep.pad(b - rep.pending)
             self._rep_present = False
         emitted = 0
-        while self._rep_n >= b and self._buyer_n >= b:
+        while rep.pending >= b and buyer.pending >= b:
             self._emit(call_id, call_t0)
             emitted += 1
         return emitted
 
-    def _append(self, store: F32, count: int, samples: F32) -> int:
-        room = len(store) - count
-        if len(samples) > room:  # only when the other side lags far behind: keep the newest
-            shift = len(samples) - room
-            store[: count - shift] = store[shift:count]
-            count -= shift
-        store[count : count + len(samples)] = samples
-        return count + len(samples)
-
     def _emit(self, call_id: int, call_t0: float) -> None:
-        b = self.block
         stream_t = self.seq * FRAME_SAMPLES / ANALYSIS_RATE_HZ
         flags = (FLAG_CALL_ACTIVE if call_id else 0) | (FLAG_REP_PRESENT if self._rep_present else 0)
         flags |= FLAG_BUYER_PRESENT if self._buyer_present else 0
         call_t = stream_t - call_t0 if call_id else 0.0
         HEADER.pack_into(self._packet, 0, MAGIC, self.seq, stream_t, call_id, call_t, flags, FRAME_SAMPLES)
-        rep = self._payload[:FRAME_SAMPLES]
-        buyer = self._payload[FRAME_SAMPLES:]
-        rep[:] = self._rep_dec.process(self._rep[:b])
-        buyer[:] = self._buyer_dec.process(self._buyer[:b])
+        rep, buyer = self._rep_out, self._buyer_out
+        self._rep_dec.emit(rep)  # straight into the datagram
+        self._buyer_dec.emit(buyer)
         rep_ms, buyer_ms = float(np.dot(rep, rep)), float(np.dot(buyer, buyer))
         self.frame_mean_square = (rep_ms if rep_ms > buyer_ms else buyer_ms) * self._ms_scale
-        self._rep_n = self._shift(self._rep, self._rep_n)
-        self._buyer_n = self._shift(self._buyer, self._buyer_n)
         self.seq += 1
         try:
             self._sock.sendto(self._view, socket.MSG_DONTWAIT, self.path)
@@ -199,11 +209,6 @@ class TapWriter:
                 self.dropped_absent += 1
             else:
                 self.dropped_busy += 1
-
-    def _shift(self, store: F32, count: int) -> int:
-        rest = count - self.block
-        store[:rest] = store[self.block : count]
-        return rest
 
     @property
     def stream_t(self) -> float:
