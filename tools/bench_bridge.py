@@ -277,6 +277,13 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool, host_ppm: f
     stats = bridge.stats()
     gaps_ms = bridge.cycle_gaps_ms()
     late = bridge.late_cycles
+    lateness_ms = gaps_ms - 1000 * config.cycle_s
+    worst_late_ms = float(lateness_ms.max()) if len(lateness_ms) else 0.0
+    # every ms of margin is a ms of latency (the buffered target grows with it)
+    margin_ms = 1000 * config.playback_margin_frames / RATE
+    worst_latency_ms = 1000 * sum(latency_frames(config).values()) / RATE
+    worst_with_margin_ms = worst_latency_ms + max(0.0, worst_late_ms - margin_ms)
+    budget_margin_ms = margin_ms + 10.0 - worst_latency_ms
     rows = [
         ("real-time thread (SCHED_FIFO)", str(bridge.realtime)),
         ("cycles", f"{bridge.cycles} ({bridge.cycles / wall:.0f}/s)"),
@@ -291,6 +298,8 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool, host_ppm: f
         ("longest gap between cycles", f"{stats['max_cycle_gap_ms']} ms (cycle {1000 * config.cycle_s:.0f} ms, playback margin {1000 * config.playback_margin_frames / RATE:.1f} ms)"),
         ("cycle gaps p50 / p99 / p99.9", f"{np.percentile(gaps_ms, 50):.2f} / {np.percentile(gaps_ms, 99):.2f} / {np.percentile(gaps_ms, 99.9):.2f} ms"),
         ("wake-ups later than the margin", f"{late} (gap > cycle + margin = {1000 * config.cycle_s + 1000 * config.playback_margin_frames / RATE:.1f} ms)"),
+        ("wake-ups late by more than", "  ".join(f">{x:g} ms: {int(np.sum(lateness_ms > x))}" for x in (1, 2, 5, 10, 20))),
+        ("margin to cover the worst", f"{worst_late_ms:.1f} ms late: one-way worst {worst_with_margin_ms:.1f} ms (budget 10 ms allows {budget_margin_ms:.1f} ms of margin)"),
         ("drift correction rep / buyer", f"{bridge.rep.controller.correction_ppm:+.0f} / {bridge.buyer.controller.correction_ppm:+.0f} ppm"),
         ("taps sent / dropped", f"{stats.get('taps', {}).get('sent')} / {stats.get('taps', {}).get('dropped')}"),
         ("coach received / missed", f"{coach_frames} / {coach_missed}"),
@@ -310,6 +319,8 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool, host_ppm: f
         "rt_max_cycle_gap_ms": float(stats["max_cycle_gap_ms"]),  # type: ignore[arg-type]
         "rt_cycle_gap_p999_ms": float(np.percentile(gaps_ms, 99.9)),
         "rt_late_wakeups": late,
+        "rt_worst_lateness_ms": worst_late_ms,
+        "rt_latency_to_cover_worst_ms": worst_with_margin_ms,
         "load_avg_1min": os.getloadavg()[0],
         "rt_taps_dropped": float(stats.get("taps", {}).get("dropped", 0)),  # type: ignore[union-attr]
         **floor,

@@ -5,8 +5,8 @@
 
 The thread wakes on a timer once per cycle (``periods_per_cycle`` ALSA periods), as
 PulseAudio's and PipeWire's timer-based scheduling do: on a box whose cost is per wake-up
-(cold caches after every sleep), one wake-up per 4 ms doing both directions costs about
-half of one per 2 ms period. Each cycle reads every whole period from both captures, tops
+(cold caches after every sleep), one wake-up per 4 ms doing both directions costs much
+less than one per 2 ms period. Each cycle reads every whole period from both captures, tops
 both playbacks up to one cycle plus the margin, updates each leg's drift controller and call
 detection, and offers 16 kHz taps to the coach. The timer and the two USB clocks slide past
 one another; the latency arithmetic (``latency_frames``) holds for every phase between them.

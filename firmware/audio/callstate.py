@@ -3,7 +3,7 @@
 A call is active while the host streams to the gadget and someone has spoken: it starts
 after ``call_start_speech_s`` of speech on either side while the host streams, and ends when
 the host stops streaming or after ``call_end_silence_s`` without speech. The detector runs in
-the audio thread (one RMS per period, no allocation). Changes are published off that thread:
+the audio thread (one mean square per tap frame or cycle, no allocation). Changes are published off that thread:
 in-band in every tap packet (call id) and as a small JSON file written atomically, which the
 fleet agent polls before applying an update (:func:`wait_until_idle`).
 """
@@ -58,7 +58,7 @@ class CallDetector:
         return self._since_host_audio_s <= self.stream_idle_s
 
     def update(self, stream_t: float, host_audio: bool, speech_ms: float) -> CallChange | None:
-        """Advance one period; ``speech_ms``: the larger mean square of the sides (full scale 1)."""
+        """Advance one step of ``period_s``; ``speech_ms``: the larger mean square of the sides (full scale 1)."""
         if host_audio:
             if not self.host_streaming:
                 self._stream_since = stream_t

@@ -18,7 +18,7 @@ class BridgeConfig:
     """The inline headset <-> computer passthrough.
 
     PCM names are the stable ones ``board/asound.conf`` defines; each is a ``plug`` over the
-    real card so the bridge always sees mono S16 at ``rate_hz`` whatever the hardware offers.
+    real card so the bridge always sees mono float32 at ``rate_hz`` whatever the hardware offers.
     The audio thread wakes once per cycle (``periods_per_cycle`` ALSA periods, on a timer),
     reads every whole period both captures hold and tops both playbacks up to one cycle plus
     the margin. One-way latency by configuration (see ``bridge.latency_frames``) is the

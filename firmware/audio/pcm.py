@@ -57,7 +57,7 @@ class PcmDevice(Protocol):
         ...
 
     def write(self, data: SampleBuffer) -> int:
-        """Queue one period; return frames, 0 when the buffer is full, XRUN after an underrun."""
+        """Queue ``data`` (any whole number of frames); return frames, 0 when the buffer is full, XRUN after an underrun."""
         ...
 
     def wait(self, timeout_s: float) -> bool:

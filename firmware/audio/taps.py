@@ -129,8 +129,8 @@ class TapWriter:
     """Collects both sides at the bridge rate, and per 20 ms decimates them to 16 kHz and
     offers the frame to the coach without ever blocking.
 
-    Samples arrive as float32 in [-1, 1), the bridge's scale. Decimating once per frame rather than once per period keeps the audio
-    thread's per-period cost down.
+    Samples arrive as float32 in [-1, 1), the bridge's scale. Decimating once per frame
+    rather than once per cycle keeps the audio thread's per-cycle cost down.
     """
 
     def __init__(self, path: Path, rate_hz: int, *, max_lag_frames: int = 3, input_gain: float = 1.0) -> None:
