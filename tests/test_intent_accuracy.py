@@ -18,11 +18,11 @@ MODEL_DIR = REPO / "models" / "intent"
 DATA = MODEL_DIR / "data"
 
 # Floors sit a little under the figures tools/train_intent.py measured for the committed model
-# (held-out 0.785 clean / 0.421 transcribed, dev 0.814), so a regression fails. DEV_TARGET is the
+# (held-out 0.804 clean / 0.432 transcribed, dev 0.823), so a regression fails. DEV_TARGET is the
 # product requirement, which this model does not reach yet.
-HELDOUT_CLEAN_FLOOR = 0.75
-HELDOUT_ASR_FLOOR = 0.38
-DEV_FLOOR = 0.78
+HELDOUT_CLEAN_FLOOR = 0.77
+HELDOUT_ASR_FLOOR = 0.40
+DEV_FLOOR = 0.80
 DEV_TARGET = 0.85
 
 
@@ -71,7 +71,7 @@ def test_dev_corpus_utterances_no_regression(classifier: IntentClassifier, corpu
     assert _dev_macro_f1(classifier, corpus_dir) >= DEV_FLOOR
 
 
-@pytest.mark.xfail(strict=True, reason="committed model scores 0.81 macro-F1 on the dev corpus; the 0.85 target is open")
+@pytest.mark.xfail(strict=True, reason="committed model scores 0.82 macro-F1 on the dev corpus; the 0.85 target is open")
 def test_dev_corpus_utterances_meet_the_target(classifier: IntentClassifier, corpus_dir: Path) -> None:
     assert _dev_macro_f1(classifier, corpus_dir) >= DEV_TARGET
 

@@ -37,7 +37,7 @@ from firmware.intent.metrics import Report, evaluate  # noqa: E402
 MODEL_DIR = REPO / "models" / "intent"
 DATA_DIR = MODEL_DIR / "data"
 DEV_TSV = REPO.parent / "shared" / "corpus" / "dev" / "utterances.tsv"
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 
 
 def sha256(path: Path) -> str:
