@@ -2,7 +2,8 @@
 """ASR benchmark on the dev corpus calls.
 
 For each call it measures, with the box's own pipeline (VAD, segmentation, guards):
-  - word error rate per party, and the same model's WER when fed the ground-truth spans;
+  - word error rate per party, and the same model's WER when fed the ground-truth spans (band-filled
+    like the pipeline's segments);
   - CPU seconds per call second of the whole replay (a subprocess, so its peak RSS is its own);
   - recogniser real-time factor with 1 thread on the pipeline's own VAD segments;
   - faster-whisper (CTranslate2 int8, the same weights) on the same segments, side by side;
@@ -211,7 +212,8 @@ def main() -> int:
             call_refs[u["speaker"]].append(u["text"])
             ch = 0 if u["speaker"] == "rep" else 1
             clip = audio[int(u["start"] * 16000) : int(u["end"] * 16000), ch]
-            span_hyps[u["speaker"]].append(plain.transcribe(np.ascontiguousarray(clip)))
+            # Conditioned like the pipeline's segments (band fill), so the two WERs differ by segmentation only.
+            span_hyps[u["speaker"]].append(plain.transcribe(condition(np.ascontiguousarray(clip))))
         for e in sorted(events, key=lambda e: e.start):
             call_hyps[e.speaker].append(e.text)
         for sp in ("rep", "buyer"):
