@@ -6,6 +6,13 @@ noise floor there). Filling the empty band with a faint, steady noise floor make
 like an ordinary noisy recording, and Whisper transcribes it better (dev calls: about 3 points of
 buyer WER). A segment that already has content above the cut-off is returned untouched, so the
 same setting is safe for a wideband party.
+
+Tried and not kept (buyer WER on the dev calls and on 150 held-out phone-line clips of non-dev
+sentences, where the in-band line noise costs ~19 points over a clean phone band): STFT Wiener or
+decision-directed noise reduction, noise-shaped bandwidth extension from the 2.6-3.4 kHz band,
+raising every band's floor to the line noise, spectral tilt, +-6 dB level, and padding the
+segment's tail with silence or synthetic line noise instead of sherpa-onnx's padding. None beat
+the noise of the measurement (~1-2 points); whole 30 s windows and some paddings were worse.
 """
 
 from __future__ import annotations
