@@ -148,33 +148,29 @@ class AlsaPcm:
         return len(got) // self.channels
 
     def read_into(self, out: memoryview) -> int:
-        pcm = self._require()
-        try:
-            frames, data = pcm.read()
-        except Exception as exc:
-            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {exc}") from None
-        if frames == -errno.EPIPE:
-            return XRUN  # pyalsaaudio has already re-prepared the stream
-        if frames < 0 and frames != -errno.EAGAIN:
-            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
-        if frames <= 0:
-            return 0
-        out[: len(data)] = data
+        frames, data = self._read_raw()
+        if frames > 0:
+            out[: len(data)] = data
         return frames
 
     def read_view(self) -> SampleBuffer | int:
+        frames, data = self._read_raw()
+        if frames <= 0:
+            return frames
+        return np.frombuffer(data, dtype=np.float32, count=frames * self.channels)
+
+    def _read_raw(self) -> tuple[int, bytes]:
+        """Frames read (``XRUN`` after an overrun, 0 when nothing is ready) and their bytes."""
         pcm = self._require()
         try:
             frames, data = pcm.read()
         except Exception as exc:
             raise AudioDeviceError(f"capture PCM {self.name!r} failed: {exc}") from None
         if frames == -errno.EPIPE:
-            return XRUN  # pyalsaaudio has already re-prepared the stream
+            return XRUN, b""  # pyalsaaudio has already re-prepared the stream
         if frames < 0 and frames != -errno.EAGAIN:
             raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
-        if frames <= 0:
-            return 0
-        return np.frombuffer(data, dtype=np.float32, count=frames * self.channels)
+        return max(frames, 0), data
 
     def write(self, data: SampleBuffer) -> int:
         pcm = self._require()
