@@ -206,3 +206,27 @@ def test_a_reps_line_is_never_a_buyer_only_label(classifier: IntentClassifier) -
     assert all(rep_scores[name] == 0.0 for name in LABELS if name not in REP_LABELS)
     assert math.isclose(sum(rep_scores.values()), 1.0, abs_tol=1e-6)
     assert classifier.classify(text, "buyer") == (label, scores[label], scores)
+
+
+def test_per_speaker_thresholds_from_the_manifest(tmp_path: Path) -> None:
+    text = "Your rival quoted us about half of that, so the price is a real problem."
+    model_dir = _copy_model(tmp_path)
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    calibration = {**manifest["calibration"], "threshold": 0.0, "threshold_by_speaker": {"buyer": 1.0, "rep": 0.0}}
+    _rewrite_manifest(model_dir, calibration=calibration)
+    classifier = IntentClassifier(model_dir)
+    assert classifier.classify(text).label != "other"  # no speaker: the general threshold (0.0)
+    assert classifier.classify(text, "buyer").label == "other"  # the buyer's own cut-off (1.0)
+    rep_label, rep_confidence, rep_scores = classifier.classify(text, "rep")
+    assert rep_confidence == max(rep_scores.values())  # rep cut-off 0.0 never forces a fallback
+    assert classifier.classify(text, "someone else").label != "other"  # unknown speaker: the general one
+
+    # A configured threshold overrides every calibrated one, whoever speaks.
+    configured = IntentClassifier(model_dir, IntentConfig(threshold=0.0))
+    assert configured.speaker_thresholds == {}
+    assert configured.classify(text, "buyer").label != "other"
+
+    _rewrite_manifest(model_dir, calibration={**calibration, "threshold_by_speaker": {"buyer": 1.5}})
+    _one_line_model_error(model_dir, "threshold outside")
+    _rewrite_manifest(model_dir, calibration={**calibration, "threshold_by_speaker": ["buyer"]})
+    _one_line_model_error(model_dir, "incomplete")

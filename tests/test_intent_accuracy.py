@@ -18,10 +18,12 @@ MODEL_DIR = REPO / "models" / "intent"
 DATA = MODEL_DIR / "data"
 
 # Floors sit a little under the figures tools/train_intent.py measured for the committed model
-# (held-out 0.804 clean / 0.432 transcribed, dev 0.823), so a regression fails. DEV_TARGET is the
-# product requirement, which this model does not reach yet.
+# (held-out 0.804 clean / 0.432 transcribed, 0.830 clean with the speaker; dev 0.823 text only), so a
+# regression fails. DEV_TARGET is the product requirement, met with the speaker the box always knows
+# (0.860 for 1.3.0); on text alone the model is still below it.
 HELDOUT_CLEAN_FLOOR = 0.77
 HELDOUT_ASR_FLOOR = 0.40
+HELDOUT_CLEAN_SPEAKER_FLOOR = 0.80
 DEV_FLOOR = 0.80
 DEV_TARGET = 0.85
 
@@ -31,8 +33,9 @@ def classifier() -> IntentClassifier:
     return load_classifier(REPO / "models", IntentConfig())
 
 
-def _macro_f1(classifier: IntentClassifier, texts: list[str], labels: list[str]) -> float:
-    return evaluate(labels, [classifier.classify(t).label for t in texts], LABELS).macro_f1
+def _macro_f1(classifier: IntentClassifier, texts: list[str], labels: list[str], speakers: list[str] | None = None) -> float:
+    who = speakers or [None] * len(texts)
+    return evaluate(labels, [classifier.classify(t, s).label for t, s in zip(texts, who)], LABELS).macro_f1
 
 
 def test_model_was_trained_on_the_committed_data() -> None:
@@ -54,6 +57,13 @@ def test_heldout_clean_text(classifier: IntentClassifier) -> None:
     assert _macro_f1(classifier, [e.text for e in held], [e.label for e in held]) >= HELDOUT_CLEAN_FLOOR
 
 
+def test_heldout_clean_text_with_speaker(classifier: IntentClassifier) -> None:
+    held = [e for e in read_examples(DATA / "utterances.tsv") if is_heldout(e.id)]
+    assert {e.speaker for e in held} == {"buyer", "rep"}
+    figure = _macro_f1(classifier, [e.text for e in held], [e.label for e in held], [e.speaker for e in held])
+    assert figure >= HELDOUT_CLEAN_SPEAKER_FLOOR
+
+
 def test_heldout_recogniser_transcripts(classifier: IntentClassifier) -> None:
     transcripts = read_transcripts(DATA / "asr_transcripts.tsv")
     pairs = [(t, e.label) for e in read_examples(DATA / "utterances.tsv") if is_heldout(e.id) for t in transcripts.get(e.id, [])]
@@ -61,19 +71,20 @@ def test_heldout_recogniser_transcripts(classifier: IntentClassifier) -> None:
     assert _macro_f1(classifier, [t for t, _ in pairs], [label for _, label in pairs]) >= HELDOUT_ASR_FLOOR
 
 
-def _dev_macro_f1(classifier: IntentClassifier, corpus_dir: Path) -> float:
+def _dev_macro_f1(classifier: IntentClassifier, corpus_dir: Path, with_speaker: bool = False) -> float:
     dev = read_examples(corpus_dir / "utterances.tsv")
     assert len(dev) == 120
-    return _macro_f1(classifier, [e.text for e in dev], [e.label for e in dev])
+    speakers = [e.speaker for e in dev] if with_speaker else None
+    return _macro_f1(classifier, [e.text for e in dev], [e.label for e in dev], speakers)
 
 
 def test_dev_corpus_utterances_no_regression(classifier: IntentClassifier, corpus_dir: Path) -> None:
     assert _dev_macro_f1(classifier, corpus_dir) >= DEV_FLOOR
 
 
-@pytest.mark.xfail(strict=True, reason="committed model scores 0.82 macro-F1 on the dev corpus; the 0.85 target is open")
 def test_dev_corpus_utterances_meet_the_target(classifier: IntentClassifier, corpus_dir: Path) -> None:
-    assert _dev_macro_f1(classifier, corpus_dir) >= DEV_TARGET
+    # On the box every line comes with its speaker (rep = headset mic, buyer = computer playback).
+    assert _dev_macro_f1(classifier, corpus_dir, with_speaker=True) >= DEV_TARGET
 
 
 def test_no_training_sentence_copies_the_dev_corpus(corpus_dir: Path) -> None:

@@ -165,7 +165,8 @@ def main() -> int:
         print(f"dev corpus not found at {args.corpus}: dev figures skipped", file=sys.stderr)
 
     samples, cpu_samples = latency(classifier, bench_texts, args.rounds)
-    print(f"intent model {classifier.version}: {model_kb:.1f} KB, {len(LABELS)} labels, threshold {classifier.threshold}")
+    print(f"intent model {classifier.version}: {model_kb:.1f} KB, {len(LABELS)} labels, threshold {classifier.threshold}"
+          + "".join(f", {who} {th}" for who, th in sorted(classifier.speaker_thresholds.items())))
     print(f"\n{'set':<44} {'macro-F1':>8} {'accuracy':>8} {'n':>5}")
     for (title, report), key in zip(rows, keys):
         print(f"{title:<44} {report.macro_f1:8.3f} {report.accuracy:8.3f} {int(report.support.sum()):5d}")

@@ -79,6 +79,9 @@ class IntentClassifier:
             calibration = manifest["calibration"]
             self.temperature = float(calibration["temperature"])
             calibrated_threshold = float(calibration["threshold"])
+            # Optional: buyer and rep lines have different label priors, so a manifest may give each
+            # speaker its own cut-off (tools/train_intent.py --speaker-thresholds); else one for all.
+            by_speaker = {str(k): float(v) for k, v in dict(calibration.get("threshold_by_speaker", {})).items()}
             model_file = Path(model_dir) / str(manifest["model_file"])
             expected_sha = str(manifest["model_sha256"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -86,7 +89,11 @@ class IntentClassifier:
         if FALLBACK_LABEL not in self.labels or not math.isfinite(self.temperature) or self.temperature <= 0:
             raise ModelError(f"intent model manifest in {model_dir} has bad labels or calibration")
         self.version = str(manifest.get("version", "?"))
+        if not all(0.0 <= t <= 1.0 for t in (calibrated_threshold, *by_speaker.values())):
+            raise ModelError(f"intent model manifest in {model_dir} has a threshold outside 0..1")
+        # A configured threshold overrides every calibrated one, so it means one thing whoever speaks.
         self.threshold = config.threshold if config.threshold is not None else calibrated_threshold
+        self.speaker_thresholds: dict[str, float] = {} if config.threshold is not None else by_speaker
         try:
             model = model_file.read_bytes()
         except FileNotFoundError:
@@ -148,7 +155,7 @@ class IntentClassifier:
         """Label any text; pass the ``speaker`` ("rep" or "buyer") when known, as the box always does."""
         probs = self.probabilities(text, speaker)
         best = int(np.argmax(probs))
-        if probs[best] < self.threshold:
+        if probs[best] < self.speaker_thresholds.get(speaker or "", self.threshold):
             best = self._fallback
         scores = {label: float(p) for label, p in zip(self.labels, probs)}
         return IntentResult(self.labels[best], float(probs[best]), scores)
