@@ -31,13 +31,16 @@ class TableScorer:
         self.table = table
         self.calls: list[str] = []
 
+    def threshold_for(self, speaker: str | None = None) -> float:
+        return self.threshold
+
     def classify(self, text: str, speaker: str | None = None) -> tuple[str, float, dict[str, float]]:
         self.calls.append(text)
         known = dict(self.table.get(text, {}))
         scores = {label: known.get(label, 0.0) for label in LABELS}
         scores["other"] += 1.0 - sum(scores.values())
         best = max(scores, key=lambda k: scores[k])
-        label = best if scores[best] >= self.threshold else "other"
+        label = best if scores[best] >= self.threshold_for(speaker) else "other"
         return label, scores[label], scores
 
 
@@ -204,3 +207,22 @@ def test_the_coach_gets_the_classifier_behind_the_pipelines_annotator() -> None:
     assert engines.intent is scorer
     assert annotate("too pricey", "buyer") == ("objection_price", 0.9)
     assert Engines(vad_factory=lambda: None, recognizer=None, annotate=lambda t, s: ("other", 1.0)).intent is None  # type: ignore[arg-type,return-value]
+
+
+class BuyerCutOffScorer(TableScorer):
+    """A classifier calibrated with a lower cut-off for lines whose speaker is known."""
+
+    threshold = 0.5  # text-only lines
+
+    def threshold_for(self, speaker: str | None = None) -> float:
+        return 0.3 if speaker == "buyer" else 0.5
+
+
+def test_the_buyers_own_cut_off_applies_after_the_prior(tmp_path: Path) -> None:
+    # 0.4 clears the buyer's calibrated cut-off (0.3) though not the text-only one (0.5).
+    call = Call(_config(tmp_path), BuyerCutOffScorer({"we'd need the board to sign that": {"objection_authority": 0.4, "pain_point": 0.35}}))
+    try:
+        call.buyer(3.5, 7.0, "we'd need the board to sign that")
+        assert [m.kind for m in call.moments()] == ["objection_authority"]
+    finally:
+        call.close()

@@ -220,6 +220,7 @@ def test_per_speaker_thresholds_from_the_manifest(tmp_path: Path) -> None:
     rep_label, rep_confidence, rep_scores = classifier.classify(text, "rep")
     assert rep_confidence == max(rep_scores.values())  # rep cut-off 0.0 never forces a fallback
     assert classifier.classify(text, "someone else").label != "other"  # unknown speaker: the general one
+    assert (classifier.threshold_for("buyer"), classifier.threshold_for("rep"), classifier.threshold_for()) == (1.0, 0.0, 0.0)
 
     # A configured threshold overrides every calibrated one, whoever speaks.
     configured = IntentClassifier(model_dir, IntentConfig(threshold=0.0))

@@ -45,8 +45,7 @@ def _last_sentence(text: str) -> str:
 class IntentScorer(Protocol):
     """The intent classifier as the coach uses it (``firmware.intent.IntentClassifier`` is one)."""
 
-    @property
-    def threshold(self) -> float: ...
+    def threshold_for(self, speaker: str | None = None) -> float: ...
 
     def classify(self, text: str, speaker: str | None = None) -> tuple[str, float, Mapping[str, float]]: ...
 
@@ -191,6 +190,6 @@ class BuyerReader:
         total = sum(weighted.values()) or 1.0
         kind = max(weighted, key=lambda k: weighted[k])
         conf = weighted[kind] / total
-        if conf < self._scorer.threshold:
+        if conf < self._scorer.threshold_for("buyer"):
             return _OTHER, weighted.get(_OTHER, 0.0) / total
         return kind, conf

@@ -151,11 +151,15 @@ class IntentClassifier:
             probs[self._fallback] += buyer_only
         return probs  # type: ignore[no-any-return]
 
+    def threshold_for(self, speaker: str | None = None) -> float:
+        """The confidence below which a line of this ``speaker`` (None: unknown) is ``other``."""
+        return self.speaker_thresholds.get(speaker or "", self.threshold)
+
     def classify(self, text: str, speaker: str | None = None) -> IntentResult:
         """Label any text; pass the ``speaker`` ("rep" or "buyer") when known, as the box always does."""
         probs = self.probabilities(text, speaker)
         best = int(np.argmax(probs))
-        if probs[best] < self.speaker_thresholds.get(speaker or "", self.threshold):
+        if probs[best] < self.threshold_for(speaker):
             best = self._fallback
         scores = {label: float(p) for label, p in zip(self.labels, probs)}
         return IntentResult(self.labels[best], float(probs[best]), scores)
