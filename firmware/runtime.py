@@ -34,15 +34,25 @@ class Engines:
 
     vad_factory: Callable[[], VoiceDetector]
     recognizer: Recognizer
-    annotate: Annotator | None = None
+    # Labels the pipeline's transcripts; the coach re-reads whole buyer turns with it too.
+    intent: IntentClassifier | None = None
 
     @property
-    def intent(self) -> IntentClassifier | None:
-        """The classifier behind ``annotate``, for the coach to re-read whole buyer turns with."""
-        return getattr(self.annotate, "classifier", None)
+    def annotate(self) -> Annotator | None:
+        """The pipeline's annotator: the classifier's label and confidence for each transcript."""
+        classifier = self.intent
+        if classifier is None:
+            return None
+
+        def annotate(text: str, speaker: str) -> tuple[str, float]:
+            result = classifier.classify(text, speaker)
+            return result[0], result[1]
+
+        return annotate
 
 
 def load_engines(config: Config) -> Engines:
+    from firmware.intent import load_classifier
     from firmware.provision.manifest import load_manifest
 
     models_dir = config.paths.resolve(config.paths.models_dir)
@@ -53,25 +63,8 @@ def load_engines(config: Config) -> Engines:
     return Engines(
         vad_factory=lambda: SileroVad(vad_path, config.speech.vad),
         recognizer=recognizer,
-        annotate=_load_annotator(config, models_dir),
+        intent=load_classifier(models_dir, config.intent),
     )
-
-
-def _load_annotator(config: Config, models_dir: Path) -> Annotator:
-    from firmware.intent import load_classifier
-
-    return _ClassifierAnnotator(load_classifier(models_dir, config.intent))
-
-
-class _ClassifierAnnotator:
-    """The pipeline's annotator: the classifier's label and confidence (it keeps the classifier)."""
-
-    def __init__(self, classifier: IntentClassifier) -> None:
-        self.classifier = classifier
-
-    def __call__(self, text: str, speaker: str) -> tuple[str, float]:
-        result = self.classifier.classify(text, speaker)
-        return result[0], result[1]
 
 
 class CallSink(Protocol):

@@ -198,15 +198,14 @@ def test_reading_settings_are_checked() -> None:
             CoachConfig(reading=ReadingConfig(**bad))  # type: ignore[arg-type]
 
 
-def test_the_coach_gets_the_classifier_behind_the_pipelines_annotator() -> None:
-    from firmware.runtime import Engines, _ClassifierAnnotator
+def test_the_pipelines_annotator_and_the_coach_read_with_one_classifier(tmp_path: Path) -> None:
+    from firmware.runtime import Engines
 
     scorer = TableScorer({"too pricey": {"objection_price": 0.9}})
-    annotate = _ClassifierAnnotator(scorer)  # type: ignore[arg-type]
-    engines = Engines(vad_factory=lambda: None, recognizer=None, annotate=annotate)  # type: ignore[arg-type,return-value]
-    assert engines.intent is scorer
-    assert annotate("too pricey", "buyer") == ("objection_price", 0.9)
-    assert Engines(vad_factory=lambda: None, recognizer=None, annotate=lambda t, s: ("other", 1.0)).intent is None  # type: ignore[arg-type,return-value]
+    engines = Engines(vad_factory=lambda: None, recognizer=None, intent=scorer)  # type: ignore[arg-type,return-value]
+    assert engines.annotate is not None
+    assert engines.annotate("too pricey", "buyer") == ("objection_price", 0.9)
+    assert Engines(vad_factory=lambda: None, recognizer=None).annotate is None  # type: ignore[arg-type,return-value]
 
 
 class BuyerCutOffScorer(TableScorer):
