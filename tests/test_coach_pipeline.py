@@ -34,31 +34,14 @@ class Replayed:
     log_text: str
 
 
-def _engines(models_dir: Path):  # type: ignore[no-untyped-def]
-    from firmware.config import Config
-    from firmware.errors import ModelError
-    from firmware.runtime import Engines, load_engines
-
-    try:
-        return load_engines(Config())
-    except ModelError:
-        # No intent model yet: the same VAD and recogniser, no annotator.
-        import firmware.runtime as runtime
-
-        original = runtime._load_annotator
-        runtime._load_annotator = lambda config, models: None  # type: ignore[assignment,return-value]
-        try:
-            engines: Engines = load_engines(Config())
-        finally:
-            runtime._load_annotator = original
-        return engines
 
 
 @pytest.fixture(scope="module")
 def replayed(corpus_dir: Path, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Replayed]:
-    from firmware.runtime import CallSession
+    from firmware.config import Config
+    from firmware.runtime import CallSession, load_engines
 
-    engines = _engines(models_dir)
+    engines = load_engines(Config())
     out = []
     for wav in sorted((corpus_dir / "calls").glob("*.wav")):
         box_dir = tmp_path_factory.mktemp(wav.stem)

@@ -44,6 +44,7 @@ from firmware.coach.truth import TruthCall, drive, load_truth  # noqa: E402
 from firmware.config import Config, PathsConfig, load_config  # noqa: E402
 from firmware.cues.pins import make_pin_factory  # noqa: E402
 from firmware.events import Event, Partial, Utterance  # noqa: E402
+from firmware.intent.classifier import IntentClassifier  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 
@@ -120,7 +121,7 @@ def _tape_event(tape: list[dict[str, object]], event: Event) -> None:
         tape.append({"e": event.type, **{f.name: getattr(event, f.name) for f in dataclasses.fields(event)}})
 
 
-def run_recorded(wav: Path, tape_path: Path, config: Config, annotate: object) -> list[Event]:
+def run_recorded(wav: Path, tape_path: Path, config: Config, classifier: IntentClassifier) -> list[Event]:
     """The coach alone, fed exactly what a lockstep replay fed it: per frame the audio, the
     transcripts published while the pipeline took that frame, then the frame's activity. Texts are
     classified again, so a new intent model is measured without running the recogniser."""
@@ -132,7 +133,7 @@ def run_recorded(wav: Path, tape_path: Path, config: Config, annotate: object) -
     events: list[Event] = []
     box = CoachBox(config, pin_factory=make_pin_factory("mock"))
     try:
-        coach = box.start_call(events.append, intent=getattr(annotate, "classifier", None))
+        coach = box.start_call(events.append, intent=classifier)
         items = iter(tape)
         now = 0.0
 
@@ -141,7 +142,7 @@ def run_recorded(wav: Path, tape_path: Path, config: Config, annotate: object) -
                 if "a" in item:
                     return item["a"]  # type: ignore[return-value]
                 cls = Partial if item.pop("e") == "partial" else Utterance
-                label, confidence = annotate(item["text"], item["speaker"])  # type: ignore[operator]
+                label, confidence, _ = classifier.classify(item["text"], item["speaker"])
                 event = cls(**{**item, "intent": label, "confidence": confidence})
                 events.append(event)
                 coach.on_event(event)
@@ -234,7 +235,7 @@ def main() -> int:
     speed = None if args.speed == "max" else float(args.speed)
     base = load_config(args.config) if args.config else Config()
     engines = None
-    annotate = None
+    classifier = None
     if args.source == "replay":
         from firmware.runtime import load_engines
 
@@ -242,12 +243,12 @@ def main() -> int:
         if args.record is not None:
             args.record.mkdir(parents=True, exist_ok=True)
     elif args.source == "recorded":
-        from firmware.runtime import _load_annotator
+        from firmware.intent import load_classifier
 
         if args.record is None:
             print("bench_coach: --source recorded needs --record DIR", file=sys.stderr)
             return 2
-        annotate = _load_annotator(base, base.paths.resolve(base.paths.models_dir))
+        classifier = load_classifier(base.paths.resolve(base.paths.models_dir), base.intent)
     results = []
     for path in paths:
         call = load_truth(path)
@@ -257,7 +258,7 @@ def main() -> int:
             if args.source == "truth":
                 events = run_truth(call, config, args.delay)
             elif args.source == "recorded":
-                events = run_recorded(path.with_suffix(".wav"), args.record / f"{path.stem}.jsonl", config, annotate)
+                events = run_recorded(path.with_suffix(".wav"), args.record / f"{path.stem}.jsonl", config, classifier)
             else:
                 tape = args.record / f"{path.stem}.jsonl" if args.record is not None else None
                 events = run_replay(path.with_suffix(".wav"), config, engines, speed, tape)
