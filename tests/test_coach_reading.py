@@ -225,3 +225,72 @@ def test_the_buyers_own_cut_off_applies_after_the_prior(tmp_path: Path) -> None:
         assert [m.kind for m in call.moments()] == ["objection_authority"]
     finally:
         call.close()
+
+
+TORN = {"we could wait, or it just costs too much": {"objection_timing": 0.42, "objection_price": 0.38}}
+
+
+@pytest.mark.parametrize(("margin", "expected"), [(0.0, ["objection_timing"]), (0.1, [])])
+def test_a_reading_torn_between_two_kinds_raises_nothing_under_the_margin_bar(
+    tmp_path: Path, margin: float, expected: list[str]
+) -> None:
+    call = Call(_config(tmp_path, min_margin=margin, final_min_confidence=0.0), TableScorer(TORN))
+    try:
+        call.buyer(3.5, 7.0, "we could wait, or it just costs too much")
+        assert [m.kind for m in call.moments()] == expected
+    finally:
+        call.close()
+
+
+def test_the_margin_counts_other_as_a_runner_up(tmp_path: Path) -> None:
+    # 0.40 objection_need against 0.37 other (the rest): a clear kind among intents, but barely a moment.
+    scorer = TableScorer({"we manage fine": {"objection_need": 0.40, "pain_point": 0.23}})
+    call = Call(_config(tmp_path, min_margin=0.1, final_min_confidence=0.0), scorer)
+    try:
+        call.buyer(3.5, 7.0, "we manage fine")
+        assert call.moments() == []
+    finally:
+        call.close()
+
+
+@pytest.mark.parametrize(("bar", "expected"), [(0.0, ["objection_price"]), (0.45, [])])
+def test_a_final_transcript_alone_must_reach_the_final_bar(tmp_path: Path, bar: float, expected: list[str]) -> None:
+    scorer = TableScorer({"that is more than we budgeted": {"objection_price": 0.4, "objection_timing": 0.2, "pain_point": 0.15}})
+    call = Call(_config(tmp_path, final_min_confidence=bar, min_margin=0.0), scorer)
+    try:
+        call.buyer(3.5, 7.0, "that is more than we budgeted")
+        assert [m.kind for m in call.moments()] == expected
+    finally:
+        call.close()
+
+
+@pytest.mark.parametrize(("bar", "expected"), [(0.4, ["objection_need"]), (0.5, [])])
+def test_the_turn_read_whole_must_reach_the_turn_bar(tmp_path: Path, bar: float, expected: list[str]) -> None:
+    scorer = TableScorer({
+        "I'll be honest": {"objection_need": 0.2},
+        "nobody here would use it": {"objection_need": 0.3},
+        "I'll be honest nobody here would use it": {"objection_need": 0.45, "pain_point": 0.2},
+    })  # fmt: skip
+    call = Call(_config(tmp_path, turn_min_confidence=bar, final_min_confidence=0.0, min_margin=0.0), scorer)
+    try:
+        call.buyer(3.0, 4.0, "I'll be honest")
+        call.buyer(4.5, 7.0, "nobody here would use it")
+        assert [m.kind for m in call.moments()] == expected
+    finally:
+        call.close()
+
+
+def test_a_battlecard_competitor_named_outright_clears_every_bar(tmp_path: Path) -> None:
+    scorer = TableScorer({"we mostly live in HubSpot": {"competitor_mention": 0.35, "pain_point": 0.33}})
+    call = Call(_config(tmp_path, final_min_confidence=0.6, min_margin=0.3), scorer)
+    try:
+        call.buyer(3.5, 7.0, "we mostly live in HubSpot")
+        assert [m.kind for m in call.moments()] == ["competitor_mention"]
+    finally:
+        call.close()
+
+
+def test_the_coachs_bars_are_checked() -> None:
+    for bad in ({"final_min_confidence": 1.2}, {"turn_min_confidence": -0.1}, {"min_margin": 2.0}):
+        with pytest.raises(ValueError, match="reading"):
+            CoachConfig(reading=ReadingConfig(**bad))  # type: ignore[arg-type]

@@ -79,6 +79,12 @@ class ReadingConfig:
     context_prior_weight: float = 3.0
     # The answer must start within this long of the rep's line.
     context_window_s: float = 8.0
+    # The coach's own bar on top of the classifier's cut-off (see firmware/coach/reading.py): the
+    # least probability for a final transcript read alone and for the turn read whole, and the least
+    # lead of the winning kind over the runner-up (other included; needs the classifier's scores).
+    final_min_confidence: float = 0.0
+    turn_min_confidence: float = 0.0
+    min_margin: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,9 @@ class CoachConfig:
         r = self.reading
         if not 0.0 <= r.partial_sure_confidence <= 1.0:
             raise ValueError("reading.partial_sure_confidence must be within [0, 1]")
+        for name in ("final_min_confidence", "turn_min_confidence", "min_margin"):
+            if not 0.0 <= getattr(r, name) <= 1.0:
+                raise ValueError(f"reading.{name} must be within [0, 1]")
         if r.turn_max_gap_s < 0 or r.context_window_s < 0 or r.context_prior_weight <= 0:
             raise ValueError("reading: turn_max_gap_s and context_window_s must be >= 0, context_prior_weight > 0")
         if len(set(d.channels)) != len(d.channels):

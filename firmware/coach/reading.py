@@ -17,6 +17,11 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
   ``context_prior_weight`` before the classifier's own threshold is applied again. This needs the
   classifier's scores, so it applies only when the coach is given the classifier (``scorer``);
   without it the transcripts' own labels are used as they are.
+- The coach's own bar: the classifier's cut-off is calibrated for labelling single sentences, not
+  for interrupting a rep. A final transcript read alone must reach ``final_min_confidence``, the
+  turn read whole ``turn_min_confidence``, and the winning kind must lead the runner-up (``other``
+  included) by ``min_margin``: a reading torn between two kinds is as often the wrong kind as a
+  moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ class BuyerReader:
     ) -> None:
         self._cfg = config
         self._min_confidence = delivery.min_confidence
+        self._final_floor = max(delivery.min_confidence, config.final_min_confidence)
+        self._turn_floor = max(delivery.min_confidence, config.turn_min_confidence)
         self._partial_min_confidence = delivery.partial_min_confidence
         self._competitor_in = competitor_in
         self._rep_onset_between = rep_onset_between
@@ -108,7 +115,7 @@ class BuyerReader:
     # -- the buyer -----------------------------------------------------------------------------
     def read_partial(self, p: Partial) -> list[Reading]:
         turn = self._enter(p.start, p.end)
-        reading = self._read(p.text, p.intent, p.confidence, self._context(turn))
+        reading = self._read(p.text, p.intent, p.confidence, self._context(turn), self._min_confidence)
         before = self._partials.get(p.start)
         self._partials[p.start] = reading
         if reading is None or reading.kind in turn.raised:
@@ -129,9 +136,9 @@ class BuyerReader:
         turn = self._enter(u.start, u.end)
         self._partials.pop(u.start, None)
         context = self._context(turn)
-        readings = [self._read(u.text, u.intent, u.confidence, context)]
+        readings = [self._read(u.text, u.intent, u.confidence, context, self._final_floor)]
         if self._scorer is not None and turn.texts:
-            readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context))
+            readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context, self._turn_floor))
         turn.texts.append(u.text)
         new: list[Reading] = []
         watch: list[str] = []
@@ -169,27 +176,36 @@ class BuyerReader:
         end, invited = max(before, key=lambda line: line[0])
         return invited if turn.start - end <= self._cfg.context_window_s else frozenset()
 
-    def _read(self, text: str, intent: str | None, confidence: float | None, context: frozenset[str]) -> Reading | None:
+    def _read(
+        self, text: str, intent: str | None, confidence: float | None, context: frozenset[str], floor: float
+    ) -> Reading | None:
+        """What ``text`` raises, if the reading clears ``floor`` (and, with scores, the margin)."""
+        clear = True
         if self._scorer is not None:
-            kind, conf = self._decide(self._scorer.classify(text, "buyer")[2], context)
+            kind, conf, margin = self._decide(self._scorer.classify(text, "buyer")[2], context)
+            clear = margin >= self._cfg.min_margin
         else:
             kind, conf = intent or _OTHER, confidence if confidence is not None else 0.0
+        clear = clear and kind in INTENT_KINDS and conf >= floor
         named = self._competitor_in(text)
-        if named is not None and (kind not in INTENT_KINDS or conf < self._min_confidence):
+        if named is not None and not clear:
             # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
-            kind, conf = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE
-        if kind not in INTENT_KINDS or conf < self._min_confidence:
+            kind, conf, clear = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE, True
+        if not clear:
             return None
         return Reading(kind, conf, named if kind == "competitor_mention" else None)
 
-    def _decide(self, scores: Mapping[str, float], context: frozenset[str]) -> tuple[str, float]:
-        """The classifier's decision, after weighing in what the rep's question invited."""
+    def _decide(self, scores: Mapping[str, float], context: frozenset[str]) -> tuple[str, float, float]:
+        """The classifier's decision after weighing in what the rep's question invited: the kind, its
+        probability, and its lead over the runner-up."""
         assert self._scorer is not None
         weight = self._cfg.context_prior_weight
         weighted = {k: p * (weight if k in context else 1.0) for k, p in scores.items()}
         total = sum(weighted.values()) or 1.0
+        ranked = sorted(weighted.values(), reverse=True)
         kind = max(weighted, key=lambda k: weighted[k])
         conf = weighted[kind] / total
+        margin = (ranked[0] - (ranked[1] if len(ranked) > 1 else 0.0)) / total
         if conf < self._scorer.threshold_for("buyer"):
-            return _OTHER, weighted.get(_OTHER, 0.0) / total
-        return kind, conf
+            return _OTHER, weighted.get(_OTHER, 0.0) / total, margin
+        return kind, conf, margin
