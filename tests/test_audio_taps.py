@@ -12,7 +12,7 @@ import pytest
 
 from firmware.audio.callstate import CallDetector, read_state, wait_until_idle, write_state
 from firmware.audio.frames import FRAME_SAMPLES
-from firmware.audio.taps import PACKET_BYTES, Decimator, TapReader, TapWriter, decode_packet
+from firmware.audio.taps import PACKET_BYTES, Decimator, TapReader, TapWriter, as_bytes, decode_packet
 from firmware.errors import AudioDeviceError, EventSchemaError
 from firmware.events import CallState, parse_event
 
@@ -24,8 +24,15 @@ def tone(freq: float, n: int, amp: float = 0.5) -> np.ndarray:
 
 
 def decimate(signal: np.ndarray, block: int = 96) -> np.ndarray:
-    dec = Decimator(RATE, block)
-    return np.concatenate([dec.process(signal[i : i + block]).copy() for i in range(0, len(signal), block)])
+    """One row through the tap decimator, a block at a time, each output taken as soon as it is complete."""
+    dec = Decimator(RATE, 4 * block)
+    pieces = []
+    for i in range(0, len(signal), block):
+        dec.push(0, as_bytes(signal[i : i + block]))
+        out = np.zeros((1, dec.pending(0) // 3), dtype=np.float32)
+        dec.emit(out)
+        pieces.append(out[0])
+    return np.concatenate(pieces)
 
 
 def test_decimator_keeps_speech_band_and_rejects_what_would_alias() -> None:
@@ -43,6 +50,49 @@ def test_decimator_keeps_speech_band_and_rejects_what_would_alias() -> None:
 def test_decimator_output_does_not_depend_on_block_size() -> None:
     signal = np.random.default_rng(1).standard_normal(9600).astype(np.float32)
     np.testing.assert_allclose(decimate(signal, 96), decimate(signal, 960), atol=1e-6)
+
+
+def test_both_sides_decimate_together_exactly_as_the_filter_defines(tmp_path: Path) -> None:
+    # Sides arrive in different block sizes and one runs ahead; frames are decimated jointly,
+    # a frame at a time, while the buffer compacts many times: every output must still be
+    # the low-pass filter applied to that side's own stream and kept every third sample.
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((2, 48000)).astype(np.float32)
+    dec = Decimator(RATE, 4800, rows=2)
+    kernel = dec._kernel.astype(np.float64)
+    outs: list[np.ndarray] = []
+    ia = ib = 0
+    while ia < len(a) or ib < len(b):
+        if ia < len(a):
+            dec.push(0, as_bytes(a[ia : ia + 96]))
+            ia += 96
+        if ib < len(b) and ia > 3000:  # the second side starts late, in other blocks
+            dec.push(1, as_bytes(b[ib : ib + 104]))
+            ib += 104
+        while dec.pending(0) >= 960 and dec.pending(1) >= 960:
+            out = np.zeros((2, 320), dtype=np.float32)
+            dec.emit(out)
+            outs.append(out)
+    got = np.concatenate(outs, axis=1)
+    for row, signal in enumerate((a, b)):
+        full = np.convolve(np.concatenate([np.zeros(48), signal]).astype(np.float64), kernel[::-1], mode="valid")
+        expected = full[::3][: got.shape[1]]
+        np.testing.assert_allclose(got[row], expected, atol=2e-5)
+    assert got.shape[1] >= 15000 and dec._compactions >= 5
+
+
+def test_a_side_far_ahead_keeps_its_newest_samples() -> None:
+    dec = Decimator(RATE, 960, rows=2)
+    ramp = np.arange(3000, dtype=np.float32)
+    for i in range(0, 3000, 100):  # the other side never arrives and nobody emits
+        dec.push(0, as_bytes(ramp[i : i + 100]))
+    assert dec.pending(0) == 960 and dec.pending(1) == 0
+    dec.pad(1, 960)
+    out = np.zeros((2, 320), dtype=np.float32)
+    dec.emit(out)
+    # the kept samples are the newest 960 (2040..2999): their filtered level, not the oldest
+    # (output i is centred on pending sample 3 i - 24: the 49-tap filter delays by 24)
+    assert out[0, -1] == pytest.approx(2040 + 3 * 319 - 24, abs=1.0) and not out[1].any()
 
 
 def test_frames_reach_the_reader_in_order(tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ class Bridge:
             DeviceSlot(self.devices.headset_capture, **backoff),
             DeviceSlot(self.devices.host_playback, **backoff),
             config,
-            on_captured=self.tap_writer.add_rep if self.tap_writer else None,
+            on_captured=self.tap_writer.push_rep if self.tap_writer else None,
             measure_speech=self.tap_writer is None,
         )
         self.buyer = Leg(
@@ -152,7 +152,7 @@ class Bridge:
             DeviceSlot(self.devices.host_capture, **backoff),
             DeviceSlot(self.devices.headset_playback, **backoff),
             config,
-            on_captured=self.tap_writer.add_buyer if self.tap_writer else None,
+            on_captured=self.tap_writer.push_buyer if self.tap_writer else None,
             measure_speech=self.tap_writer is None,
         )
         # With taps, speech is measured on each 20 ms tap frame (already decimated, two dot
@@ -264,9 +264,9 @@ class Bridge:
             scratch.commit(cycle * 3)
             resampler.pull(scratch, ratio, out)
         writer = TapWriter(Path("/nonexistent/parallax-warm-up.sock"), self.config.rate_hz)
-        block = np.zeros(writer.block, dtype=np.float32)
-        writer.add_rep(block)
-        writer.add_buyer(block)
+        block = memoryview(np.zeros(writer.block, dtype=np.float32)).cast("B")
+        writer.push_rep(block)
+        writer.push_buyer(block)
         writer.flush(call_id=0, call_t0=0.0)
         writer.close()
 

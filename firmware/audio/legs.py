@@ -88,7 +88,7 @@ class Leg:
         capture: DeviceSlot,
         playback: DeviceSlot,
         config: BridgeConfig,
-        on_captured: Callable[[F32], None] | None = None,
+        on_captured: Callable[[memoryview], None] | None = None,
         measure_speech: bool = True,
     ) -> None:
         self.name = name
@@ -124,6 +124,7 @@ class Leg:
         self._raw_bytes = memoryview(self._raw).cast("B")
         self._frame_bytes = SAMPLE_BYTES * config.channels
         self._mono = np.zeros(config.period_frames * MAX_READS_PER_CYCLE, dtype=np.float32)
+        self._mono_bytes = memoryview(self._mono).cast("B")
         self._out = np.zeros(max_write, dtype=np.float32)  # the resampler writes the playback's samples here
         self._out_pairs = np.zeros((max_write, 2), dtype=np.float32)
         self._primed = False
@@ -194,7 +195,8 @@ class Leg:
         return captured
 
     def _read(self, now: float, ready: int) -> int:
-        """Read ``ready`` whole periods into the FIFO; the cycle's block goes to the taps once."""
+        """Read ``ready`` whole periods into the FIFO; the cycle's block goes to the taps once
+        (as float32 bytes)."""
         device = self.capture.device
         reads = ready if ready < self.max_reads else self.max_reads
         raw = self.fifo.space(reads * self.period) if self.channels == 1 else self._raw_bytes
@@ -216,13 +218,16 @@ class Leg:
         total = offset // self._frame_bytes
         if total:
             if self.channels == 1:
-                block = self.fifo.commit(total)
+                self.fifo.commit(total)
+                captured = raw[:offset]  # the FIFO's own bytes: the taps copy them with no numpy call
             else:
-                block = self.fifo.push(self._downmix(self._raw[: 2 * total], total))
+                self.fifo.push(self._downmix(self._raw[: 2 * total], total))
+                captured = self._mono_bytes[: 4 * total]
             if self.measure_speech:
+                block = np.frombuffer(captured, dtype=np.float32)
                 self.cycle_mean_square = float(np.dot(block, block)) / total
             if self._on_captured is not None:
-                self._on_captured(block)
+                self._on_captured(captured)
             self.frames_in += total
         return total
 

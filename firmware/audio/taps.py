@@ -11,6 +11,7 @@ the same path and the next frame reaches it.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import queue
@@ -39,12 +40,19 @@ FLAG_CALL_ACTIVE = 1
 FLAG_REP_PRESENT = 2
 FLAG_BUYER_PRESENT = 4
 PACKET_BYTES = HEADER.size + 2 * FRAME_SAMPLES * 4
+REP_ROW, BUYER_ROW = 0, 1  # the decimator's rows, in the datagram's order
 
 
 class Decimator:
-    """Integer-factor low-pass decimation to 16 kHz with state carried across periods."""
+    """Integer-factor low-pass decimation to 16 kHz of ``rows`` streams, state carried across blocks.
 
-    def __init__(self, in_rate_hz: int, max_block: int, gain: float = 1.0) -> None:
+    Each stream is pushed on its own (as raw float32 bytes: a memoryview copy, no numpy call)
+    and all are decimated together, so a frame of both tap sides costs one einsum. The rows
+    live in one linear buffer read from ``_start``; it is compacted only when a push reaches
+    its end (every few frames), not shifted on every output.
+    """
+
+    def __init__(self, in_rate_hz: int, capacity: int, *, rows: int = 1, gain: float = 1.0) -> None:
         if in_rate_hz % ANALYSIS_RATE_HZ:
             raise ValueError(f"cannot decimate {in_rate_hz} Hz to {ANALYSIS_RATE_HZ} Hz by an integer")
         self.factor = in_rate_hz // ANALYSIS_RATE_HZ
@@ -54,59 +62,78 @@ class Decimator:
         kernel = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
         # a gain rides on the kernel for free
         self._kernel = (kernel / kernel.sum() * gain).astype(np.float32)
-        self._history = np.zeros(taps - 1 + max_block + self.factor, dtype=np.float32)
-        # Output i is the dot product of the kernel with history[factor * i : ... + taps]:
-        # one strided matrix-vector product computes only the samples kept (a full-rate
-        # convolution would compute ``factor`` times as many and throw most away). It is an
-        # einsum, never np.dot: a BLAS gemv this size runs on OpenBLAS's worker threads, and
-        # a real-time thread spinning on ordinary ones that a busy box does not schedule
-        # stalls for tens of ms.
-        self._windows = np.lib.stride_tricks.sliding_window_view(self._history, taps)[:: self.factor]
-        self._held = taps - 1  # end of the samples in _history: the filter's history, then pending ones
         self._taps = taps
-        self.capacity = max_block  # pending samples it can hold
-        self._out = np.zeros(max_block // self.factor + 1, dtype=np.float32)
+        self.capacity = capacity  # pending samples a row can hold
+        # room for the filter's history, a full row of pending samples and as much again
+        # before the buffer needs compacting
+        self._history = np.zeros((rows, taps - 1 + 2 * capacity), dtype=np.float32)
+        self._rows = [memoryview(self._history[r]).cast("B") for r in range(rows)]
+        # Output i is the dot product of the kernel with history[start + factor * i : ... + taps]:
+        # one strided product computes only the samples kept (a full-rate convolution would
+        # compute ``factor`` times as many and throw most away). It is an einsum, never np.dot
+        # or matmul: a BLAS call this size runs on OpenBLAS's worker threads, and a real-time
+        # thread spinning on ordinary ones that a busy box does not schedule stalls for tens of ms.
+        self._windows = np.lib.stride_tricks.sliding_window_view(self._history, taps, axis=1)[:, :: self.factor]
+        self._start = 0  # first history sample of the next output; a multiple of ``factor``
+        self._held = [taps - 1] * rows  # end of each row's samples: the filter's history, then pending ones
+        self._compactions = 0
 
-    @property
-    def pending(self) -> int:
-        """Samples pushed and not yet decimated."""
-        return self._held - (self._taps - 1)
+    def pending(self, row: int) -> int:
+        """Samples of ``row`` pushed and not yet decimated."""
+        return self._held[row] - self._start - (self._taps - 1)
 
-    def push(self, samples: F32) -> None:
-        """Queue samples; beyond ``capacity`` the oldest pending ones are dropped."""
-        n = len(samples)
-        over = self.pending + n - self.capacity
-        if over > 0:
-            start = self._taps - 1
-            h = self._history
-            h[start : self._held - over] = h[start + over : self._held]
-            self._held -= over
-        self._history[self._held : self._held + n] = samples
-        self._held += n
+    def push(self, row: int, data: memoryview) -> None:
+        """Queue float32 samples given as bytes; beyond ``capacity`` the row's oldest pending ones are dropped."""
+        held = self._held[row]
+        n = len(data) >> 2
+        if held + n > len(self._rows[row]) >> 2:
+            self._compact()
+            held = self._held[row]
+        over = held - self._start - (self._taps - 1) + n - self.capacity
+        if over > 0:  # only if the other row stalls for several frames and nobody flushes
+            if n > self.capacity:
+                data, n = data[4 * (n - self.capacity) :], self.capacity
+                over = held - self._start - (self._taps - 1)
+            first = self._start + self._taps - 1
+            h = self._history[row]
+            h[first : held - over] = h[first + over : held]
+            held -= over
+        self._rows[row][4 * held : 4 * (held + n)] = data
+        self._held[row] = held + n
 
-    def pad(self, n: int) -> None:
-        """Queue ``n`` samples of silence."""
-        self._history[self._held : self._held + n] = 0.0
-        self._held += n
+    def pad(self, row: int, n: int) -> None:
+        """Queue ``n`` samples of silence on ``row``."""
+        held = self._held[row]
+        if held + n > self._history.shape[1]:
+            self._compact()
+            held = self._held[row]
+        self._history[row, held : held + n] = 0.0
+        self._held[row] = held + n
 
     def emit(self, out: F32) -> None:
-        """Decimate the oldest ``len(out) * factor`` pending samples into ``out``."""
-        count = len(out)
-        np.einsum("ij,j->i", self._windows[:count], self._kernel, out=out)
-        consumed = count * self.factor
-        keep = self._held - consumed
-        h = self._history
-        h[:keep] = h[consumed : self._held]
-        self._held = keep
+        """Decimate the oldest ``out.shape[1] * factor`` pending samples of every row into ``out``
+        (rows x count); every row must hold them."""
+        count = out.shape[-1]
+        first = self._start // self.factor
+        np.einsum("rij,j->ri", self._windows[:, first : first + count], self._kernel, out=out)
+        self._start += count * self.factor
 
-    def process(self, block: F32) -> F32:
-        """Return the decimated samples this block completes (a view, valid until the next call)."""
-        self.push(block)
-        count = self.pending // self.factor
-        out = self._out[:count]
-        if count > 0:
-            self.emit(out)
-        return out
+    def _compact(self) -> None:
+        start = self._start
+        if start == 0:
+            return
+        end = max(self._held)
+        self._history[:, : end - start] = self._history[:, start:end]
+        self._held = [held - start for held in self._held]
+        self._start = 0
+        self._compactions += 1
+
+
+def as_bytes(samples: F32 | memoryview) -> memoryview:
+    """float32 samples as the raw bytes :meth:`Decimator.push` takes."""
+    if isinstance(samples, memoryview):
+        return samples
+    return memoryview(np.ascontiguousarray(samples, dtype=np.float32)).cast("B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +157,7 @@ class TapWriter:
     offers the frame to the coach without ever blocking.
 
     Samples arrive as float32 in [-1, 1), the bridge's scale. Decimating once per frame
-    rather than once per cycle keeps the audio thread's per-cycle cost down.
+    rather than once per cycle, and both sides in one call, keeps the audio thread's cost down.
     """
 
     def __init__(self, path: Path, rate_hz: int, *, max_lag_frames: int = 3, input_gain: float = 1.0) -> None:
@@ -139,62 +166,66 @@ class TapWriter:
         self._sock.setblocking(False)
         self._packet = bytearray(PACKET_BYTES)
         self._view = memoryview(self._packet)
-        self._payload = np.frombuffer(self._packet, dtype=np.float32, offset=HEADER.size)
+        # rep then buyer, decimated straight into the datagram
+        self._sides = np.frombuffer(self._packet, dtype=np.float32, offset=HEADER.size).reshape(2, FRAME_SAMPLES)
+        self._mean_squares = np.zeros(2, dtype=np.float32)
         self.block = rate_hz * FRAME_SAMPLES // ANALYSIS_RATE_HZ  # one frame at the bridge rate
         cap = self.block * (max_lag_frames + 2)
         self._max_lag = max_lag_frames * self.block
-        # each side's samples wait in its decimator until both sides have a frame
-        self._rep_dec = Decimator(rate_hz, cap, gain=input_gain)
-        self._buyer_dec = Decimator(rate_hz, cap, gain=input_gain)
-        self._rep_out = self._payload[:FRAME_SAMPLES]
-        self._buyer_out = self._payload[FRAME_SAMPLES:]
+        # each side's samples wait in the decimator until both sides have a frame
+        self._dec = Decimator(rate_hz, cap, rows=2, gain=input_gain)
+        # what the bridge's legs call with each cycle's captured bytes
+        self.push_rep = functools.partial(self._dec.push, REP_ROW)
+        self.push_buyer = functools.partial(self._dec.push, BUYER_ROW)
         self.seq = 0
         self.sent = 0
         self.dropped = 0
         self.dropped_absent = 0
         self.dropped_busy = 0
-        self._rep_present = False
-        self._buyer_present = False
+        self._rep_padded = False
+        self._buyer_padded = False
         # mean square of the louder side of the last frame emitted (full scale 1): the
         # bridge's speech detector reads it once per frame instead of measuring every cycle
         self.frame_mean_square = 0.0
         self._ms_scale = 1.0 / (input_gain * input_gain * FRAME_SAMPLES)
 
-    def add_rep(self, block: F32) -> None:
-        self._rep_dec.push(block)  # only when the other side lags far behind: keeps the newest
-        self._rep_present = True
+    def add_rep(self, block: F32 | memoryview) -> None:
+        self._dec.push(REP_ROW, as_bytes(block))
 
-    def add_buyer(self, block: F32) -> None:
-        self._buyer_dec.push(block)
-        self._buyer_present = True
+    def add_buyer(self, block: F32 | memoryview) -> None:
+        self._dec.push(BUYER_ROW, as_bytes(block))
 
     def flush(self, *, call_id: int, call_t0: float) -> int:
-        """Emit every frame both sides have completed (a stopped side is padded with silence);
-        return how many."""
+        """Emit every frame both sides have completed (a stopped side is padded with silence
+        and marked absent in that frame); return how many."""
         b = self.block
-        rep, buyer = self._rep_dec, self._buyer_dec
-        if rep.pending >= self._max_lag and buyer.pending < b:
-            buyer.pad(b - buyer.pending)
-            self._buyer_present = False
-        if buyer.pending >= self._max_lag and rep.pending < b:
-            rep.pad(b - rep.pending)
-            self._rep_present = False
+        dec = self._dec
+        rep, buyer = dec.pending(REP_ROW), dec.pending(BUYER_ROW)
+        if rep < b or buyer < b:
+            if rep >= self._max_lag and buyer < b:
+                dec.pad(BUYER_ROW, b - buyer)
+                self._buyer_padded = True
+            elif buyer >= self._max_lag and rep < b:
+                dec.pad(REP_ROW, b - rep)
+                self._rep_padded = True
+            else:
+                return 0
         emitted = 0
-        while rep.pending >= b and buyer.pending >= b:
+        while dec.pending(REP_ROW) >= b and dec.pending(BUYER_ROW) >= b:
             self._emit(call_id, call_t0)
             emitted += 1
         return emitted
 
     def _emit(self, call_id: int, call_t0: float) -> None:
         stream_t = self.seq * FRAME_SAMPLES / ANALYSIS_RATE_HZ
-        flags = (FLAG_CALL_ACTIVE if call_id else 0) | (FLAG_REP_PRESENT if self._rep_present else 0)
-        flags |= FLAG_BUYER_PRESENT if self._buyer_present else 0
+        flags = (FLAG_CALL_ACTIVE if call_id else 0) | (0 if self._rep_padded else FLAG_REP_PRESENT)
+        flags |= 0 if self._buyer_padded else FLAG_BUYER_PRESENT
+        self._rep_padded = self._buyer_padded = False
         call_t = stream_t - call_t0 if call_id else 0.0
         HEADER.pack_into(self._packet, 0, MAGIC, self.seq, stream_t, call_id, call_t, flags, FRAME_SAMPLES)
-        rep, buyer = self._rep_out, self._buyer_out
-        self._rep_dec.emit(rep)  # straight into the datagram
-        self._buyer_dec.emit(buyer)
-        rep_ms, buyer_ms = float(np.dot(rep, rep)), float(np.dot(buyer, buyer))
+        sides = self._sides
+        self._dec.emit(sides)
+        rep_ms, buyer_ms = np.einsum("ri,ri->r", sides, sides, out=self._mean_squares).tolist()
         self.frame_mean_square = (rep_ms if rep_ms > buyer_ms else buyer_ms) * self._ms_scale
         self.seq += 1
         try:
