@@ -140,6 +140,38 @@ def test_absent_coach_costs_a_counted_drop_never_an_exception(tmp_path: Path) ->
     writer.close()
 
 
+def test_writer_follows_a_coach_that_dies_and_binds_the_path_again(tmp_path: Path) -> None:
+    path = tmp_path / "taps.sock"
+    writer = TapWriter(path, RATE)
+    block = np.zeros(960, dtype=np.float32)
+
+    def frame() -> None:
+        writer.add_rep(block)
+        writer.add_buyer(block)
+        writer.flush(call_id=0, call_t0=0.0)
+
+    def coach() -> socket.socket:
+        path.unlink(missing_ok=True)  # as TapReader does with a killed coach's file
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(str(path))
+        s.setblocking(False)
+        return s
+
+    first = coach()
+    frame()
+    assert decode_packet(first.recv(PACKET_BYTES)).seq == 0
+    first.close()  # killed: the writer's peer is dead, its file left behind
+    frame()
+    frame()
+    assert writer.dropped == writer.dropped_absent == 2
+    second = coach()
+    frame()  # the very next frame reaches the new coach
+    assert decode_packet(second.recv(PACKET_BYTES)).seq == 3
+    assert writer.sent == 2 and writer.dropped == 2
+    second.close()
+    writer.close()
+
+
 def test_slow_coach_fills_its_queue_and_the_writer_drops(tmp_path: Path) -> None:
     path = tmp_path / "taps.sock"
     coach = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # bound, never read: a hung coach

@@ -1,11 +1,12 @@
 """Call-audio taps: the bridge's non-blocking writer and the coach's reader.
 
 The bridge decimates each direction to 16 kHz mono and sends one 20 ms datagram per frame
-(rep and buyer together) to a Unix datagram socket the coach binds. ``sendto`` is issued with
-``MSG_DONTWAIT`` on a socket that is never connected: a slow coach (full receive queue), an
-absent one (no socket file) or a crashed one (stale file, ECONNREFUSED) costs a dropped,
-counted frame and a few microseconds, never a blocked audio thread. A restarted coach binds
-the same path and the next frame reaches it.
+(rep and buyer together) to a Unix datagram socket the coach binds. The writer connects to
+that path once (so the kernel resolves it once, not per frame) and sends with
+``MSG_DONTWAIT``: a slow coach (full receive queue), an absent one (no socket file) or a
+crashed one (stale file or dead peer, ECONNREFUSED) costs a dropped, counted frame and a few
+microseconds, never a blocked audio thread. After a refusal the writer connects again with the
+next frame, so a restarted coach that binds the same path receives the next frame.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ FLAG_REP_PRESENT = 2
 FLAG_BUYER_PRESENT = 4
 PACKET_BYTES = HEADER.size + 2 * FRAME_SAMPLES * 4
 REP_ROW, BUYER_ROW = 0, 1  # the decimator's rows, in the datagram's order
+# the coach is not there: no socket file, a stale one (killed coach), a dead peer, no access
+ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.ENOTSOCK, errno.EACCES})
 
 
 class Decimator:
@@ -161,7 +164,8 @@ class TapWriter:
     """
 
     def __init__(self, path: Path, rate_hz: int, *, max_lag_frames: int = 3, input_gain: float = 1.0) -> None:
-        self.path = str(path)
+        self._path = str(path)
+        self._connected = False
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._packet = bytearray(PACKET_BYTES)
@@ -229,17 +233,36 @@ class TapWriter:
         self.frame_mean_square = (rep_ms if rep_ms > buyer_ms else buyer_ms) * self._ms_scale
         self.seq += 1
         try:
-            self._sock.sendto(self._view, socket.MSG_DONTWAIT, self.path)
+            if not self._connected:
+                self._sock.connect(self._path)  # resolves the path once, not on every frame
+                self._connected = True
+            self._sock.send(self._view, socket.MSG_DONTWAIT)
             self.sent += 1
         except (BlockingIOError, InterruptedError):
             self.dropped += 1
             self.dropped_busy += 1
         except OSError as exc:
             self.dropped += 1
-            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK, errno.EACCES):
+            if exc.errno in ABSENT_ERRNOS:
+                # the coach is gone (a dead peer refuses and disconnects us) or was never
+                # there: look the path up again with the next frame, where a restarted
+                # coach may have bound it
+                self._connected = False
                 self.dropped_absent += 1
             else:
                 self.dropped_busy += 1
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @path.setter
+    def path(self, path: str) -> None:
+        # a datagram socket cannot be disconnected portably: a fresh one for the new path
+        self._sock.close()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._path, self._connected = str(path), False
 
     @property
     def stream_t(self) -> float:
