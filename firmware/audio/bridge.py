@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from time import perf_counter_ns
 from pathlib import Path
 from typing import Protocol
 
@@ -191,33 +192,45 @@ class Bridge:
     # --- the cycle ----------------------------------------------------------------------
     def cycle(self) -> None:
         """Sleep until this cycle is due, then one cycle of work."""
-        self._pace()
-        start = time.perf_counter_ns()
+        clock = self.clock
+        # Deadlines on the monotonic clock, so sleeping's own overshoot never accumulates.
+        now = clock.now()
+        due = now if self._due is None else self._due
+        delay = due - now
+        if delay > 0:
+            clock.sleep(delay)
+            now = clock.now()
+        elif delay < -self._cycle_s:
+            due = now  # far behind (a stall): carry on from now rather than in a burst
+        self._due = due + self._cycle_s
+        start = perf_counter_ns()
+        cycles = self.cycles
         if self._last_start_ns:
             gap = start - self._last_start_ns
-            self._gap_ns[self.cycles & RING_MASK] = gap
+            self._gap_ns[cycles & RING_MASK] = gap
             if gap > self._late_ns:
                 self.late_cycles += 1
             if gap > self.max_cycle_gap_ns:
                 self.max_cycle_gap_ns = gap
         self._last_start_ns = start
-        now = self.clock.now()
-        self.rep.step(now)
-        if self.buyer.step(now):
+        rep, buyer = self.rep, self.buyer
+        rep.step(now)
+        if buyer.step(now):
             self._host_audio = True
-        if not (self.rep.capture.ok or self.buyer.capture.ok):
+        if not (rep.capture.ok or buyer.capture.ok):
             self.idle_cycles += 1
         writer = self.tap_writer
         if writer is not None:
             frames = writer.flush(call_id=self.detector.call_id, call_t0=self.detector.call_start_t)
-            for i in range(frames - 1, -1, -1):  # usually one frame every fifth cycle, or none
-                self._detect(writer.stream_t - i * self._detect_s, writer.frame_mean_square)
+            if frames:  # usually one frame every fifth cycle, or none
+                for i in range(frames - 1, -1, -1):
+                    self._detect(writer.stream_t - i * self._detect_s, writer.frame_mean_square)
         else:
             self._stream_t += self._cycle_s
-            rep_ms, buyer_ms = self.rep.cycle_mean_square, self.buyer.cycle_mean_square
+            rep_ms, buyer_ms = rep.cycle_mean_square, buyer.cycle_mean_square
             self._detect(self._stream_t, rep_ms if rep_ms > buyer_ms else buyer_ms)
-        self._proc_ns[self.cycles & RING_MASK] = time.perf_counter_ns() - start
-        self.cycles += 1
+        self._proc_ns[cycles & RING_MASK] = perf_counter_ns() - start
+        self.cycles = cycles + 1
 
     def _detect(self, stream_t: float, mean_square: float) -> None:
         change = self.detector.update(stream_t, self._host_audio, mean_square)
@@ -226,18 +239,6 @@ class Bridge:
             self.changes.offer(change)
             if self._on_call_change is not None:
                 self._on_call_change(change)
-
-    def _pace(self) -> None:
-        # Deadlines on the monotonic clock, so sleeping's own overshoot never accumulates.
-        now = self.clock.now()
-        if self._due is None:
-            self._due = now
-        delay = self._due - now
-        if delay > 0:
-            self.clock.sleep(delay)
-        elif delay < -self._cycle_s:
-            self._due = now  # far behind (a stall): carry on from now rather than in a burst
-        self._due += self._cycle_s
 
     def processing_ms(self) -> np.ndarray:
         """Processing time of the most recent cycles (up to 65536), in ms."""
@@ -283,8 +284,8 @@ class Bridge:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
-        for device in (self.devices.headset_capture, self.devices.headset_playback, self.devices.host_capture, self.devices.host_playback):
-            device.close()
+        for slot in (self.rep.capture, self.rep.playback, self.buyer.capture, self.buyer.playback):
+            slot.close()
         if self.tap_writer is not None:
             self.tap_writer.close()
 

@@ -17,6 +17,14 @@ import numpy.typing as npt
 
 F32 = npt.NDArray[np.float32]
 
+try:  # einsum's C entry point: np.einsum adds a Python wrapper and a dispatch to every call
+    from numpy._core.multiarray import c_einsum  # numpy >= 2
+except ImportError:
+    try:
+        from numpy.core.multiarray import c_einsum  # numpy 1.x
+    except ImportError:
+        c_einsum = np.einsum
+
 HALF_TAPS = 8
 # Offsets -HALF_TAPS .. HALF_TAPS+1 around the output position's whole sample: one more than
 # symmetric, so positions drifting up to half a sample either side of a period's starting
@@ -145,6 +153,9 @@ class FractionalResampler:
         self._steps_low = 0
         self._steps_ratio = 1.0
         self._weights = np.empty((chunk, TAPS), dtype=np.float32)
+        # the table from each row on, made once: a list index instead of a numpy slice per pull
+        self._table_from = [self._table[row:] for row in range(len(self._table))]
+        self._views: dict[int, tuple[npt.NDArray[np.intp], F32]] = {}
         self._windows: npt.NDArray[np.float32] | None = None
         self._windows_of: F32 | None = None
 
@@ -159,48 +170,77 @@ class FractionalResampler:
         return int(math.floor(self._phase + (n - 1) * ratio + 0.5)) + HALF_TAPS + 2
 
     def pull(self, fifo: SampleFifo, ratio: float, out: F32) -> bool:
-        """Fill ``out`` (any length); False (and silence) when the FIFO runs short."""
-        if abs(ratio - 1.0) * self.chunk > self.max_ratio_offset:
-            raise ValueError(f"ratio {ratio} is too far from 1 for {self.chunk}-frame chunks")
+        """Fill ``out`` (any length); False (and silence) when the FIFO runs short.
+
+        The bridge calls this twice per cycle on a machine whose caches are cold after every
+        sleep, where each Python call and numpy call costs several microseconds: the FIFO's
+        indices are used directly and a pull up to one chunk long runs inline.
+        """
+        if ratio != self._steps_ratio:
+            self._set_ratio(ratio)
         n = len(out)
-        if fifo.fill < self.needed(ratio, n):
+        start = fifo._read
+        phase = self._phase
+        # needed(): the input position of the last output plus the look-ahead (int() is
+        # floor here: the position is positive)
+        if fifo._write - start < int(phase + (n - 1) * ratio + 0.5) + HALF_TAPS + 2:
             out[:] = 0.0
             return False
-        if ratio == 1.0 and self._phase == 0.0:
-            data, start = fifo.window()
-            out[:] = data[start : start + n]
-            fifo.discard(n)
+        if ratio == 1.0 and phase == 0.0:
+            out[:] = fifo._data[start : start + n]
+            fifo._read = start + n
             return True
-        done = 0
-        while done < n:
-            m = min(self.chunk, n - done)
-            self._pull_chunk(fifo, ratio, out[done : done + m] if m != n else out)
-            done += m
+        if n > self.chunk:
+            done = 0
+            while done < n:
+                m = min(self.chunk, n - done)
+                self._pull_chunk(fifo, ratio, out[done : done + m])
+                done += m
+            return True
+        data = fifo._data
+        if self._windows_of is not data:
+            self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
+            self._windows_of = data
+        assert self._windows is not None
+        views = self._views.get(n)
+        if views is None:  # one pair per pull length, made once: no numpy slicing per pull
+            views = self._views[n] = (self._steps[:n], self._weights[:n])
+        steps, weights = views
+        # row of sample k = round((phase + 0.5) * PHASES) + round(k (ratio - 1) * PHASES): at
+        # most one row (1/512 sample) from rounding the sum, and no ufunc call per chunk.
+        # The first term lies in 256..768 and |low| <= 0.4 * PHASES, so the slice starts
+        # inside the table; "clip" guards its last row against the two roundings.
+        self._table_from[int((phase + 0.5) * PHASES + 0.5) + self._steps_low].take(steps, axis=0, out=weights, mode="clip")
+        c_einsum("ij,ij->i", self._windows[start - HALF_TAPS : start - HALF_TAPS + n], weights, out=out)
+        advance = phase + n * ratio
+        consumed = int(advance)
+        self._phase = advance - consumed
+        fifo._read = start + consumed
         return True
 
+    def _set_ratio(self, ratio: float) -> None:
+        """Row steps for a new ratio (the controller changes it at most every few cycles)."""
+        if abs(ratio - 1.0) * self.chunk > self.max_ratio_offset:
+            raise ValueError(f"ratio {ratio} is too far from 1 for {self.chunk}-frame chunks")
+        np.multiply(self._row_steps, ratio - 1.0, out=self._pos)
+        np.rint(self._pos, out=self._pos)
+        low = int(self._pos[-1]) if ratio < 1.0 else 0
+        np.subtract(self._pos, low, out=self._steps, casting="unsafe")
+        self._steps_low = low
+        self._steps_ratio = ratio
+
     def _pull_chunk(self, fifo: SampleFifo, ratio: float, out: F32) -> None:
+        """One piece of a pull longer than a chunk (the same arithmetic as the inline path)."""
         data, start = fifo.window()
         m = len(out)
         if self._windows_of is not data:
             self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
             self._windows_of = data
         assert self._windows is not None
-        if ratio != self._steps_ratio:
-            np.multiply(self._row_steps, ratio - 1.0, out=self._pos)
-            np.rint(self._pos, out=self._pos)
-            low = int(self._pos[-1]) if ratio < 1.0 else 0
-            np.subtract(self._pos, low, out=self._steps, casting="unsafe")
-            self._steps_low = low
-            self._steps_ratio = ratio
-        steps, weights = (self._steps, self._weights) if m == self.chunk else (self._steps[:m], self._weights[:m])
-        # row of sample k = round((phase + 0.5) * PHASES) + round(k (ratio - 1) * PHASES): at
-        # most one row (1/512 sample) from rounding the sum, and no ufunc call per chunk.
-        # The first term lies in 256..768 and |low| <= 0.4 * PHASES, so the slice starts
-        # inside the table; "clip" guards its last row against the two roundings.
         base = int((self._phase + 0.5) * PHASES + 0.5) + self._steps_low
-        self._table[base:].take(steps, axis=0, out=weights, mode="clip")  # the method: no wrapper
+        self._table[base:].take(self._steps[:m], axis=0, out=self._weights[:m], mode="clip")
         window = self._windows[start - HALF_TAPS : start - HALF_TAPS + m]
-        np.einsum("ij,ij->i", window, weights, out=out)
+        c_einsum("ij,ij->i", window, self._weights[:m], out=out)
         advance = self._phase + m * ratio
         consumed = int(math.floor(advance))
         self._phase = advance - consumed

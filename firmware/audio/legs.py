@@ -42,13 +42,12 @@ class DeviceSlot:
         self.xruns = 0
         self.last_error = ""
         self._outage_reported = False
-
-    @property
-    def ok(self) -> bool:
-        return self.device.is_open
+        # whether the device is open, kept here (a plain attribute, read every cycle) by the
+        # slot, which alone opens and closes it
+        self.ok = False
 
     def try_open(self, now: float) -> bool:
-        if self.device.is_open:
+        if self.ok:
             return True
         if now < self._retry_at:
             return False
@@ -60,6 +59,7 @@ class DeviceSlot:
                 self._outage_reported = True
             self._schedule_retry(now, str(exc))
             return False
+        self.ok = True
         self.opens += 1
         self._backoff_s = self.initial_backoff_s
         if self._outage_reported or self.opens > 1:
@@ -67,8 +67,12 @@ class DeviceSlot:
         self._outage_reported = False
         return True
 
-    def lost(self, now: float, exc: AudioDeviceError) -> None:
+    def close(self) -> None:
+        self.ok = False
         self.device.close()
+
+    def lost(self, now: float, exc: AudioDeviceError) -> None:
+        self.close()
         self.failures += 1
         log.warning("%s", exc)
         self._outage_reported = True  # this was the report; retries stay quiet
@@ -126,6 +130,7 @@ class Leg:
         self._mono = np.zeros(config.period_frames * MAX_READS_PER_CYCLE, dtype=np.float32)
         self._mono_bytes = memoryview(self._mono).cast("B")
         self._out = np.zeros(max_write, dtype=np.float32)  # the resampler writes the playback's samples here
+        self._out_views: dict[int, F32] = {}
         self._out_pairs = np.zeros((max_write, 2), dtype=np.float32)
         self._primed = False
         self._resync = False
@@ -152,25 +157,27 @@ class Leg:
 
     def step(self, now: float) -> int:
         """One cycle of this direction; return the frames captured."""
+        # (runs twice per cycle with cold caches: attributes are read once into locals)
         self.cycle_mean_square = 0.0
-        capture_ok = self.capture.try_open(now)
-        playback_ok = self.playback.try_open(now)
+        capture, playback, fifo = self.capture, self.playback, self.fifo
+        capture_ok = capture.ok or capture.try_open(now)
+        playback_ok = playback.ok or playback.try_open(now)
         unread = queued = 0.0
         # Measured back to back: a delay anywhere else in the cycle shifts neither, so the
         # total cannot jump by the delay.
         if capture_ok:
             try:
-                unread = self.capture.device.queued_frames()
+                unread = capture.device.queued_frames()
             except AudioDeviceError as exc:
-                self.capture.lost(now, exc)
+                capture.lost(now, exc)
                 self._primed = capture_ok = False
         if playback_ok:
             try:
-                queued = self.playback.device.queued_frames()
+                queued = playback.device.queued_frames()
             except AudioDeviceError as exc:
-                self.playback.lost(now, exc)
+                playback.lost(now, exc)
                 playback_ok = False
-        buffered = unread + self.fifo.fill + queued
+        buffered = unread + (fifo._write - fifo._read) + queued
         captured = self._read(now, int(unread) // self.period) if capture_ok else 0
         if not playback_ok:
             # Nowhere to play: keep only what would be the target, so a returning device
@@ -180,7 +187,7 @@ class Leg:
                 self.fifo.discard(excess)
             self._last_t = None
             return captured
-        capture_ok = self.capture.ok  # a read may have lost it
+        capture_ok = capture.ok  # a read may have lost it
         if not self._primed and capture_ok and buffered >= self.total_target:
             # Start (or restart after a gap) with exactly the target latency in place, so
             # with matched clocks the controller never leaves its dead band.
@@ -197,13 +204,15 @@ class Leg:
     def _read(self, now: float, ready: int) -> int:
         """Read ``ready`` whole periods into the FIFO; the cycle's block goes to the taps once
         (as float32 bytes)."""
-        device = self.capture.device
+        read_into = self.capture.device.read_into
         reads = ready if ready < self.max_reads else self.max_reads
         raw = self.fifo.space(reads * self.period) if self.channels == 1 else self._raw_bytes
+        frame_bytes = self._frame_bytes
         offset = 0
-        for _ in range(reads):
+        while reads:
+            reads -= 1
             try:
-                got = device.read_into(raw[offset:])
+                got = read_into(raw[offset:] if offset else raw)
             except AudioDeviceError as exc:
                 self.capture.lost(now, exc)
                 self._primed = False
@@ -214,8 +223,8 @@ class Leg:
                     self.capture.xruns += 1
                     self._resync = True
                 break
-            offset += got * self._frame_bytes
-        total = offset // self._frame_bytes
+            offset += got * frame_bytes
+        total = offset // frame_bytes
         if total:
             if self.channels == 1:
                 self.fifo.commit(total)
@@ -244,7 +253,9 @@ class Leg:
         n = int(self.play_target - queued)
         if n <= 0:
             return
-        out = self._out[:n]
+        out = self._out_views.get(n)
+        if out is None:  # one view per top-up length, made once: no numpy slicing per cycle
+            out = self._out_views[n] = self._out[:n]
         if not (self._primed and self.resampler.pull(self.fifo, self.controller.ratio, out)):
             out[:] = 0.0
             self.silence_periods += 1

@@ -148,10 +148,23 @@ class AlsaPcm:
         return len(got) // self.channels
 
     def read_into(self, out: memoryview) -> int:
-        frames, data = self._read_raw()
+        # the bridge's hot path: _read_raw inlined (a Python call costs more than the copy
+        # on a box whose caches are cold after every sleep)
+        pcm = self._pcm
+        if pcm is None:
+            raise AudioDeviceError(f"PCM {self.name!r} is not open")
+        try:
+            frames, data = pcm.read()
+        except Exception as exc:
+            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {exc}") from None
         if frames > 0:
             out[: len(data)] = data
-        return frames
+            return frames
+        if frames == -errno.EPIPE:
+            return XRUN  # pyalsaaudio has already re-prepared the stream
+        if frames < 0 and frames != -errno.EAGAIN:
+            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
+        return 0
 
     def read_view(self) -> SampleBuffer | int:
         frames, data = self._read_raw()
@@ -173,16 +186,20 @@ class AlsaPcm:
         return max(frames, 0), data
 
     def write(self, data: SampleBuffer) -> int:
-        pcm = self._require()
+        pcm = self._pcm
+        if pcm is None:
+            raise AudioDeviceError(f"PCM {self.name!r} is not open")
         try:
-            frames = pcm.write(data)  # any buffer: no bytes copy
+            frames: int = pcm.write(data)  # any buffer: no bytes copy
         except Exception as exc:
             raise AudioDeviceError(f"playback PCM {self.name!r} failed: {exc}") from None
+        if frames >= 0:
+            return frames
         if frames == -errno.EPIPE:
             return XRUN
-        if frames < 0 and frames != -errno.EAGAIN:
+        if frames != -errno.EAGAIN:
             raise AudioDeviceError(f"playback PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
-        return max(frames, 0)
+        return 0
 
     def wait(self, timeout_s: float) -> bool:
         self._require()
@@ -193,7 +210,9 @@ class AlsaPcm:
             return False
 
     def queued_frames(self) -> float:
-        pcm = self._require()
+        pcm = self._pcm
+        if pcm is None:
+            raise AudioDeviceError(f"PCM {self.name!r} is not open")
         try:
             avail = pcm.avail()
         except Exception as exc:

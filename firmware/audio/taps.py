@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from firmware.audio.drift import c_einsum
 from firmware.audio.frames import ANALYSIS_RATE_HZ, FRAME_SAMPLES, CallFrame
 from firmware.errors import AudioDeviceError
 from firmware.handoff import DropQueue
@@ -118,7 +119,7 @@ class Decimator:
         (rows x count); every row must hold them."""
         count = out.shape[-1]
         first = self._start // self.factor
-        np.einsum("rij,j->ri", self._windows[:, first : first + count], self._kernel, out=out)
+        c_einsum("rij,j->ri", self._windows[:, first : first + count], self._kernel, out=out)
         self._start += count * self.factor
 
     def _compact(self) -> None:
@@ -229,7 +230,7 @@ class TapWriter:
         HEADER.pack_into(self._packet, 0, MAGIC, self.seq, stream_t, call_id, call_t, flags, FRAME_SAMPLES)
         sides = self._sides
         self._dec.emit(sides)
-        rep_ms, buyer_ms = np.einsum("ri,ri->r", sides, sides, out=self._mean_squares).tolist()
+        rep_ms, buyer_ms = c_einsum("ri,ri->r", sides, sides, out=self._mean_squares).tolist()
         self.frame_mean_square = (rep_ms if rep_ms > buyer_ms else buyer_ms) * self._ms_scale
         self.seq += 1
         try:
