@@ -205,7 +205,9 @@ class TapWriter:
         and marked absent in that frame); return how many."""
         b = self.block
         dec = self._dec
-        rep, buyer = dec.pending(REP_ROW), dec.pending(BUYER_ROW)
+        # called every cycle and mostly finds no frame: pending() inlined
+        first = dec._start + dec._taps - 1
+        rep, buyer = dec._held[REP_ROW] - first, dec._held[BUYER_ROW] - first
         if rep < b or buyer < b:
             if rep >= self._max_lag and buyer < b:
                 dec.pad(BUYER_ROW, b - buyer)
