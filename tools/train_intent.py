@@ -57,31 +57,37 @@ def build_sets(examples: list[Example], transcripts: dict[str, list[str]], noise
     # joining a short 'other' line to each sentence teaches that the wrapper carries no intent.
     rng = random.Random(seed)
     fillers = [e.text for e in train if e.label == "other" and len(e.text.split()) <= 8]
-    texts, labels = [], []
+    texts, labels, heard = [], [], []
     for e, extra in zip(train, noisy):
         joined = []
         if fillers and concat:
             filler = rng.choice(fillers)
             joined.append(f"{filler} {e.text}" if rng.random() < 0.6 else f"{e.text} {filler}")
-        for text in [e.text, *extra, *joined, *transcripts.get(e.id, [])]:
+        for text in [e.text, *extra, *joined]:
             texts.append(text)
             labels.append(e.label)
+            heard.append(False)
+        for text in transcripts.get(e.id, []):
+            texts.append(text)
+            labels.append(e.label)
+            heard.append(True)
     held_clean = ([e.text for e in held], [e.label for e in held])
     held_asr = ([t for e in held for t in transcripts.get(e.id, [])], [e.label for e in held for _ in transcripts.get(e.id, [])])
-    return (texts, labels), held_clean, held_asr, len(train), len(held)
+    return (texts, labels, heard), held_clean, held_asr, len(train), len(held)
 
 
 def matrix(texts: list[str], spec: FeatureSpec) -> np.ndarray:
     return np.stack([featurise(t, spec) for t in texts]) if texts else np.zeros((0, spec.buckets), np.float32)
 
 
-def train_keras(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, input_dropout: float, seed: int):
+def train_keras(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, input_dropout: float, seed: int,
+                sample_weight: np.ndarray | None = None, label_smoothing: float = 0.05):
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
-    weights = {i: float(counts.sum() / (len(LABELS) * max(c, 1.0))) for i, c in enumerate(counts)}
+    weights = counts.sum() / (len(LABELS) * np.maximum(counts, 1.0))
     layers = [
         tf.keras.Input((x.shape[1],), name="features"),
         tf.keras.layers.Dropout(input_dropout, seed=seed),  # words go missing in transcripts
@@ -92,10 +98,12 @@ def train_keras(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, input_dr
     model = tf.keras.Sequential([*layers, tf.keras.layers.Dense(len(LABELS), name="logits")])
     model.compile(
         optimizer=tf.keras.optimizers.Adam(2e-3),
-        loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.05),
+        loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
     )
     onehot = np.eye(len(LABELS), dtype=np.float32)[y]
-    model.fit(x, onehot, epochs=epochs, batch_size=64, shuffle=True, verbose=0, class_weight=weights)
+    # Balanced class weights, times any per-text weight (Keras takes one or the other, not both).
+    per_text = weights[y] * (1.0 if sample_weight is None else sample_weight)
+    model.fit(x, onehot, epochs=epochs, batch_size=64, shuffle=True, verbose=0, sample_weight=per_text.astype(np.float32))
     return model
 
 
@@ -193,6 +201,9 @@ def main() -> int:
     parser.add_argument("--char-ngrams", default="3,4,5", help="character n-gram sizes, comma-separated")
     parser.add_argument("--sound-words", action=argparse.BooleanOptionalAction, default=False, help="a sound key per word")
     parser.add_argument("--sound-ngrams", default="", help="n-gram sizes over the words' run-together sound keys (empty: none)")
+    parser.add_argument("--transcript-weight", type=float, default=1.0,
+                        help="training weight of a recogniser transcript relative to a written or synthetic-noise text")
+    parser.add_argument("--label-smoothing", type=float, default=0.05)
     parser.add_argument("--sound-weight", type=float, default=1.0, help="weight of the sound features")
     parser.add_argument("--speaker-threshold", choices=("none", "shared", "each"), default="shared",
                         help="'other' threshold for lines of a known speaker: none (the text-only one), "
@@ -215,14 +226,15 @@ def main() -> int:
     utterances, asr_file = args.data_dir / "utterances.tsv", args.data_dir / "asr_transcripts.tsv"
     examples = read_examples(utterances)
     transcripts = read_transcripts(asr_file)
-    (texts, labels), held_clean, held_asr, n_train, n_held = build_sets(examples, transcripts, args.noise_per_text, args.seed)
+    (texts, labels, heard), held_clean, held_asr, n_train, n_held = build_sets(examples, transcripts, args.noise_per_text, args.seed)
     print(f"{len(examples)} sentences: {n_train} train / {n_held} held out; {len(texts)} training texts "
           f"(clean + synthetic noise + {sum(len(v) for v in transcripts.values())} recogniser transcripts)")
 
     started = time.monotonic()
     x = matrix(texts, spec)
     y = np.array([LABELS.index(label) for label in labels])
-    model = train_keras(x, y, args.hidden, args.epochs, args.input_dropout, args.seed)
+    sample_weight = np.where(np.array(heard), args.transcript_weight, 1.0)
+    model = train_keras(x, y, args.hidden, args.epochs, args.input_dropout, args.seed, sample_weight, args.label_smoothing)
     tflite = to_tflite(model, x, args.seed)
     print(f"trained and converted in {time.monotonic() - started:.0f} s; tflite {len(tflite) / 1024:.1f} KB")
 
@@ -240,6 +252,7 @@ def main() -> int:
         "calibration": {"temperature": 1.0, "threshold": 0.0},
         "training": {
             "seed": args.seed, "epochs": args.epochs, "hidden": args.hidden, "input_dropout": args.input_dropout, "noise_per_text": args.noise_per_text, "concat": True,
+            "transcript_weight": args.transcript_weight, "label_smoothing": args.label_smoothing,
             "speaker_threshold": args.speaker_threshold,
             "sentences_train": n_train, "sentences_heldout": n_held, "texts_train": len(texts),
             "data_sha256": {p.name: sha256(p) for p in (utterances, asr_file)},
