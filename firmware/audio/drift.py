@@ -40,6 +40,7 @@ class SampleFifo:
     def __init__(self, capacity: int) -> None:
         self._data = np.zeros(capacity + 2 * HALF_TAPS, dtype=np.float32)
         self._bytes = memoryview(self._data).cast("B")  # the same storage, for reads straight in
+        self.end = len(self._data)  # samples the storage holds (the bridge's read path checks room inline)
         self._read = HALF_TAPS  # index of the oldest unconsumed sample
         self._write = HALF_TAPS
         self.overflow_frames = 0

@@ -206,7 +206,13 @@ class Leg:
         (as float32 bytes)."""
         read_into = self.capture.device.read_into
         reads = ready if ready < self.max_reads else self.max_reads
-        raw = self.fifo.space(reads * self.period) if self.channels == 1 else self._raw_bytes
+        fifo = self.fifo
+        if self.channels != 1:
+            raw = self._raw_bytes
+        elif fifo._write + reads * self.period <= fifo.end:  # room without compacting: space() inline
+            raw = fifo._bytes[4 * fifo._write :]
+        else:
+            raw = fifo.space(reads * self.period)
         frame_bytes = self._frame_bytes
         offset = 0
         while reads:
@@ -227,10 +233,10 @@ class Leg:
         total = offset // frame_bytes
         if total:
             if self.channels == 1:
-                self.fifo.commit(total)
+                fifo._write += total  # commit(), inline
                 captured = raw[:offset]  # the FIFO's own bytes: the taps copy them with no numpy call
             else:
-                self.fifo.push(self._downmix(self._raw[: 2 * total], total))
+                fifo.push(self._downmix(self._raw[: 2 * total], total))
                 captured = self._mono_bytes[: 4 * total]
             if self.measure_speech:
                 block = np.frombuffer(captured, dtype=np.float32)
