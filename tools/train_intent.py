@@ -40,7 +40,7 @@ from firmware.intent.metrics import Report, evaluate  # noqa: E402
 MODEL_DIR = REPO / "models" / "intent"
 DATA_DIR = MODEL_DIR / "data"
 DEV_TSV = REPO.parent / "shared" / "corpus" / "dev" / "utterances.tsv"
-VERSION = "1.3.0"
+VERSION = "1.4.0"
 
 
 def sha256(path: Path) -> str:
@@ -201,7 +201,7 @@ def main() -> int:
     parser.add_argument("--char-ngrams", default="3,4,5", help="character n-gram sizes, comma-separated")
     parser.add_argument("--sound-words", action=argparse.BooleanOptionalAction, default=False, help="a sound key per word")
     parser.add_argument("--sound-ngrams", default="", help="n-gram sizes over the words' run-together sound keys (empty: none)")
-    parser.add_argument("--transcript-weight", type=float, default=1.0,
+    parser.add_argument("--transcript-weight", type=float, default=0.7,
                         help="training weight of a recogniser transcript relative to a written or synthetic-noise text")
     parser.add_argument("--label-smoothing", type=float, default=0.05)
     parser.add_argument("--sound-weight", type=float, default=1.0, help="weight of the sound features")
