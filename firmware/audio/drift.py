@@ -288,10 +288,13 @@ class FillController:
         self.ratio = 1.0
 
     def update(self, fill_frames: float, dt_s: float) -> float:
-        alpha = min(1.0, dt_s / self.smoothing_s)
+        alpha = dt_s / self.smoothing_s  # plain comparisons, not min(): this runs twice per cycle
+        if alpha > 1.0:
+            alpha = 1.0
         self.smoothed += alpha * (fill_frames - self.smoothed)
-        self._ticks += 1
-        if self._ticks < self.ratio_every:
+        ticks = self._ticks + 1
+        if ticks < self.ratio_every:
+            self._ticks = ticks
             self._pending_dt += dt_s
             return self.ratio
         dt_s += self._pending_dt

@@ -294,12 +294,13 @@ class Leg:
         self.frames_out += max(frames, 0)
 
     def _regulate(self, now: float, fill: float) -> None:
-        dt = 0.0 if self._last_t is None else now - self._last_t
+        last_t = self._last_t
         self._last_t = now
-        if dt <= 0:
+        if last_t is None or now <= last_t:
             return
         excess = fill - self.total_target
-        if self._resync or abs(excess) > self.resync_frames:
+        limit = self.resync_frames
+        if excess > limit or excess < -limit or self._resync:
             # An xrun or a stall moved the buffer far more than drift ever could: put the
             # latency back at once (cut the backlog, or re-prime with silence) instead of
             # letting the controller wind up over seconds. The gap has already happened.
@@ -311,12 +312,13 @@ class Leg:
             else:
                 self._primed = False
             return
-        self.controller.update(fill, dt)
+        controller = self.controller
+        controller.update(fill, now - last_t)
         if excess < self.fill_min:
             self.fill_min = excess
         if excess > self.fill_max:
             self.fill_max = excess
-        smoothed = self.controller.smoothed - self.total_target
+        smoothed = controller.smoothed - self.total_target
         if smoothed < self.smoothed_min:
             self.smoothed_min = smoothed
         if smoothed > self.smoothed_max:

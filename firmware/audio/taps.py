@@ -71,6 +71,8 @@ class Decimator:
         # room for the filter's history, a full row of pending samples and as much again
         # before the buffer needs compacting
         self._history = np.zeros((rows, taps - 1 + 2 * capacity), dtype=np.float32)
+        self._end = self._history.shape[1]
+        self._full = taps - 1 + capacity  # a row's end may lie this far past _start
         self._rows = [memoryview(self._history[r]).cast("B") for r in range(rows)]
         # Output i is the dot product of the kernel with history[start + factor * i : ... + taps]:
         # one strided product computes only the samples kept (a full-rate convolution would
@@ -89,8 +91,14 @@ class Decimator:
     def push(self, row: int, data: memoryview) -> None:
         """Queue float32 samples given as bytes; beyond ``capacity`` the row's oldest pending ones are dropped."""
         held = self._held[row]
-        n = len(data) >> 2
-        if held + n > len(self._rows[row]) >> 2:
+        end = held + (len(data) >> 2)
+        # every cycle, twice: the usual case (room, within capacity) in as few steps as possible
+        if end <= self._end and end - self._start <= self._full:
+            self._rows[row][4 * held : 4 * end] = data
+            self._held[row] = end
+            return
+        n = end - held
+        if end > self._end:
             self._compact()
             held = self._held[row]
         over = held - self._start - (self._taps - 1) + n - self.capacity
