@@ -48,6 +48,19 @@ def test_fractional_ratio_follows_the_continuous_signal(ppm: float) -> None:
     assert abs(len(out) - len(signal) / ratio) < 2 * 96
 
 
+def test_resampler_sized_for_the_largest_correction_accepts_it() -> None:
+    # the controller clamps at max_correction_ppm: that ratio must never stop the audio thread
+    for ppm in (2000.0, 300.0, 1.0):
+        resampler = FractionalResampler(FractionalResampler.chunk_for(ppm, 288))
+        fifo = SampleFifo(4096)
+        fifo.push(np.ones(1024, dtype=np.float32))
+        fifo.discard(16)  # history of ones too, so every window sees the constant
+        for ratio in (1.0 + ppm * 1e-6, 1.0 - ppm * 1e-6):
+            out = np.zeros(resampler.chunk, dtype=np.float32)
+            assert resampler.pull(fifo, ratio, out)
+            np.testing.assert_allclose(out, 1.0, atol=1e-5)  # a constant stays constant
+
+
 def test_resampler_reports_a_short_fifo_and_outputs_silence() -> None:
     fifo = SampleFifo(1024)
     resampler = FractionalResampler(96)

@@ -221,7 +221,9 @@ class FractionalResampler:
 
     def _set_ratio(self, ratio: float) -> None:
         """Row steps for a new ratio (the controller changes it at most every few cycles)."""
-        if abs(ratio - 1.0) * self.chunk > self.max_ratio_offset:
+        # (with a hair of tolerance: the controller's clamped ratio 1 + max ppm * 1e-6 times
+        # chunk_for()'s chunk is the limit itself, give or take a rounding)
+        if abs(ratio - 1.0) * self.chunk > self.max_ratio_offset * (1.0 + 1e-9):
             raise ValueError(f"ratio {ratio} is too far from 1 for {self.chunk}-frame chunks")
         np.multiply(self._row_steps, ratio - 1.0, out=self._pos)
         np.rint(self._pos, out=self._pos)
