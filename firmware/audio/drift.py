@@ -191,12 +191,9 @@ class FractionalResampler:
             out[:] = fifo._data[start : start + n]
             fifo._read = start + n
             return True
-        if n > self.chunk:
-            done = 0
-            while done < n:
-                m = min(self.chunk, n - done)
-                self._pull_chunk(fifo, ratio, out[done : done + m])
-                done += m
+        if n > self.chunk:  # chunk by chunk; the whole is there, so each piece succeeds
+            for done in range(0, n, self.chunk):
+                self.pull(fifo, ratio, out[done : done + self.chunk])
             return True
         data = fifo._data
         if self._windows_of is not data:
@@ -231,23 +228,6 @@ class FractionalResampler:
         np.subtract(self._pos, low, out=self._steps, casting="unsafe")
         self._steps_low = low
         self._steps_ratio = ratio
-
-    def _pull_chunk(self, fifo: SampleFifo, ratio: float, out: F32) -> None:
-        """One piece of a pull longer than a chunk (the same arithmetic as the inline path)."""
-        data, start = fifo.window()
-        m = len(out)
-        if self._windows_of is not data:
-            self._windows = np.lib.stride_tricks.sliding_window_view(data, TAPS)
-            self._windows_of = data
-        assert self._windows is not None
-        base = int((self._phase + 0.5) * PHASES + 0.5) + self._steps_low
-        self._table[base:].take(self._steps[:m], axis=0, out=self._weights[:m], mode="clip")
-        window = self._windows[start - HALF_TAPS : start - HALF_TAPS + m]
-        c_einsum("ij,ij->i", window, self._weights[:m], out=out)
-        advance = self._phase + m * ratio
-        consumed = int(math.floor(advance))
-        self._phase = advance - consumed
-        fifo.discard(consumed)
 
     def reset(self) -> None:
         self._phase = 0.0
