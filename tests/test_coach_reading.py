@@ -294,3 +294,23 @@ def test_the_coachs_bars_are_checked() -> None:
     for bad in ({"final_min_confidence": 1.2}, {"turn_min_confidence": -0.1}, {"min_margin": 2.0}):
         with pytest.raises(ValueError, match="reading"):
             CoachConfig(reading=ReadingConfig(**bad))  # type: ignore[arg-type]
+
+
+def test_by_default_a_weak_reading_of_the_whole_turn_is_no_moment(tmp_path: Path) -> None:
+    # The joined turn clears the classifier's cut-off but not the coach's default turn bar, calibrated
+    # on synthetic calls (joined turns under it were rarely the buyer's intent).
+    bar = ReadingConfig().turn_min_confidence
+    whole = bar - 0.05
+    assert whole > TableScorer.threshold
+    scorer = TableScorer({
+        "I'll be honest": {"objection_need": 0.2},
+        "nobody here would use it": {"objection_need": 0.3},
+        "I'll be honest nobody here would use it": {"objection_need": whole, "pain_point": 0.15},
+    })  # fmt: skip
+    call = Call(_config(tmp_path), scorer)
+    try:
+        call.buyer(3.0, 4.0, "I'll be honest")
+        call.buyer(4.5, 7.0, "nobody here would use it")
+        assert call.moments() == []
+    finally:
+        call.close()
