@@ -8,6 +8,8 @@
   tools/bench_coach.py --source recorded --record DIR  # the coach alone on those transcripts,
                                             # re-classified by today's intent model (seconds)
   tools/bench_coach.py ... --explain         # where each missed and each false moment came from
+  tools/bench_coach.py --corpus models/.cache/synthetic-calls ...  # other calls in the dev layout
+                                            # (tools/render_calls.py: the coach's calibration set)
 
 A moment matches an expected one of the same kind within the utterance's span + 3 s; dynamics
 likewise within their span + 3 s. Tip latency runs from the end of the triggering buyer utterance
@@ -216,7 +218,7 @@ def explain(call: TruthCall, events: list[Event]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="dev corpus directory (has calls/)")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus directory with calls/ (default: the dev corpus)")
     parser.add_argument("--source", choices=("replay", "truth", "recorded"), default="replay")
     parser.add_argument("--record", type=Path, help="replay: keep each call's pipeline output here; recorded: read it")
     parser.add_argument("--speed", default="1", help="replay speed factor, or 'max' (default 1 = real time)")
@@ -227,7 +229,7 @@ def main() -> int:
     args = parser.parse_args()
     calls_dir = args.corpus / "calls"
     if not calls_dir.is_dir():
-        print(f"bench_coach: no dev corpus at {args.corpus}", file=sys.stderr)
+        print(f"bench_coach: no calls/ directory under {args.corpus}", file=sys.stderr)
         return 2
     paths = sorted(calls_dir.glob("*.json"))
     if args.calls:

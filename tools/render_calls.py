@@ -15,7 +15,9 @@ turns, the rep's turn ending on a question (or a proposed next step) before the 
 about nine buyer intents of different kinds and two to four ``other`` lines per call, some buyer
 turns of two lines, gaps of 0.2-1.5 s. Deterministic from ``--seed``; runs niced.
 
-    python tools/render_calls.py models/.cache/synthetic-calls --calls 10 --seed 1
+    python tools/render_calls.py models/.cache/synthetic-calls --calls 32 --seed 1   # the coach's calibration set
+
+The first N calls of a seed do not depend on how many follow, so a corpus can be grown.
 """
 
 from __future__ import annotations
