@@ -83,13 +83,12 @@ class ReadingConfig:
     # least probability for a final transcript read alone and for the turn read whole, and the least
     # lead of the winning kind over the runner-up (other included; needs the classifier's scores).
     # Calibrated with intent model 1.4.0 on 32 synthetic calls of held-out sentences, never the dev
-    # calls (tools/render_calls.py, then tools/calibrate_coach.py): the whole turn read at under 0.50
-    # was right 3 times in 21, so the turn bar is 0.50 (F1 there 0.471 -> 0.476; the best of 180
-    # settings, 0.478, only adds partial_sure 0.75: 2 hits, noise). The final and margin bars stay off: on those calls cutting finals below 0.40 (right
-    # 30 % of the time) trades recall for precision at an unchanged F1, and a bar chosen for a
-    # 0.75-F1 coach (finals 0.40, turns 0.50: precision there 0.46 -> 0.62) did not carry over to
-    # the dev calls (recall 0.85 -> 0.56, precision 0.70 -> 0.83): the model is right more often at
-    # a given confidence on them. The margin added nothing beyond confidence.
+    # calls (tools/render_calls.py, then tools/calibrate_coach.py): a whole turn read at under 0.50
+    # was right 3 times in 21, hence the turn bar (F1 there 0.471 -> 0.476). The final and margin
+    # bars stay off: there, cutting finals under 0.40 (right 30 % of the time) traded recall for
+    # precision at an unchanged F1; a bar chosen for a 0.75-F1 coach (finals 0.40, turns 0.50)
+    # did not carry over to the dev calls (recall 0.85 -> 0.56, precision 0.70 -> 0.83), where
+    # the model is right more often at a given confidence; the margin added nothing.
     final_min_confidence: float = 0.0
     turn_min_confidence: float = 0.5
     min_margin: float = 0.0
