@@ -156,6 +156,14 @@ def test_manifest_that_disagrees_with_the_model_is_rejected(tmp_path: Path) -> N
     _one_line_model_error(model_dir, "incomplete")
 
 
+def test_a_model_asking_for_features_this_runtime_lacks_is_refused(tmp_path: Path) -> None:
+    # e.g. a newer model pushed to an older box: it must fail to load, not featurise wrongly
+    model_dir = _copy_model(tmp_path)
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    _rewrite_manifest(model_dir, features={**manifest["features"], "phoneme_ngrams": [2, 3]})
+    _one_line_model_error(model_dir, "does not know: phoneme_ngrams")
+
+
 def test_config_section_parses_and_validates(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(f'[intent]\nthreshold = 0.4\nmodel_dir = "{MODEL_DIR}"\n', encoding="utf-8")
@@ -193,44 +201,6 @@ def test_features_of_huge_text_are_bounded_by_max_chars() -> None:
     long_text = "we are in a freeze until january " * 1000
     assert np.array_equal(featurise(long_text, spec), featurise(long_text[:50], spec))
     assert featurise("", spec).shape == (spec.buckets,) and not featurise("", spec).any()
-
-
-def test_sound_keys_join_what_a_recogniser_confuses() -> None:
-    from firmware.intent.features import sound_keys, sound_stream
-
-    def keys(text: str) -> list[str]:
-        return sound_keys(normalise(text))
-
-    assert keys("quote") == keys("coat")
-    assert keys("price") == keys("prize")
-    assert keys("budget") != keys("widget")
-    # Word breaks moved by the recogniser leave the run-together consonants unchanged.
-    assert sound_stream(keys("budget")) == sound_stream(keys("budge it"))
-    assert sound_stream(keys("HubSpot")) == sound_stream(keys("hub spot"))
-    assert sound_stream(keys("procurement")) == sound_stream(keys("pro curement"))
-    assert keys("") == [] and sound_stream([]) == ""
-
-
-def test_sound_features_bring_sound_alikes_closer() -> None:
-    plain = FeatureSpec()
-    sound = FeatureSpec(sound_words=True, sound_ngrams=(3, 4))
-    said, heard = "your rival quoted half of the price", "you rival coated half of the prize"
-    assert float(featurise(said, sound) @ featurise(heard, sound)) > float(featurise(said, plain) @ featurise(heard, plain))
-    for text in ODD_TEXTS:
-        vector = featurise(text, sound)
-        assert vector.shape == (sound.buckets,) and np.all(np.isfinite(vector))
-
-
-def test_feature_settings_round_trip_and_old_manifests_mean_no_sound_features() -> None:
-    spec = FeatureSpec(buckets=1024, sound_words=True, sound_ngrams=(2, 3), sound_weight=0.5)
-    assert FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    old = {"buckets": 8192, "char_ngrams": [3, 4, 5], "word_bigrams": True, "max_chars": 600, "word_weight": 3.0}
-    loaded = FeatureSpec.from_dict(old)
-    assert (loaded.sound_words, loaded.sound_ngrams) == (False, ())
-    assert np.array_equal(featurise("that is too expensive", loaded),
-                          featurise("that is too expensive", FeatureSpec(buckets=8192, word_weight=3.0)))
-    with pytest.raises(ValueError):
-        FeatureSpec.from_dict({**old, "sound_weight": 0})
 
 
 def test_a_reps_line_is_never_a_buyer_only_label(classifier: IntentClassifier) -> None:

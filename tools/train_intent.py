@@ -199,12 +199,9 @@ def main() -> int:
     parser.add_argument("--word-weight", type=float, default=3.0)
     parser.add_argument("--noise-per-text", type=int, default=3)
     parser.add_argument("--char-ngrams", default="3,4,5", help="character n-gram sizes, comma-separated")
-    parser.add_argument("--sound-words", action=argparse.BooleanOptionalAction, default=False, help="a sound key per word")
-    parser.add_argument("--sound-ngrams", default="", help="n-gram sizes over the words' run-together sound keys (empty: none)")
     parser.add_argument("--transcript-weight", type=float, default=0.7,
                         help="training weight of a recogniser transcript relative to a written or synthetic-noise text")
     parser.add_argument("--label-smoothing", type=float, default=0.05)
-    parser.add_argument("--sound-weight", type=float, default=1.0, help="weight of the sound features")
     parser.add_argument("--speaker-threshold", choices=("none", "shared", "each"), default="shared",
                         help="'other' threshold for lines of a known speaker: none (the text-only one), "
                              "shared (one, fitted on speaker-aware scores) or each (one per speaker)")
@@ -220,9 +217,7 @@ def main() -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     spec = FeatureSpec(buckets=args.buckets, word_weight=args.word_weight,
-                       char_ngrams=tuple(int(n) for n in args.char_ngrams.split(",") if n.strip()),
-                       sound_words=args.sound_words, sound_ngrams=tuple(int(n) for n in args.sound_ngrams.split(",") if n.strip()),
-                       sound_weight=args.sound_weight)
+                       char_ngrams=tuple(int(n) for n in args.char_ngrams.split(",") if n.strip()))
     utterances, asr_file = args.data_dir / "utterances.tsv", args.data_dir / "asr_transcripts.tsv"
     examples = read_examples(utterances)
     transcripts = read_transcripts(asr_file)

@@ -13,7 +13,7 @@ import re
 import unicodedata
 import zlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -25,31 +25,6 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _SEED_WORD = 0x9E3779B1
 _SEED_BIGRAM = 0x85EBCA77
 _SEED_CHAR = 0xC2B2AE3D
-_SEED_SOUND_WORD = 0x27D4EB2F
-_SEED_SOUND_CHAR = 0x165667B1
-
-# A crude sound key: letters and digraphs that a recogniser confuses on a phone line fall into one
-# class (voiced/unvoiced pairs, nasals, soft c/g, s/z), vowels count only as a word's first sound.
-# "quote"/"coat", "prize"/"price" get one key and "budget"/"budge it" one consonant stream: the
-# model cannot learn every misrecognition, but it can learn from the sounds that survived one.
-_DIGRAPHS = re.compile(r"tch|dge|tion|sion|ph|ck|sh|ch|th|gh|wh|qu|kn|wr|ng|mb\b|c(?=[eiy])|g(?=[eiy])|x")
-_DIGRAPH_SOUNDS = {"tch": "j", "dge": "j", "tion": "jn", "sion": "jn", "ph": "f", "ck": "k", "sh": "j", "ch": "j",
-                   "th": "t", "gh": "", "wh": "", "qu": "k", "kn": "n", "wr": "r", "ng": "n", "mb": "n", "c": "s", "g": "j", "x": "ks"}
-_SOUND_CLASSES = str.maketrans("bpdtgkcqvfzsmnaeiouy", "ppttkkkkffssnnaaaaaa", "wh")
-_VOWEL_INSIDE = re.compile(r"\B[a]")
-_REPEATS = re.compile(r"(.)\1+")
-
-
-def sound_keys(clean: str) -> list[str]:
-    """One sound key per word of normalised text ("quote" and "coat" both give "kt")."""
-    sounds = _DIGRAPHS.sub(lambda m: _DIGRAPH_SOUNDS[m.group()], _REPEATS.sub(r"\1", clean)).translate(_SOUND_CLASSES)
-    sounds = _REPEATS.sub(r"\1", _VOWEL_INSIDE.sub("", sounds))
-    return [key for key in sounds.split(" ") if key]
-
-
-def sound_stream(keys: list[str]) -> str:
-    """The consonants of all keys run together: blind to where the recogniser put word breaks."""
-    return _REPEATS.sub(r"\1", "".join(keys).replace("a", ""))
 
 
 @dataclass(frozen=True)
@@ -62,22 +37,19 @@ class FeatureSpec:
     max_chars: int = 600
     # Whole words carry most of the meaning but are outnumbered ~8:1 by character n-grams.
     word_weight: float = 1.0
-    # Sound keys (``sound_keys``): one per word, and n-grams over the run-together consonant stream.
-    # Off when a manifest leaves them out (all before 1.4.0). Off in 1.4.0 too: on the same data they
-    # lifted dev text and held-out transcripts a little, but lowered the dev calls as the box
-    # transcribes them in every variant tried (0.58-0.66 against 0.70-0.72 without).
-    sound_words: bool = False
-    sound_ngrams: tuple[int, ...] = ()
-    sound_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["char_ngrams"] = list(self.char_ngrams)
-        out["sound_ngrams"] = list(self.sound_ngrams)
         return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FeatureSpec:
+        # A model trained with features this runtime cannot compute would be fed wrong vectors
+        # and answer confidently wrong: refuse it (an update's self-test then rolls it back).
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"feature settings this runtime does not know: {', '.join(unknown)}")
         ngrams = raw.get("char_ngrams", cls.char_ngrams)
         spec = cls(
             buckets=int(raw["buckets"]),
@@ -85,12 +57,8 @@ class FeatureSpec:
             word_bigrams=bool(raw.get("word_bigrams", True)),
             max_chars=int(raw.get("max_chars", cls.max_chars)),
             word_weight=float(raw.get("word_weight", cls.word_weight)),
-            sound_words=bool(raw.get("sound_words", cls.sound_words)),
-            sound_ngrams=tuple(int(n) for n in raw.get("sound_ngrams", cls.sound_ngrams)),
-            sound_weight=float(raw.get("sound_weight", cls.sound_weight)),
         )
-        if (spec.buckets < 16 or any(n < 1 for n in (*spec.char_ngrams, *spec.sound_ngrams)) or spec.max_chars < 1
-                or not spec.word_weight > 0 or not spec.sound_weight > 0):
+        if spec.buckets < 16 or any(n < 1 for n in spec.char_ngrams) or spec.max_chars < 1 or not spec.word_weight > 0:
             raise ValueError(f"feature settings out of range: {spec}")
         return spec
 
@@ -114,12 +82,12 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _char_ngram_hashes(padded: bytes, sizes: tuple[int, ...], seed: int = _SEED_CHAR) -> list[np.ndarray]:
+def _char_ngram_hashes(padded: bytes, sizes: tuple[int, ...]) -> list[np.ndarray]:
     # Rolling polynomial: the hash of every n-gram extends the (n-1)-gram hash in one array op.
     codes = np.frombuffer(padded, dtype=np.uint8).astype(np.uint64)
     wanted = set(sizes)
     out: list[np.ndarray] = []
-    h = codes + np.uint64(seed)
+    h = codes + np.uint64(_SEED_CHAR)
     for n in range(2, max(sizes, default=0) + 1):
         if codes.size < n:
             break
@@ -127,7 +95,7 @@ def _char_ngram_hashes(padded: bytes, sizes: tuple[int, ...], seed: int = _SEED_
         if n in wanted:
             out.append(h + np.uint64(n << 24))
     if 1 in wanted:
-        out.append(codes + np.uint64(seed))
+        out.append(codes + np.uint64(_SEED_CHAR))
     return out
 
 
@@ -144,22 +112,12 @@ def featurise(text: str, spec: FeatureSpec) -> np.ndarray:
         parts.append(word_hashes[:-1] * np.uint64(31) + word_hashes[1:] + np.uint64(_SEED_BIGRAM))
     n_word = sum(len(p) for p in parts)
     parts.extend(_char_ngram_hashes(f" {clean} ".encode("ascii"), spec.char_ngrams))
-    n_text = sum(len(p) for p in parts)
-    if spec.sound_words or spec.sound_ngrams:
-        keys = sound_keys(clean)
-        if spec.sound_words and keys:
-            parts.append(np.fromiter((zlib.crc32(k.encode()) for k in keys), dtype=np.uint64, count=len(keys))
-                         ^ np.uint64(_SEED_SOUND_WORD))
-        stream = sound_stream(keys)
-        if spec.sound_ngrams and stream:
-            parts.extend(_char_ngram_hashes(f" {stream} ".encode("ascii"), spec.sound_ngrams, _SEED_SOUND_CHAR))
     indices = (_mix(np.concatenate(parts)) % np.uint64(spec.buckets)).astype(np.intp)
-    if spec.word_weight == 1.0 and (indices.size == n_text or spec.sound_weight == 1.0):
+    if spec.word_weight == 1.0:
         counts = np.bincount(indices, minlength=spec.buckets).astype(np.float32)
     else:
         weights = np.ones(indices.size, dtype=np.float64)
         weights[:n_word] = spec.word_weight
-        weights[n_text:] = spec.sound_weight
         counts = np.bincount(indices, weights=weights, minlength=spec.buckets).astype(np.float32)
     np.log1p(counts, out=vector)
     norm = float(np.linalg.norm(vector))
