@@ -79,6 +79,12 @@ class Call:
     def close(self) -> None:
         self.box.close()
 
+    def __enter__(self) -> Call:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _config(tmp_path: Path, **reading: float) -> Config:
     base = make_config(tmp_path / "state")
@@ -135,14 +141,11 @@ def test_the_turn_is_read_whole_when_its_fragments_are_unsure(tmp_path: Path) ->
         "nobody here would use it": {"objection_need": 0.3},
         "I'll be honest nobody here would use it": {"objection_need": 0.6},
     })  # fmt: skip
-    call = Call(_config(tmp_path), scorer)
-    try:
+    with Call(_config(tmp_path), scorer) as call:
         call.buyer(3.0, 4.0, "I'll be honest")
         call.buyer(4.5, 7.0, "nobody here would use it")
         assert [(m.kind, m.start, m.end) for m in call.moments()] == [("objection_need", 4.5, 7.0)]
         assert "I'll be honest nobody here would use it" in scorer.calls
-    finally:
-        call.close()
 
 
 ANSWER = {"Stocky for the back end, it's a mess": {"pain_point": 0.45, "competitor_mention": 0.3}}
@@ -158,38 +161,29 @@ ANSWER = {"Stocky for the back end, it's a mess": {"pain_point": 0.45, "competit
     ],
 )
 def test_the_reps_question_is_a_small_prior(tmp_path: Path, question: str, weight: float, expected: str) -> None:
-    call = Call(_config(tmp_path, context_prior_weight=weight), TableScorer(ANSWER))
-    try:
+    with Call(_config(tmp_path, context_prior_weight=weight), TableScorer(ANSWER)) as call:
         call.rep(0.0, 3.0, question)
         call.buyer(3.5, 7.0, "Stocky for the back end, it's a mess")
         assert [m.kind for m in call.moments()] == [expected]
-    finally:
-        call.close()
 
 
 def test_the_prior_needs_a_prompt_answer_and_cannot_lift_a_kind_the_classifier_rules_out(tmp_path: Path) -> None:
     scorer = TableScorer({"no idea": {"competitor_mention": 0.05}, "Stocky for the back end, it's a mess": ANSWER[
         "Stocky for the back end, it's a mess"]})
-    call = Call(_config(tmp_path), scorer)
-    try:
+    with Call(_config(tmp_path), scorer) as call:
         call.rep(0.0, 3.0, "What are you using today?")
         call.buyer(3.5, 5.0, "no idea")  # x3 is still far below the classifier's threshold
         call.rep(6.0, 9.0, "What are you using today?")
         call.buyer(20.0, 24.0, "Stocky for the back end, it's a mess")  # 11 s later: not an answer to it
         assert [m.kind for m in call.moments()] == ["pain_point"]
-    finally:
-        call.close()
 
 
 def test_a_proposed_next_step_invites_the_buyer_to_take_it(tmp_path: Path) -> None:
     scorer = TableScorer({"yes send that over": {"next_step": 0.25, "product_question": 0.3}})
-    call = Call(_config(tmp_path), scorer)
-    try:
+    with Call(_config(tmp_path), scorer) as call:
         call.rep(0.0, 3.0, "shall I send a one page summary", intent="next_step")
         call.buyer(3.5, 6.0, "yes send that over")
         assert [m.kind for m in call.moments()] == ["next_step"]
-    finally:
-        call.close()
 
 
 def test_reading_settings_are_checked() -> None:
@@ -219,12 +213,9 @@ class BuyerCutOffScorer(TableScorer):
 
 def test_the_buyers_own_cut_off_applies_after_the_prior(tmp_path: Path) -> None:
     # 0.4 clears the buyer's calibrated cut-off (0.3) though not the text-only one (0.5).
-    call = Call(_config(tmp_path), BuyerCutOffScorer({"we'd need the board to sign that": {"objection_authority": 0.4, "pain_point": 0.35}}))
-    try:
+    with Call(_config(tmp_path), BuyerCutOffScorer({"we'd need the board to sign that": {"objection_authority": 0.4, "pain_point": 0.35}})) as call:
         call.buyer(3.5, 7.0, "we'd need the board to sign that")
         assert [m.kind for m in call.moments()] == ["objection_authority"]
-    finally:
-        call.close()
 
 
 TORN = {"we could wait, or it just costs too much": {"objection_timing": 0.42, "objection_price": 0.38}}
@@ -234,34 +225,25 @@ TORN = {"we could wait, or it just costs too much": {"objection_timing": 0.42, "
 def test_a_reading_torn_between_two_kinds_raises_nothing_under_the_margin_bar(
     tmp_path: Path, margin: float, expected: list[str]
 ) -> None:
-    call = Call(_config(tmp_path, min_margin=margin, final_min_confidence=0.0), TableScorer(TORN))
-    try:
+    with Call(_config(tmp_path, min_margin=margin, final_min_confidence=0.0), TableScorer(TORN)) as call:
         call.buyer(3.5, 7.0, "we could wait, or it just costs too much")
         assert [m.kind for m in call.moments()] == expected
-    finally:
-        call.close()
 
 
 def test_the_margin_counts_other_as_a_runner_up(tmp_path: Path) -> None:
     # 0.40 objection_need against 0.37 other (the rest): a clear kind among intents, but barely a moment.
     scorer = TableScorer({"we manage fine": {"objection_need": 0.40, "pain_point": 0.23}})
-    call = Call(_config(tmp_path, min_margin=0.1, final_min_confidence=0.0), scorer)
-    try:
+    with Call(_config(tmp_path, min_margin=0.1, final_min_confidence=0.0), scorer) as call:
         call.buyer(3.5, 7.0, "we manage fine")
         assert call.moments() == []
-    finally:
-        call.close()
 
 
 @pytest.mark.parametrize(("bar", "expected"), [(0.0, ["objection_price"]), (0.45, [])])
 def test_a_final_transcript_alone_must_reach_the_final_bar(tmp_path: Path, bar: float, expected: list[str]) -> None:
     scorer = TableScorer({"that is more than we budgeted": {"objection_price": 0.4, "objection_timing": 0.2, "pain_point": 0.15}})
-    call = Call(_config(tmp_path, final_min_confidence=bar, min_margin=0.0), scorer)
-    try:
+    with Call(_config(tmp_path, final_min_confidence=bar, min_margin=0.0), scorer) as call:
         call.buyer(3.5, 7.0, "that is more than we budgeted")
         assert [m.kind for m in call.moments()] == expected
-    finally:
-        call.close()
 
 
 @pytest.mark.parametrize(("bar", "expected"), [(0.4, ["objection_need"]), (0.5, [])])
@@ -271,23 +253,17 @@ def test_the_turn_read_whole_must_reach_the_turn_bar(tmp_path: Path, bar: float,
         "nobody here would use it": {"objection_need": 0.3},
         "I'll be honest nobody here would use it": {"objection_need": 0.45, "pain_point": 0.2},
     })  # fmt: skip
-    call = Call(_config(tmp_path, turn_min_confidence=bar, final_min_confidence=0.0, min_margin=0.0), scorer)
-    try:
+    with Call(_config(tmp_path, turn_min_confidence=bar, final_min_confidence=0.0, min_margin=0.0), scorer) as call:
         call.buyer(3.0, 4.0, "I'll be honest")
         call.buyer(4.5, 7.0, "nobody here would use it")
         assert [m.kind for m in call.moments()] == expected
-    finally:
-        call.close()
 
 
 def test_a_battlecard_competitor_named_outright_clears_every_bar(tmp_path: Path) -> None:
     scorer = TableScorer({"we mostly live in HubSpot": {"competitor_mention": 0.35, "pain_point": 0.33}})
-    call = Call(_config(tmp_path, final_min_confidence=0.6, min_margin=0.3), scorer)
-    try:
+    with Call(_config(tmp_path, final_min_confidence=0.6, min_margin=0.3), scorer) as call:
         call.buyer(3.5, 7.0, "we mostly live in HubSpot")
         assert [m.kind for m in call.moments()] == ["competitor_mention"]
-    finally:
-        call.close()
 
 
 def test_the_coachs_bars_are_checked() -> None:
@@ -307,10 +283,7 @@ def test_by_default_a_weak_reading_of_the_whole_turn_is_no_moment(tmp_path: Path
         "nobody here would use it": {"objection_need": 0.3},
         "I'll be honest nobody here would use it": {"objection_need": whole, "pain_point": 0.15},
     })  # fmt: skip
-    call = Call(_config(tmp_path), scorer)
-    try:
+    with Call(_config(tmp_path), scorer) as call:
         call.buyer(3.0, 4.0, "I'll be honest")
         call.buyer(4.5, 7.0, "nobody here would use it")
         assert call.moments() == []
-    finally:
-        call.close()
