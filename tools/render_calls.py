@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import sys
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +40,6 @@ from firmware.intent.dataset import FALLBACK_LABEL, LABELS, Example, is_heldout,
 DATA = REPO / "models" / "intent" / "data" / "utterances.tsv"
 RATE_HZ = 16000
 INTENTS = tuple(label for label in LABELS if label != FALLBACK_LABEL)
-_LEAK_DB = -25.0
-_LEAK_DELAY = 48  # 3 ms earpiece-to-mic path
 # Corpus dynamics definitions (dev README), applied to the rendered timeline.
 _MONOLOGUE_GAP_S, _MONOLOGUE_SPAN_S = 0.7, 75.0
 _FAST_WPM, _FAST_SPAN_S = 190.0, 5.0
@@ -200,7 +197,7 @@ def _mic_channel(rep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.Generator) -> dict[str, object]:
     """Voice and place the lines; write ``<call_id>.wav`` and ``<call_id>.json`` into ``out_dir``."""
-    from firmware.demo.render import _speak  # the project's espeak-ng voicing (trimmed clips)
+    from firmware.demo.render import _speak, write_call  # the project's espeak-ng voicing and call layout
     from render_intent_asr import line_channel  # the dev-matched phone line
 
     clips, placed, cursor = [], [], 0.5
@@ -212,20 +209,8 @@ def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.G
         placed.append({"speaker": line.speaker, "start": start, "end": end, "text": line.text, "label": line.label})
         cursor = end
     total = int((cursor + 1.5) * RATE_HZ)
-    rep, buyer = np.zeros(total), np.zeros(total)
-    for clip, u in zip(clips, placed):
-        lo = int(round(float(u["start"]) * RATE_HZ))  # type: ignore[arg-type]
-        (rep if u["speaker"] == "rep" else buyer)[lo : lo + len(clip)] += clip
-    buyer = line_channel(buyer, rng, RATE_HZ).astype(np.float64)
-    leak = np.concatenate((np.zeros(_LEAK_DELAY), buyer[:-_LEAK_DELAY])) * 10 ** (_LEAK_DB / 20)
-    rep = _mic_channel(rep, rng) + leak
-    stereo = np.clip(np.stack([rep, buyer], axis=1), -1, 1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(out_dir / f"{call_id}.wav"), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(RATE_HZ)
-        w.writeframes(np.round(stereo * 32767).astype("<i2").tobytes())
+    write_call(out_dir / f"{call_id}.wav", clips, placed, total,
+               phone_line=lambda buyer: line_channel(buyer, rng, RATE_HZ), room=lambda rep: _mic_channel(rep, rng))
     truth: dict[str, object] = {
         "call_id": call_id,
         "sample_rate": RATE_HZ,

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tomllib
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from firmware.errors import AudioInputError
 
 RATE_HZ = 16000
 _LEAK_DB = -25.0
+_LEAK_DELAY = 48  # samples: the 3 ms earpiece-to-mic path
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,33 @@ def _phone_line(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return wide + rng.normal(0, 10 ** (-46 / 20), len(wide)).astype(np.float32)
 
 
+def write_call(
+    out_wav: Path,
+    clips: list[np.ndarray],
+    placed: list[dict[str, object]],
+    total: int,
+    *,
+    phone_line: Callable[[np.ndarray], np.ndarray],
+    room: Callable[[np.ndarray], np.ndarray],
+) -> None:
+    """Lay each clip at its utterance's start on its speaker's channel, pass the buyer through
+    ``phone_line`` and the rep's mic through ``room``, add the earpiece leak to the mic and write
+    a 16-bit two-channel WAV (0 rep, 1 buyer), the dev corpus's layout."""
+    rep, buyer = np.zeros(total), np.zeros(total)
+    for clip, u in zip(clips, placed):
+        lo = int(round(float(u["start"]) * RATE_HZ))  # type: ignore[arg-type]
+        (rep if u["speaker"] == "rep" else buyer)[lo : lo + len(clip)] += clip
+    buyer = np.asarray(phone_line(buyer), dtype=np.float64)
+    leak = np.concatenate((np.zeros(_LEAK_DELAY), buyer[:-_LEAK_DELAY])) * 10 ** (_LEAK_DB / 20)
+    stereo = np.clip(np.stack([room(rep) + leak, buyer], axis=1), -1, 1)
+    out_wav.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(out_wav), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(RATE_HZ)
+        w.writeframes(np.round(stereo * 32767).astype("<i2").tobytes())
+
+
 def render_call(script: Path, out_wav: Path, *, seed: int = 7) -> dict[str, object]:
     """Write ``out_wav`` and ``out_wav.with_suffix('.json')`` (ground truth like the dev corpus)."""
     meta, lines = load_script(script)
@@ -85,20 +114,11 @@ def render_call(script: Path, out_wav: Path, *, seed: int = 7) -> dict[str, obje
                        "text": line.text, "label": line.label})
         cursor = start + len(clip) / RATE_HZ
     total = int((cursor + 1.0) * RATE_HZ)
-    rep, buyer = np.zeros(total, np.float32), np.zeros(total, np.float32)
-    for clip, u in zip(clips, placed):
-        lo = int(u["start"] * RATE_HZ)  # type: ignore[operator]
-        (rep if u["speaker"] == "rep" else buyer)[lo : lo + len(clip)] += clip
-    buyer = _phone_line(buyer, rng)
-    leak = np.concatenate((np.zeros(48, np.float32), buyer[:-48])) * 10 ** (_LEAK_DB / 20)  # 3 ms acoustic path
-    rep = rep + leak + rng.normal(0, 10 ** (-50 / 20), total).astype(np.float32)
-    stereo = np.clip(np.stack([rep, buyer], axis=1), -1, 1)
-    out_wav.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(out_wav), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(RATE_HZ)
-        w.writeframes((stereo * 32767).astype("<i2").tobytes())
+    write_call(
+        out_wav, clips, placed, total,
+        phone_line=lambda buyer: _phone_line(buyer, rng),
+        room=lambda rep: rep + rng.normal(0, 10 ** (-50 / 20), len(rep)),
+    )  # fmt: skip
     truth = {"call_id": meta.get("call_id", out_wav.stem), "sample_rate": RATE_HZ, "channels": {"0": "rep", "1": "buyer"},
              "duration_s": round(total / RATE_HZ, 3), "utterances": placed}
     out_wav.with_suffix(".json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
