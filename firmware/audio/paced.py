@@ -174,12 +174,6 @@ class ClockedPcm:
         self._periods_done += 1
         return frames
 
-    def read_view(self) -> SampleBuffer | int:
-        frames = self.read(self._scratch)
-        if frames <= 0:
-            return frames
-        return self._scratch[: frames * self.channels]
-
     def write(self, data: SampleBuffer) -> int:
         start = _cpu_ns()
         self._inner_ns = 0

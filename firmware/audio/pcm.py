@@ -48,10 +48,6 @@ class PcmDevice(Protocol):
         """Copy one period into ``out``; return frames, 0 when none is ready, XRUN after an overrun."""
         ...
 
-    def read_view(self) -> SampleBuffer | int:
-        """Like :meth:`read` without the copy: a read-only array valid until the next call."""
-        ...
-
     def read_into(self, out: memoryview) -> int:
         """Like :meth:`read` into the start of a writable byte view (no numpy call per period)."""
         ...
@@ -141,15 +137,10 @@ class AlsaPcm:
                 pass
 
     def read(self, out: SampleBuffer) -> int:
-        got = self.read_view()
-        if isinstance(got, int):
-            return got
-        out[: len(got)] = got
-        return len(got) // self.channels
+        return self.read_into(memoryview(out).cast("B"))
 
     def read_into(self, out: memoryview) -> int:
-        # the bridge's hot path: _read_raw inlined (a Python call costs more than the copy
-        # on a box whose caches are cold after every sleep)
+        # the one capture path (``read`` comes here too); the bridge calls it for every period
         pcm = self._pcm
         if pcm is None:
             raise AudioDeviceError(f"PCM {self.name!r} is not open")
@@ -165,25 +156,6 @@ class AlsaPcm:
         if frames < 0 and frames != -errno.EAGAIN:
             raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
         return 0
-
-    def read_view(self) -> SampleBuffer | int:
-        frames, data = self._read_raw()
-        if frames <= 0:
-            return frames
-        return np.frombuffer(data, dtype=np.float32, count=frames * self.channels)
-
-    def _read_raw(self) -> tuple[int, bytes]:
-        """Frames read (``XRUN`` after an overrun, 0 when nothing is ready) and their bytes."""
-        pcm = self._require()
-        try:
-            frames, data = pcm.read()
-        except Exception as exc:
-            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {exc}") from None
-        if frames == -errno.EPIPE:
-            return XRUN, b""  # pyalsaaudio has already re-prepared the stream
-        if frames < 0 and frames != -errno.EAGAIN:
-            raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
-        return max(frames, 0), data
 
     def write(self, data: SampleBuffer) -> int:
         pcm = self._pcm
