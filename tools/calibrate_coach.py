@@ -76,7 +76,8 @@ def main() -> int:
         if not hasattr(ReadingConfig(), name):
             print(f"calibrate_coach: no [coach.reading] setting {name!r}", file=sys.stderr)
             return 2
-        grid[name] = tuple(float(v) for v in values.split(","))
+        kind = type(getattr(ReadingConfig(), name))  # word counts stay whole numbers
+        grid[name] = tuple(kind(float(v)) for v in values.split(","))
     os.nice(10)
     from firmware.intent import load_classifier
 
