@@ -100,14 +100,14 @@ def call(tmp_path: Path) -> Iterator[Call]:
 
 
 def test_an_unconfirmed_partial_raises_nothing_and_the_final_decides(call: Call) -> None:
-    call.buyer(10.0, 16.0, "that is more than we budgeted", "objection_price", 0.5,
+    call.buyer(10.0, 16.0, "that is a lot more than we budgeted for", "objection_price", 0.5,
                partials=((12.0, "can we start", "product_question", 0.7),
                          (15.0, "that is more than we", "objection_price", 0.65)))
     assert [(m.kind, m.t) for m in call.moments()] == [("objection_price", pytest.approx(16.4))]
 
 
 def test_two_agreeing_partials_raise_the_moment_early_and_the_final_does_not_repeat_it(call: Call) -> None:
-    call.buyer(10.0, 16.0, "that is more than we budgeted", "objection_price", 0.5,
+    call.buyer(10.0, 16.0, "that is a lot more than we budgeted for", "objection_price", 0.5,
                partials=((12.0, "that is more", "objection_price", 0.62),
                          (15.0, "that is more than we", "objection_price", 0.7)))
     assert [(m.kind, m.t) for m in call.moments()] == [("objection_price", pytest.approx(15.0))]
@@ -121,17 +121,17 @@ def test_a_partial_below_the_partial_bar_does_not_count_as_agreement(call: Call)
 
 def test_one_turn_in_several_segments_raises_each_kind_once(call: Call) -> None:
     call.rep(0.0, 3.0, "what do you think")
-    call.buyer(3.5, 6.0, "too pricey", "objection_price", 0.6)
-    call.buyer(6.8, 9.0, "way too pricey", "objection_price", 0.7)
-    call.buyer(9.5, 12.0, "and not before april", "objection_timing", 0.6)
+    call.buyer(3.5, 6.0, "that is far too pricey for us", "objection_price", 0.6)
+    call.buyer(6.8, 9.0, "honestly it is way too pricey for a team our size", "objection_price", 0.7)
+    call.buyer(9.5, 12.0, "and we cannot start before april anyway", "objection_timing", 0.6)
     assert [m.kind for m in call.moments()] == ["objection_price", "objection_timing"]
 
 
 def test_rep_speech_or_a_long_gap_starts_a_new_turn(call: Call) -> None:
-    call.buyer(3.5, 6.0, "too pricey", "objection_price", 0.6)
+    call.buyer(3.5, 6.0, "that is far too pricey for us", "objection_price", 0.6)
     call.rep(6.5, 8.0, "compared to what")
-    call.buyer(8.5, 11.0, "way too pricey", "objection_price", 0.7)
-    call.buyer(15.0, 17.0, "still too pricey", "objection_price", 0.7)  # 4 s of silence before it
+    call.buyer(8.5, 11.0, "honestly it is way too pricey for a team our size", "objection_price", 0.7)
+    call.buyer(15.0, 17.0, "it still looks too pricey to me", "objection_price", 0.7)  # 4 s of silence before it
     assert [m.kind for m in call.moments()] == ["objection_price"] * 3
 
 
@@ -179,10 +179,10 @@ def test_the_prior_needs_a_prompt_answer_and_cannot_lift_a_kind_the_classifier_r
 
 
 def test_a_proposed_next_step_invites_the_buyer_to_take_it(tmp_path: Path) -> None:
-    scorer = TableScorer({"yes send that over": {"next_step": 0.25, "product_question": 0.3}})
+    scorer = TableScorer({"yes please send that over to me today": {"next_step": 0.25, "product_question": 0.3}})
     with Call(_config(tmp_path), scorer) as call:
         call.rep(0.0, 3.0, "shall I send a one page summary", intent="next_step")
-        call.buyer(3.5, 6.0, "yes send that over")
+        call.buyer(3.5, 6.0, "yes please send that over to me today")
         assert [m.kind for m in call.moments()] == ["next_step"]
 
 
@@ -240,9 +240,9 @@ def test_the_margin_counts_other_as_a_runner_up(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("bar", "expected"), [(0.0, ["objection_price"]), (0.45, [])])
 def test_a_final_transcript_alone_must_reach_the_final_bar(tmp_path: Path, bar: float, expected: list[str]) -> None:
-    scorer = TableScorer({"that is more than we budgeted": {"objection_price": 0.4, "objection_timing": 0.2, "pain_point": 0.15}})
+    scorer = TableScorer({"that is a lot more than we budgeted for": {"objection_price": 0.4, "objection_timing": 0.2, "pain_point": 0.15}})
     with Call(_config(tmp_path, final_min_confidence=bar, min_margin=0.0), scorer) as call:
-        call.buyer(3.5, 7.0, "that is more than we budgeted")
+        call.buyer(3.5, 7.0, "that is a lot more than we budgeted for")
         assert [m.kind for m in call.moments()] == expected
 
 
@@ -259,6 +259,45 @@ def test_the_turn_read_whole_must_reach_the_turn_bar(tmp_path: Path, bar: float,
         assert [m.kind for m in call.moments()] == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("we will see then", []),  # four words: a fragment, under the fragment bar
+    ("we will see then what the board says next week", ["objection_authority"]),  # the same reading, a sentence
+])  # fmt: skip
+def test_a_final_of_a_few_words_is_a_fragment_and_must_be_surer(tmp_path: Path, text: str, expected: list[str]) -> None:
+    scorer = TableScorer({text: {"objection_authority": 0.5, "objection_need": 0.1}})
+    with Call(_config(tmp_path, fragment_max_words=6, fragment_min_confidence=0.8, final_min_confidence=0.0), scorer) as call:
+        call.buyer(3.5, 5.0, text)
+        assert [m.kind for m in call.moments()] == expected
+
+
+def test_a_sure_fragment_still_raises_its_moment_and_the_turn_is_not_held_to_the_fragment_bar(tmp_path: Path) -> None:
+    scorer = TableScorer({
+        "sounds great lets book it": {"next_step": 0.9},
+        "I'll be honest": {"objection_need": 0.5},
+        "nobody here would use it": {"objection_need": 0.3},
+        "I'll be honest nobody here would use it": {"objection_need": 0.6},
+    })  # fmt: skip
+    with Call(_config(tmp_path, fragment_max_words=6, fragment_min_confidence=0.8, final_min_confidence=0.0,
+                      turn_min_confidence=0.5), scorer) as call:
+        call.buyer(3.0, 4.5, "sounds great lets book it")
+        call.rep(5.0, 7.0, "Great, I will send an invite.")
+        call.buyer(8.0, 9.0, "I'll be honest")  # a fragment at 0.5: nothing yet
+        assert [m.kind for m in call.moments()] == ["next_step"]
+        call.buyer(9.5, 12.0, "nobody here would use it")  # the turn read whole: 0.6, over the turn bar
+        assert [m.kind for m in call.moments()] == ["next_step", "objection_need"]
+
+
+def test_by_default_a_short_final_needs_the_fragment_bar(tmp_path: Path) -> None:
+    defaults = ReadingConfig()
+    assert defaults.fragment_max_words >= 4
+    weak = defaults.fragment_min_confidence - 0.05
+    assert weak > max(TableScorer.threshold, defaults.final_min_confidence)
+    scorer = TableScorer({"maybe after the summer": {"objection_timing": weak}})
+    with Call(_config(tmp_path), scorer) as call:
+        call.buyer(3.5, 5.0, "maybe after the summer")
+        assert call.moments() == []
+
+
 def test_a_battlecard_competitor_named_outright_clears_every_bar(tmp_path: Path) -> None:
     scorer = TableScorer({"we mostly live in HubSpot": {"competitor_mention": 0.35, "pain_point": 0.33}})
     with Call(_config(tmp_path, final_min_confidence=0.6, min_margin=0.3), scorer) as call:
@@ -267,7 +306,8 @@ def test_a_battlecard_competitor_named_outright_clears_every_bar(tmp_path: Path)
 
 
 def test_the_coachs_bars_are_checked() -> None:
-    for bad in ({"final_min_confidence": 1.2}, {"turn_min_confidence": -0.1}, {"min_margin": 2.0}):
+    for bad in ({"final_min_confidence": 1.2}, {"turn_min_confidence": -0.1}, {"min_margin": 2.0},
+                {"fragment_min_confidence": 1.5}, {"fragment_max_words": -1}):
         with pytest.raises(ValueError, match="reading"):
             CoachConfig(reading=ReadingConfig(**bad))  # type: ignore[arg-type]
 

@@ -22,6 +22,10 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
   turn read whole ``turn_min_confidence``, and the winning kind must lead the runner-up (``other``
   included) by ``min_margin``: a reading torn between two kinds is as often the wrong kind as a
   moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls.
+- A final transcript of only a few words (``fragment_max_words``) read alone is a fragment, like a
+  partial: a buyer's "To be honest," cut off by the VAD before the objection itself, is a short
+  clip, and the recogniser's reading of a short clip is its least reliable one. So it must reach
+  ``fragment_min_confidence``; the turn reading, which includes it, is not held to that bar.
 """
 
 from __future__ import annotations
@@ -136,7 +140,10 @@ class BuyerReader:
         turn = self._enter(u.start, u.end)
         self._partials.pop(u.start, None)
         context = self._context(turn)
-        readings = [self._read(u.text, u.intent, u.confidence, context, self._final_floor)]
+        floor = self._final_floor
+        if len(u.text.split()) <= self._cfg.fragment_max_words:
+            floor = max(floor, self._cfg.fragment_min_confidence)
+        readings = [self._read(u.text, u.intent, u.confidence, context, floor)]
         if self._scorer is not None and turn.texts:
             readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context, self._turn_floor))
         turn.texts.append(u.text)
