@@ -17,7 +17,10 @@ test, and a rule tuned on them says nothing about the next call.
 
 Prints the best settings as a table and, as the last line, one JSON object with the winner.
 The shipped [coach.reading] defaults were chosen on 32 calls (seed 1) by F1 there
-(``--target-f1 0.47``); see firmware/coach/config.py for why the 0.75 ranking was not kept.
+(``--target-f1 0.47``); see firmware/coach/config.py for why the 0.75 ranking was not kept. The
+fragment bar was searched first with the other settings held (``--grid fragment_max_words=0,3,4,5,6,7,8
+--grid fragment_min_confidence=0.4,0.5,0.6,0.7,0.8`` plus one value for each default setting), then
+the default grid was run with the winner fixed; 16 calls of seed 2 checked the result.
 """
 
 from __future__ import annotations
