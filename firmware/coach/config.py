@@ -97,8 +97,9 @@ class ReadingConfig:
     # fragment_min_confidence (0 words turns this off). Calibrated the same way, on the grid with the
     # bars above (tools/calibrate_coach.py, 32 calls of seed 1): there, finals of at most six words
     # read alone raised 21 moments, 2 of them right (and those two the turn read whole raised as
-    # well); this bar removed 19 of the 146 false moments and no right one. With partial_sure_confidence 0.75, F1 went 0.476 -> 0.495 there, and 0.428 -> 0.441
-    # on 16 fresh calls (seed 2) that took no part in choosing it.
+    # well); this bar removed 19 of the 146 false moments and no right one. With it and
+    # partial_sure_confidence 0.75, F1 went 0.476 -> 0.495 there, and 0.428 -> 0.441 on 16 fresh
+    # calls (seed 2) that took no part in choosing either.
     fragment_max_words: int = 6
     fragment_min_confidence: float = 0.8
 
