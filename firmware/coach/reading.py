@@ -90,6 +90,7 @@ class BuyerReader:
         self._min_confidence = delivery.min_confidence
         self._final_floor = max(delivery.min_confidence, config.final_min_confidence)
         self._turn_floor = max(delivery.min_confidence, config.turn_min_confidence)
+        self._fragment_floor = max(self._final_floor, config.fragment_min_confidence)
         self._partial_min_confidence = delivery.partial_min_confidence
         self._competitor_in = competitor_in
         self._rep_onset_between = rep_onset_between
@@ -140,9 +141,8 @@ class BuyerReader:
         turn = self._enter(u.start, u.end)
         self._partials.pop(u.start, None)
         context = self._context(turn)
-        floor = self._final_floor
-        if len(u.text.split()) <= self._cfg.fragment_max_words:
-            floor = max(floor, self._cfg.fragment_min_confidence)
+        fragment = len(u.text.split()) <= self._cfg.fragment_max_words
+        floor = self._fragment_floor if fragment else self._final_floor
         readings = [self._read(u.text, u.intent, u.confidence, context, floor)]
         if self._scorer is not None and turn.texts:
             readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context, self._turn_floor))
