@@ -7,7 +7,8 @@ import pytest
 
 from firmware.audio.bridge import Bridge, Devices, capture_periods
 from firmware.audio.config import BridgeConfig
-from firmware.audio.drift import FillController, FractionalResampler, SampleFifo
+from firmware.audio.config import SLIP_FRAMES
+from firmware.audio.drift import FillController, FractionalResampler, SampleFifo, SlipResampler
 from firmware.audio.paced import ClockedPcm, SimClock
 
 RATE = 48000
@@ -48,6 +49,128 @@ def test_fractional_ratio_follows_the_continuous_signal(ppm: float, pull: int) -
     assert np.max(np.abs(out[20:] - expected[20:])) < 1e-3
     # and the number of samples produced is the input length divided by the ratio
     assert abs(len(out) - len(signal) / ratio) < 2 * max(96, pull)
+
+
+def slip_all(signal: np.ndarray, ratios: list[float], pull: int) -> tuple[np.ndarray, SlipResampler]:
+    """``signal`` through a SlipResampler, pull by pull, ratio ``ratios[i]`` for the i-th tenth."""
+    fifo = SampleFifo(4096)
+    resampler = SlipResampler(288)
+    out = np.zeros(pull, dtype=np.float32)
+    pieces = []
+    step = len(signal) // len(ratios)
+    for start in range(0, len(signal) - 96 + 1, 96):
+        fifo.push(signal[start : start + 96])
+        ratio = ratios[min(start // step, len(ratios) - 1)]
+        while fifo.fill >= resampler.needed(ratio, pull):
+            assert resampler.pull(fifo, ratio, out)
+            pieces.append(out.copy())
+    return np.concatenate(pieces), resampler
+
+
+def exact_offsets(out: np.ndarray, signal: np.ndarray, most: int) -> np.ndarray:
+    """For each output sample, the whole-sample offset (within +-``most``) at which it and a
+    neighbour are exact copies of the input, or a sentinel (1 << 20) where there is none.
+    On a noise input a float32 equals another by chance about once in 10^8 pairs; two
+    neighbours both doing so at the same offset, never."""
+    offsets = np.full(len(out), 1 << 20)
+    k = np.arange(len(out))
+    for s in range(-most, most + 1):
+        j = k + s
+        ok = (j >= 0) & (j < len(signal))
+        equal = np.zeros(len(out) + 2, dtype=bool)
+        equal[1:-1][ok] = out[ok] == signal[j[ok]]
+        hit = equal[1:-1] & (equal[:-2] | equal[2:])
+        offsets[hit] = s
+    return offsets
+
+
+@pytest.mark.parametrize("pull", [192, 250])
+@pytest.mark.parametrize("ppm", [300.0, -300.0])
+def test_slips_copy_bit_for_bit_between_smooth_one_sample_slips(ppm: float, pull: int) -> None:
+    ratio = 1.0 + ppm * 1e-6
+    noise = np.random.default_rng(5).standard_normal(RATE * 4).astype(np.float32) * 0.2
+    out, resampler = slip_all(noise, [ratio], pull)
+    # it consumes ratio x as many samples as it produces, one slip per 1 / |ratio - 1| frames
+    assert abs(len(out) - len(noise) / ratio) < 2 * pull
+    assert abs(resampler.slips - len(out) * abs(ppm) * 1e-6) <= 1
+    offsets = exact_offsets(out, noise, resampler.slips + 1)
+    copied = offsets != 1 << 20
+    # every slip resamples SLIP_FRAMES - 1 frames (its first lies on a whole sample); every
+    # other frame is an exact copy, and each slip moves the copy's offset by exactly one
+    assert (~copied).sum() == pytest.approx(resampler.slips * (SLIP_FRAMES - 1), abs=SLIP_FRAMES)
+    steps = np.diff(offsets[copied])
+    assert set(np.unique(steps)) <= {0, 1 if ppm > 0 else -1}
+    assert np.count_nonzero(steps) >= resampler.slips - 1
+    resampled = np.flatnonzero(~copied)
+    run_lengths = np.diff(np.flatnonzero(np.diff(resampled) > 1), prepend=-1, append=len(resampled) - 1)
+    assert len(run_lengths) == pytest.approx(resampler.slips, abs=1)  # one run per slip
+    assert run_lengths.max() <= SLIP_FRAMES - 1
+
+    # Inside a slip the position moves evenly by one sample over SLIP_FRAMES frames: a two-tone
+    # signal through the same schedule (it depends on the ratio and pulls, not the audio) must
+    # match the continuous signal at those positions, to -60 dB.
+    n = np.arange(RATE * 4)
+    tones = (0.5 * np.sin(2 * np.pi * 1000 * n / RATE) + 0.3 * np.sin(2 * np.pi * 3100 * n / RATE)).astype(np.float32)
+    out_tones, _ = slip_all(tones, [ratio], pull)
+    position = np.arange(len(out), dtype=np.float64)
+    sign = 1.0 if ppm > 0 else -1.0
+    first = np.flatnonzero(copied)[0]
+    last_offset, last_copy = offsets[first], first
+    for k in range(first, len(out)):
+        if copied[k]:
+            last_offset, last_copy = offsets[k], k
+            position[k] += offsets[k]
+        else:
+            position[k] += last_offset + sign * (k - last_copy) / SLIP_FRAMES
+    expected = 0.5 * np.sin(2 * np.pi * 1000 * position / RATE) + 0.3 * np.sin(2 * np.pi * 3100 * position / RATE)
+    assert np.max(np.abs(out_tones[first:] - expected[first:])) < 1e-3
+
+
+def test_slips_owe_at_most_two_samples_when_asked_beyond_their_rate() -> None:
+    fifo = SampleFifo(4096)
+    resampler = SlipResampler(288)
+    out = np.zeros(192, dtype=np.float32)
+    feed = iter(np.random.default_rng(6).standard_normal(RATE * 5).astype(np.float32).reshape(-1, 96) * 0.2)
+
+    def run(ratio: float, pulls: int) -> int:
+        consumed = 0
+        for _ in range(pulls):
+            while fifo.fill < resampler.needed(ratio, 192):
+                fifo.push(next(feed))
+            before = fifo.fill
+            assert resampler.pull(fifo, ratio, out)
+            consumed += before - fifo.fill
+        return consumed
+
+    # 5000 ppm is more than slips back to back follow (one sample per 512 frames)
+    consumed = run(1.005, 500)
+    assert consumed == pytest.approx(500 * 192 * (1 + 1 / SLIP_FRAMES), abs=2)
+    slips = resampler.slips
+    assert slips == pytest.approx(500 * 192 / SLIP_FRAMES, abs=1)
+    # back at ratio 1 it pays off what it still owes (at most two samples), then copies
+    run(1.0, 500)
+    assert resampler.slips - slips <= 2
+    assert not resampler.slipping
+    fifo.push(next(feed))
+    fifo.push(next(feed))
+    assert resampler.take_copy(fifo, 1.0, 96) is not None
+
+
+def test_take_copy_hands_out_the_fifo_itself_and_stands_aside_for_a_slip() -> None:
+    fifo = SampleFifo(1024)
+    fifo.push(np.arange(400, dtype=np.float32))
+    resampler = SlipResampler(288)
+    view = resampler.take_copy(fifo, 1.0, 192)
+    assert view is not None and np.array_equal(np.asarray(view), np.arange(192, dtype=np.float32))
+    assert fifo.fill == 400 - 192
+    assert resampler.take_copy(fifo, 1.0, 200) is None  # short: 200 + the look-ahead are not there
+    assert fifo.fill == 400 - 192
+    # a ratio that has asked for half a sample starts a slip: no copy until it is done
+    assert resampler.take_copy(fifo, 1.0 + 0.6 / 96, 96) is None
+    out = np.zeros(96, dtype=np.float32)
+    assert resampler.pull(fifo, 1.0 + 0.6 / 96, out) and resampler.slipping
+    fifo.push(np.arange(400, 1000, dtype=np.float32))
+    assert resampler.take_copy(fifo, 1.0, 96) is None
 
 
 def test_resampler_sized_for_the_largest_correction_accepts_it() -> None:
@@ -150,9 +273,51 @@ def test_one_simulated_hour_at_plus_300_ppm_without_xruns() -> None:
     run_drift(config, host_ppm=300.0, seconds=3600.0)
 
 
-@pytest.mark.parametrize("host_ppm", [300.0, -300.0])
-def test_three_minutes_at_the_device_period(host_ppm: float) -> None:
-    run_drift(BridgeConfig(sched_fifo=False), host_ppm=host_ppm, seconds=180.0)
+@pytest.mark.parametrize(("host_ppm", "drift"), [(300.0, "slips"), (-300.0, "slips"), (300.0, "continuous")])
+def test_three_minutes_at_the_device_period(host_ppm: float, drift: str) -> None:
+    run_drift(BridgeConfig(sched_fifo=False, drift_correction=drift), host_ppm=host_ppm, seconds=180.0)  # type: ignore[arg-type]
+
+
+def test_under_drift_the_call_passes_bit_exact_between_slips() -> None:
+    config = BridgeConfig(sched_fifo=False)
+    clock = SimClock()
+    period = config.period_frames
+    played: list[np.ndarray] = []
+
+    def noise(out: np.ndarray, index: int) -> None:  # the same period for the same index
+        out[:period] = np.random.default_rng(index).standard_normal(period).astype(np.float32) * 0.2
+
+    def pcm(name: str, direction: str, ppm: float) -> ClockedPcm:
+        periods = capture_periods(config) if direction == "capture" else config.periods
+        return ClockedPcm(
+            name, direction, clock, rate_hz=RATE, period_frames=period, periods=periods, ppm=ppm,  # type: ignore[arg-type]
+            source=noise if name == "headset-in" else None,
+            sink=(lambda data: played.append(np.array(data))) if name == "host-out" else None,
+        )
+
+    devices = [pcm("headset-in", "capture", 0), pcm("headset-out", "playback", 0), pcm("host-in", "capture", 300), pcm("host-out", "playback", 300)]
+    bridge = Bridge(config, Devices(*devices), clock=clock, taps=False)
+    while clock.now() < 10.0:
+        bridge.cycle()
+    out = np.concatenate(played)
+    out = out[np.flatnonzero(out)[0] :]
+    source = np.zeros(len(out) + RATE, dtype=np.float32)
+    for index in range(len(source) // period):
+        noise(source[index * period :], index)
+    start = next(j for j in range(2 * config.target_buffered_frames) if np.array_equal(out[:32], source[j : j + 32]))
+    slips = bridge.rep.resampler.slips
+    # the computer takes the rep's voice 300 ppm faster than the headset gives it: each slip
+    # plays one sample more, and the controller has learnt most of the drift within seconds
+    assert 0.5 * len(out) * 300e-6 < slips <= len(out) * 300e-6 + 2
+    offsets = exact_offsets(out, source[start:], slips + 2)
+    copied = offsets != 1 << 20
+    # everything the slips did not resample is the rep's voice, sample for sample
+    assert (~copied).sum() <= slips * (SLIP_FRAMES - 1)
+    # and between copies the offset only ever steps back by one, once per slip (the last
+    # may still be under way)
+    assert set(np.unique(np.diff(offsets[copied]))) == {0, -1}
+    assert -slips <= offsets[copied][-1] <= -slips + 1
+    assert bridge.rep.underflows == 0 and bridge.rep.resyncs == 0
 
 
 def test_a_stall_is_an_xrun_that_is_counted_and_recovered() -> None:

@@ -48,6 +48,9 @@ def test_configured_latency_is_within_10_ms(capsys: pytest.CaptureFixture[str]) 
         ("[bridge]\nrate_hz = 44100\n", "rate_hz"),
         ("[bridge]\nsched_priority = 0\n", "sched_priority"),
         ("[bridge]\nheadset_capture = 3\n", "headset_capture"),
+        ("[bridge]\ndrift_correction = \"drop\"\n", "drift_correction"),
+        # slips follow at most one sample per 512 frames (1953 ppm); continuous resampling more
+        ("[bridge]\nmax_correction_ppm = 3000.0\n", "max_correction_ppm"),
     ],
 )
 def test_bad_bridge_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, message: str) -> None:

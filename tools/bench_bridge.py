@@ -8,7 +8,8 @@
 2. A simulated call of ``--minutes`` (default 60) per drift sign: the bridge's real code on
    simulated USB clocks, the computer's clock +300 ppm, then -300 ppm, against the headset
    (so each run corrects both ways: one direction's source is fast, the other's slow).
-   Counts xruns and gaps, and the buffered total's excursion from its target.
+   Counts xruns and gaps, the buffered total's excursion from its target, and the share of
+   output frames the drift correction resampled (with slips, the rest are exact copies).
 3. A real-time run of ``--realtime-seconds`` (default 30) on real pyalsaaudio/libasound
    (file/null PCMs given USB clocks in software), device configuration, SCHED_FIFO when
    permitted, with a coach process consuming the taps and burning CPU flat out beside it
@@ -20,6 +21,7 @@
    CPU is the bridge thread's own CPU time (``time.thread_time`` in that thread), less the
    time spent in the software clocks that pace the file/null PCMs (timed inside them).
 
+``--drift-correction continuous`` runs it all with every sample resampled, for comparison.
 Prints readable tables; the last line is one JSON object with the figures.
 """
 
@@ -41,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from firmware.audio.bridge import Bridge, Devices, buffered_terms, capture_periods, latency_frames  # noqa: E402
-from firmware.audio.config import BridgeConfig  # noqa: E402
+from firmware.audio.config import SLIP_FRAMES, BridgeConfig  # noqa: E402
 from firmware.audio.paced import ClockedPcm, RealClock, SimClock, tone  # noqa: E402
 
 RATE = 48000
@@ -105,8 +107,8 @@ def bench_latency(config: BridgeConfig) -> dict[str, float]:
 
 def bench_simulated(config: BridgeConfig, minutes: float) -> dict[str, float]:
     section(f"Simulated {minutes:g}-minute call, computer clock off by +-300 ppm")
-    print(f"  {'host ppm':>8s} {'xruns':>6s} {'gaps':>5s} {'resync':>6s} {'fill min..max (frames)':>24s} {'smoothed':>16s} {'correction ppm':>16s} {'us/cycle':>9s}")  # bridge code only
-    worst_fill = 0.0
+    print(f"  {'host ppm':>8s} {'xruns':>6s} {'gaps':>5s} {'resync':>6s} {'fill min..max (frames)':>24s} {'smoothed':>16s} {'correction ppm':>16s} {'us/cycle':>9s} {'resampled':>9s}")  # bridge code only
+    worst_fill = most_resampled = 0.0
     xruns_total = gaps_total = 0
     cpu_us = []
     for host_ppm in (300.0, -300.0):
@@ -136,9 +138,13 @@ def bench_simulated(config: BridgeConfig, minutes: float) -> dict[str, float]:
         gaps_total += gaps + resyncs
         for leg in (bridge.rep, bridge.buyer):
             worst_fill = max(worst_fill, abs(leg.fill_min), abs(leg.fill_max))
+            # output frames the drift correction resampled (the rest are copies of the input)
+            slips = leg.stats()["drift_slips"]
+            resampled = slips * (SLIP_FRAMES - 1) / leg.frames_out if config.drift_correction == "slips" else 1.0
+            most_resampled = max(most_resampled, resampled)
             print(
                 f"  {host_ppm:+8.0f} {xruns:6d} {gaps:5d} {resyncs:6d} {leg.name:>6s} {leg.fill_min:+7.1f}..{leg.fill_max:+7.1f}"
-                f"   {leg.smoothed_min:+6.1f}..{leg.smoothed_max:+6.1f} {leg.controller.correction_ppm:+16.1f} {cpu_us[-1]:9.1f}"
+                f"   {leg.smoothed_min:+6.1f}..{leg.smoothed_max:+6.1f} {leg.controller.correction_ppm:+16.1f} {cpu_us[-1]:9.1f} {100 * resampled:8.1f}%"
             )
     print(f"  one period = {config.period_frames} frames; worst excursion {worst_fill:.1f} frames = {worst_fill / config.period_frames:.2f} periods")
     cycles_per_s = 1 / config.cycle_s
@@ -148,6 +154,7 @@ def bench_simulated(config: BridgeConfig, minutes: float) -> dict[str, float]:
     )
     return {
         "sim_minutes": minutes,
+        "sim_resampled_fraction": most_resampled,
         "sim_xruns": xruns_total,
         "sim_gaps": gaps_total,
         "fill_error_max_frames": worst_fill,
@@ -300,7 +307,8 @@ def bench_realtime(config: BridgeConfig, seconds: float, load: bool, host_ppm: f
         ("wake-ups later than the margin", f"{late} (gap > cycle + margin = {1000 * config.cycle_s + 1000 * config.playback_margin_frames / RATE:.1f} ms)"),
         ("wake-ups late by more than", "  ".join(f">{x:g} ms: {int(np.sum(lateness_ms > x))}" for x in (1, 2, 5, 10, 20))),
         ("margin to cover the worst", f"{worst_late_ms:.1f} ms late: one-way worst {worst_with_margin_ms:.1f} ms (budget 10 ms allows {budget_margin_ms:.1f} ms of margin)"),
-        ("drift correction rep / buyer", f"{bridge.rep.controller.correction_ppm:+.0f} / {bridge.buyer.controller.correction_ppm:+.0f} ppm"),
+        ("drift correction rep / buyer", f"{bridge.rep.controller.correction_ppm:+.0f} / {bridge.buyer.controller.correction_ppm:+.0f} ppm ({config.drift_correction})"),
+        ("drift slips rep / buyer", f"{stats['rep']['drift_slips']} / {stats['buyer']['drift_slips']}"),  # type: ignore[index]
         ("taps sent / dropped", f"{stats.get('taps', {}).get('sent')} / {stats.get('taps', {}).get('dropped')}"),
         ("coach received / missed", f"{coach_frames} / {coach_missed}"),
     ]
@@ -333,8 +341,9 @@ def main() -> int:
     parser.add_argument("--realtime-seconds", type=float, default=30.0)
     parser.add_argument("--no-load", action="store_true", help="real-time run without the coach and CPU burner")
     parser.add_argument("--host-ppm", type=float, default=300.0, help="computer clock offset in the real-time run")
+    parser.add_argument("--drift-correction", choices=("slips", "continuous"), default=BridgeConfig.drift_correction, help="how the bridge follows drift (default: the device's)")
     args = parser.parse_args()
-    config = BridgeConfig()
+    config = BridgeConfig(drift_correction=args.drift_correction)
     figures: dict[str, float] = {}
     figures.update(bench_latency(config))
     figures.update(bench_machine(config))

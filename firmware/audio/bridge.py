@@ -31,7 +31,7 @@ import numpy as np
 
 from firmware.audio.callstate import CallChange, CallDetector
 from firmware.audio.config import BridgeConfig
-from firmware.audio.drift import FractionalResampler, SampleFifo
+from firmware.audio.drift import FractionalResampler, SampleFifo, SlipResampler
 from firmware.audio.frames import ANALYSIS_RATE_HZ, FRAME_SAMPLES
 from firmware.audio.legs import DeviceSlot, Leg
 from firmware.audio.pcm import AlsaPcm, PcmDevice
@@ -258,9 +258,9 @@ class Bridge:
         real-time: first calls resolve lazy imports and caches that would cost a period."""
         cycle = self.config.cycle_frames
         scratch = SampleFifo(cycle * 8)
-        resampler = FractionalResampler(cycle)
+        resampler = SlipResampler(cycle)
         out = np.zeros(cycle, dtype=np.float32)
-        for ratio in (1.0, 1.0001):
+        for ratio in (1.0, 1.01, 1.0, 0.99, 1.0):  # a copy, a slip each way
             scratch.space(cycle * 3)[: 4 * cycle * 3] = bytes(4 * cycle * 3)
             scratch.commit(cycle * 3)
             resampler.pull(scratch, ratio, out)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+# A drift slip: one input sample gained or lost, spread over this many output frames (10.7 ms
+# at 48 kHz). A power of two, so the interpolation phase returns to exactly 0 after it.
+SLIP_FRAMES = 512
+SLIP_PPM = 1e6 / SLIP_FRAMES  # 1953 ppm: the most drift slips back to back can follow
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,15 @@ class BridgeConfig:
     fill_ki_ppm_per_frame_s: float = 1.0
     fill_deadband_frames: float = 24.0
     fill_smoothing_s: float = 0.5
-    max_correction_ppm: float = 2000.0
+    max_correction_ppm: float = 1950.0
+    # How the controller's ratio is followed. "slips": the FIFO is copied sample for sample,
+    # and each time the ratio has asked for half a sample more (or less), one whole sample is
+    # slipped, resampled smoothly over SLIP_FRAMES frames (a 3.4 cent pitch offset for
+    # 10.7 ms). At 300 ppm of drift one frame in seven is resampled, the call is bit-exact
+    # between slips, and the other cycles hand the FIFO to the device with no numpy call.
+    # "continuous": every sample is resampled at the ratio (a constant 0.5 cent at 300 ppm);
+    # ``tools/bench_bridge.py --drift-correction continuous`` compares the two.
+    drift_correction: Literal["slips", "continuous"] = "slips"
     sched_fifo: bool = True
     sched_priority: int = 70
     # Pin the audio thread to this CPU (-1: any). With that core isolated (isolcpus=) the
@@ -108,6 +122,10 @@ class BridgeConfig:
             raise ValueError(f"audio_cpu must be -1 (any) or a CPU number, got {self.audio_cpu}")
         if self.max_correction_ppm <= 0 or self.max_correction_ppm > 20000:
             raise ValueError("max_correction_ppm must be in (0, 20000]")
+        if self.drift_correction == "slips" and self.max_correction_ppm > SLIP_PPM:
+            raise ValueError(f"max_correction_ppm must be at most {SLIP_PPM:g} with slips (one sample per {SLIP_FRAMES} frames)")
+        if self.drift_correction not in ("slips", "continuous"):
+            raise ValueError(f"drift_correction must be 'slips' or 'continuous', got {self.drift_correction!r}")
         for name in ("fill_smoothing_s", "stream_idle_s", "call_end_silence_s", "reopen_initial_s", "reopen_max_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")

@@ -2,10 +2,12 @@
 
 Each bridge direction pushes captured samples into a :class:`SampleFifo` at one USB clock and
 pulls what the playback needs out at another. :class:`FillController` turns the FIFO's smoothed fill
-error into a resampling ratio a few hundred ppm from 1, and :class:`FractionalResampler`
-(polyphase windowed sinc) produces the samples the playback needs while consuming ``ratio``
-times as many input samples. All buffers are allocated once; the per-cycle work is a few
-numpy calls on ~200 x 18 arrays.
+error into a resampling ratio a few hundred ppm from 1, and :class:`SlipResampler` produces the
+samples the playback needs while consuming ``ratio`` times as many input samples on average:
+it copies, and slips one whole sample through :class:`FractionalResampler` (polyphase windowed
+sinc) whenever the ratio has asked for half a sample. All buffers are allocated once; a copy
+is a view of the FIFO handed to the device (no numpy call), a slipping pull two numpy calls
+on ~200 x 18 arrays.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+
+from firmware.audio.config import SLIP_FRAMES, SLIP_PPM
 
 F32 = npt.NDArray[np.float32]
 
@@ -32,6 +36,7 @@ HALF_TAPS = 8
 TAPS = 2 * HALF_TAPS + 2
 PHASES = 512  # table rows per input sample
 TABLE_SPAN = 2  # the table covers fractional positions -0.5 .. 1.5
+MAX_DEBT = 2.0  # samples a slipping resampler may owe when asked beyond SLIP_PPM
 
 
 class SampleFifo:
@@ -40,6 +45,7 @@ class SampleFifo:
     def __init__(self, capacity: int) -> None:
         self._data = np.zeros(capacity + 2 * HALF_TAPS, dtype=np.float32)
         self._bytes = memoryview(self._data).cast("B")  # the same storage, for reads straight in
+        self._floats = memoryview(self._data)  # and as float32 items, for writes straight out
         self.end = len(self._data)  # samples the storage holds (the bridge's read path checks room inline)
         self._read = HALF_TAPS  # index of the oldest unconsumed sample
         self._write = HALF_TAPS
@@ -165,6 +171,18 @@ class FractionalResampler:
         """The largest piece (at most ``frames``) a correction of ``max_correction_ppm`` allows."""
         return max(1, min(frames, int(FractionalResampler.max_ratio_offset / (max_correction_ppm * 1e-6))))
 
+    def take_copy(self, fifo: SampleFifo, ratio: float, n: int) -> memoryview | None:
+        """The next ``n`` output samples as a float32 view of the FIFO (consumed), when they
+        are a plain copy (ratio exactly 1, no phase); otherwise None: :meth:`pull` them. The
+        view is valid until the FIFO is next written."""
+        start = fifo._read
+        # what pull() at ratio 1 needs: the look-ahead is held whatever the pull, so the
+        # buffered total does not depend on how the samples leave
+        if ratio != 1.0 or self._phase != 0.0 or fifo._write - start < n + HALF_TAPS + 1:
+            return None
+        fifo._read = start + n
+        return fifo._floats[start : start + n]
+
     def needed(self, ratio: float, frames: int | None = None) -> int:
         """Input samples that must be in the FIFO for a pull of ``frames`` (default: one chunk) at ``ratio``."""
         n = self.chunk if frames is None else frames
@@ -177,8 +195,6 @@ class FractionalResampler:
         sleep, where each Python call and numpy call costs several microseconds: the FIFO's
         indices are used directly and a pull up to one chunk long runs inline.
         """
-        if ratio != self._steps_ratio:
-            self._set_ratio(ratio)
         n = len(out)
         start = fifo._read
         phase = self._phase
@@ -187,10 +203,12 @@ class FractionalResampler:
         if fifo._write - start < int(phase + (n - 1) * ratio + 0.5) + HALF_TAPS + 2:
             out[:] = 0.0
             return False
-        if ratio == 1.0 and phase == 0.0:
+        if ratio == 1.0 and phase == 0.0:  # before the row steps: a copy needs none
             out[:] = fifo._data[start : start + n]
             fifo._read = start + n
             return True
+        if ratio != self._steps_ratio:
+            self._set_ratio(ratio)
         if n > self.chunk:  # chunk by chunk; the whole is there, so each piece succeeds
             for done in range(0, n, self.chunk):
                 self.pull(fifo, ratio, out[done : done + self.chunk])
@@ -231,6 +249,79 @@ class FractionalResampler:
 
     def reset(self) -> None:
         self._phase = 0.0
+
+
+class SlipResampler:
+    """Drift correction as whole-sample slips: between slips the FIFO is copied bit for bit.
+
+    The controller asks for a ratio a few hundred ppm from 1. Rather than resample every
+    sample at that ratio, this keeps count of the input the ratio has asked for beyond what
+    was consumed; when that reaches half a sample, the next ``SLIP_FRAMES`` output frames are
+    resampled at ``1 +- 1/SLIP_FRAMES``, which consumes exactly one sample more (or less) and
+    ends with the interpolation phase back at exactly 0 (the offset is a power of two, so the
+    phase sums are exact). A slip is a pitch offset of 3.4 cents for 10.7 ms through the same
+    windowed sinc, not a dropped or repeated sample. At 300 ppm of drift about one output
+    frame in seven is resampled and the rest are copies, which is where the audio thread's
+    time went; between slips the call passes through sample-exact.
+    """
+
+    def __init__(self, max_pull_frames: int) -> None:
+        self._resampler = FractionalResampler(FractionalResampler.chunk_for(SLIP_PPM, max_pull_frames))
+        self._debt = 0.0  # input samples the ratio asked for beyond those consumed
+        self._slip_left = 0  # output frames left in the slip under way
+        self._slip_ratio = 1.0
+        self.slips = 0
+
+    @property
+    def slipping(self) -> bool:
+        return self._slip_left > 0
+
+    def pull(self, fifo: SampleFifo, ratio: float, out: F32) -> bool:
+        """Fill ``out`` consuming ``ratio`` x as many input samples on average; False (and
+        silence) when the FIFO runs short."""
+        n = len(out)
+        debt = self._debt + (ratio - 1.0) * n
+        # a ratio beyond the slip rate cannot be followed: owe at most two samples
+        debt = MAX_DEBT if debt > MAX_DEBT else -MAX_DEBT if debt < -MAX_DEBT else debt
+        done = 0
+        while done < n:
+            if not self._slip_left:
+                if -0.5 < debt < 0.5:
+                    if not self._resampler.pull(fifo, 1.0, out[done:]):
+                        self._debt = debt
+                        return False
+                    break
+                step = 1.0 if debt > 0 else -1.0
+                debt -= step
+                self._slip_left = SLIP_FRAMES
+                self._slip_ratio = 1.0 + step / SLIP_FRAMES
+                self.slips += 1
+            k = min(n - done, self._slip_left)
+            if not self._resampler.pull(fifo, self._slip_ratio, out[done : done + k]):
+                self._debt = debt
+                return False
+            self._slip_left -= k
+            done += k
+        self._debt = debt
+        return True
+
+    def take_copy(self, fifo: SampleFifo, ratio: float, n: int) -> memoryview | None:
+        """The next ``n`` output samples as a float32 view of the FIFO (consumed), when they
+        are a plain copy, as most are; None when they slip or the FIFO runs short: then
+        :meth:`pull` them."""
+        if self._slip_left:
+            return None
+        debt = self._debt + (ratio - 1.0) * n
+        if not -0.5 < debt < 0.5:
+            return None
+        view = self._resampler.take_copy(fifo, 1.0, n)
+        if view is not None:
+            self._debt = debt
+        return view
+
+    def needed(self, ratio: float, frames: int) -> int:
+        """Input samples a pull of ``frames`` may need (the most a slip adds)."""
+        return self._resampler.needed(1.0 + 1.0 / SLIP_FRAMES, frames)
 
 
 class FillController:

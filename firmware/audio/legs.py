@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from firmware.audio.config import BridgeConfig
-from firmware.audio.drift import FillController, FractionalResampler, SampleFifo
+from firmware.audio.drift import FillController, FractionalResampler, SampleFifo, SlipResampler
 from firmware.audio.pcm import SAMPLE_BYTES, XRUN, PcmDevice
 from firmware.errors import AudioDeviceError
 
@@ -107,7 +107,11 @@ class Leg:
         self.max_reads = MAX_READS_PER_CYCLE
         self.fifo = SampleFifo(config.period_frames * (32 + 2 * MAX_READS_PER_CYCLE))  # target + a late cycle's reads, twice
         max_write = config.period_frames * config.periods  # the playback buffer
-        self.resampler = FractionalResampler(FractionalResampler.chunk_for(config.max_correction_ppm, max_write))
+        self.resampler: SlipResampler | FractionalResampler = (
+            SlipResampler(max_write)
+            if config.drift_correction == "slips"
+            else FractionalResampler(FractionalResampler.chunk_for(config.max_correction_ppm, max_write))
+        )
         # The controller holds everything buffered in this direction: unread capture, FIFO and
         # queued playback. That total moves smoothly, whereas the FIFO alone jumps by a period
         # whenever the two clocks' period boundaries slip past each other.
@@ -259,22 +263,27 @@ class Leg:
         n = int(self.play_target - queued)
         if n <= 0:
             return
-        out = self._out_views.get(n)
-        if out is None:  # one view per top-up length, made once: no numpy slicing per cycle
-            out = self._out_views[n] = self._out[:n]
-        if not (self._primed and self.resampler.pull(self.fifo, self.controller.ratio, out)):
-            out[:] = 0.0
-            self.silence_periods += 1
-            if self._primed and capture_running:
-                self.underflows += 1
-            self._primed = False
-        # float32 straight to the device: libasound's plug saturates and converts to S16
-        if self.channels == 1:
-            pcm = out
-        else:
-            pairs = self._out_pairs[:n]
-            np.copyto(pairs, out[:, None])  # the mono mix on both channels
-            pcm = pairs.reshape(-1)
+        pcm: F32 | memoryview | None = None
+        if self._primed and self.channels == 1:
+            # the usual cycle: the FIFO's own samples go to the device, no numpy call at all
+            pcm = self.resampler.take_copy(self.fifo, self.controller.ratio, n)
+        if pcm is None:
+            out = self._out_views.get(n)
+            if out is None:  # one view per top-up length, made once: no numpy slicing per cycle
+                out = self._out_views[n] = self._out[:n]
+            if not (self._primed and self.resampler.pull(self.fifo, self.controller.ratio, out)):
+                out[:] = 0.0
+                self.silence_periods += 1
+                if self._primed and capture_running:
+                    self.underflows += 1
+                self._primed = False
+            # float32 straight to the device: libasound's plug saturates and converts to S16
+            if self.channels == 1:
+                pcm = out
+            else:
+                pairs = self._out_pairs[:n]
+                np.copyto(pairs, out[:, None])  # the mono mix on both channels
+                pcm = pairs.reshape(-1)
         device = self.playback.device
         for _ in range(2):  # a second try only after an underrun, which re-prepared the stream
             try:
@@ -340,4 +349,5 @@ class Leg:
             "playback_reopens": max(0, self.playback.opens - 1),
             "fifo_overflow_frames": self.fifo.overflow_frames,
             "resyncs": self.resyncs,
+            "drift_slips": self.resampler.slips if isinstance(self.resampler, SlipResampler) else 0,
         }

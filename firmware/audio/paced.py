@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from firmware.audio.pcm import XRUN, Direction, SampleBuffer, PcmDevice
+from firmware.audio.pcm import XRUN, Direction, PcmDevice, PlaybackData, SampleBuffer
 from firmware.errors import AudioDeviceError
 
 
@@ -174,7 +174,7 @@ class ClockedPcm:
         self._periods_done += 1
         return frames
 
-    def write(self, data: SampleBuffer) -> int:
+    def write(self, data: PlaybackData) -> int:
         start = _cpu_ns()
         self._inner_ns = 0
         try:
@@ -182,7 +182,7 @@ class ClockedPcm:
         finally:
             self.harness_ns += _cpu_ns() - start - self._inner_ns
 
-    def _write(self, data: SampleBuffer) -> int:
+    def _write(self, data: PlaybackData) -> int:
         self._check()
         drained = self._elapsed_frames()
         queued = self._frames_written - drained
@@ -205,7 +205,7 @@ class ClockedPcm:
             if frames <= 0:
                 return frames
         elif self.sink is not None:
-            self.sink(data)
+            self.sink(np.asarray(data))  # an array view of a memoryview too
         self._frames_written += frames
         return frames
 

@@ -25,6 +25,8 @@ from firmware.errors import AudioDeviceError
 
 Direction = Literal["capture", "playback"]
 SampleBuffer = npt.NDArray[np.float32]  # float32 in [-1, 1), channels interleaved
+# what a playback takes: such an array, or a float32 ("f") memoryview of one (no numpy call)
+PlaybackData = SampleBuffer | memoryview
 SAMPLE_BYTES = 4
 
 XRUN = -1
@@ -52,7 +54,7 @@ class PcmDevice(Protocol):
         """Like :meth:`read` into the start of a writable byte view (no numpy call per period)."""
         ...
 
-    def write(self, data: SampleBuffer) -> int:
+    def write(self, data: PlaybackData) -> int:
         """Queue ``data`` (any whole number of frames); return frames, 0 when the buffer is full, XRUN after an underrun."""
         ...
 
@@ -157,7 +159,7 @@ class AlsaPcm:
             raise AudioDeviceError(f"capture PCM {self.name!r} failed: {errno.errorcode.get(-frames, frames)}")
         return 0
 
-    def write(self, data: SampleBuffer) -> int:
+    def write(self, data: PlaybackData) -> int:
         pcm = self._pcm
         if pcm is None:
             raise AudioDeviceError(f"PCM {self.name!r} is not open")
