@@ -42,7 +42,10 @@ def testbed_files(directory: Path) -> TestbedFiles:
     )
 
 
-def write_alsa_config(directory: Path, config: BridgeConfig) -> TestbedFiles:
+def write_alsa_config(directory: Path, config: BridgeConfig, *, record_playback: bool = True) -> TestbedFiles:
+    """The testbed's ALSA configuration. With ``record_playback`` off the playbacks write to
+    /dev/null: a benchmark wants a device's cost, and a tmpfs file growing by 384 bytes per
+    write costs the page cache far more than a USB device's mmap'd ring ever does."""
     files = testbed_files(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -53,7 +56,8 @@ def write_alsa_config(directory: Path, config: BridgeConfig) -> TestbedFiles:
         return f'pcm.{name} {{\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n  infile "{infile}"\n  format "raw"\n}}\n'
 
     def playback(name: str, outfile: Path) -> str:
-        return f'pcm.{name} {{\n  type file\n  slave.pcm "null"\n  file "{outfile}"\n  format "raw"\n}}\n'
+        target = outfile if record_playback else Path("/dev/null")
+        return f'pcm.{name} {{\n  type file\n  slave.pcm "null"\n  file "{target}"\n  format "raw"\n}}\n'
 
     files.conf.write_text(
         capture(config.headset_capture, files.headset_in)
