@@ -262,7 +262,9 @@ class SlipResampler:
     phase sums are exact). A slip is a pitch offset of 3.4 cents for 10.7 ms through the same
     windowed sinc, not a dropped or repeated sample. At 300 ppm of drift about one output
     frame in seven is resampled and the rest are copies, which is where the audio thread's
-    time went; between slips the call passes through sample-exact.
+    time went; between slips the call passes through sample-exact. What it costs in fidelity
+    (a phase wobble of up to one sample at the slip rate) is set out at
+    ``BridgeConfig.drift_correction``.
     """
 
     def __init__(self, max_pull_frames: int) -> None:
