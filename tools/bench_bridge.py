@@ -19,7 +19,9 @@
    Before it, the I/O floor: the same thread and devices doing only the sleeps, reads and
    writes of a cycle, i.e. what waking once per cycle costs on this machine.
    CPU is the bridge thread's own CPU time (``time.thread_time`` in that thread), less the
-   time spent in the software clocks that pace the file/null PCMs (timed inside them).
+   time spent in the software clocks that pace the file/null PCMs (timed inside them; the
+   calls into them are not, about 0.3 points here). The playbacks write to /dev/null, as a
+   device's mmap'd ring costs nothing like a tmpfs file growing with every write.
 
 ``--drift-correction continuous`` runs it all with every sample resampled, for comparison; a
 fidelity table shows what either correction does to a pure tone.
