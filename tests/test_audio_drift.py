@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from firmware.audio.bridge import Bridge, Devices, capture_periods
-from firmware.audio.config import BridgeConfig
-from firmware.audio.config import SLIP_FRAMES
+from firmware.audio.config import SLIP_FRAMES, BridgeConfig
 from firmware.audio.drift import FillController, FractionalResampler, SampleFifo, SlipResampler
 from firmware.audio.paced import ClockedPcm, SimClock
 
@@ -51,16 +50,14 @@ def test_fractional_ratio_follows_the_continuous_signal(ppm: float, pull: int) -
     assert abs(len(out) - len(signal) / ratio) < 2 * max(96, pull)
 
 
-def slip_all(signal: np.ndarray, ratios: list[float], pull: int) -> tuple[np.ndarray, SlipResampler]:
-    """``signal`` through a SlipResampler, pull by pull, ratio ``ratios[i]`` for the i-th tenth."""
+def slip_all(signal: np.ndarray, ratio: float, pull: int) -> tuple[np.ndarray, SlipResampler]:
+    """``signal`` through a SlipResampler at ``ratio``, ``pull`` frames at a time."""
     fifo = SampleFifo(4096)
     resampler = SlipResampler(288)
     out = np.zeros(pull, dtype=np.float32)
     pieces = []
-    step = len(signal) // len(ratios)
     for start in range(0, len(signal) - 96 + 1, 96):
         fifo.push(signal[start : start + 96])
-        ratio = ratios[min(start // step, len(ratios) - 1)]
         while fifo.fill >= resampler.needed(ratio, pull):
             assert resampler.pull(fifo, ratio, out)
             pieces.append(out.copy())
@@ -89,7 +86,7 @@ def exact_offsets(out: np.ndarray, signal: np.ndarray, most: int) -> np.ndarray:
 def test_slips_copy_bit_for_bit_between_smooth_one_sample_slips(ppm: float, pull: int) -> None:
     ratio = 1.0 + ppm * 1e-6
     noise = np.random.default_rng(5).standard_normal(RATE * 4).astype(np.float32) * 0.2
-    out, resampler = slip_all(noise, [ratio], pull)
+    out, resampler = slip_all(noise, ratio, pull)
     # it consumes ratio x as many samples as it produces, one slip per 1 / |ratio - 1| frames
     assert abs(len(out) - len(noise) / ratio) < 2 * pull
     assert abs(resampler.slips - len(out) * abs(ppm) * 1e-6) <= 1
@@ -111,7 +108,7 @@ def test_slips_copy_bit_for_bit_between_smooth_one_sample_slips(ppm: float, pull
     # match the continuous signal at those positions, to -60 dB.
     n = np.arange(RATE * 4)
     tones = (0.5 * np.sin(2 * np.pi * 1000 * n / RATE) + 0.3 * np.sin(2 * np.pi * 3100 * n / RATE)).astype(np.float32)
-    out_tones, _ = slip_all(tones, [ratio], pull)
+    out_tones, _ = slip_all(tones, ratio, pull)
     position = np.arange(len(out), dtype=np.float64)
     sign = 1.0 if ppm > 0 else -1.0
     first = np.flatnonzero(copied)[0]
