@@ -1,0 +1,135 @@
+"""A real mosquitto for the fleet tests and benchmark: free loopback port, certificates made now.
+
+:class:`Broker` renders board/mosquitto/mosquitto.conf for a temporary folder (same TLS and ACL
+settings, only the paths, the port and the loopback bind differ), starts ``/usr/sbin/mosquitto``,
+waits until it accepts TLS, and stops it. ``restart()`` keeps the port and the persistence file,
+as a broker restarted by systemd would. Test rig only: nothing on the device imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+
+from fleet_certs import make_fleet  # noqa: E402
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+BOARD_CONF = REPO / "board" / "mosquitto" / "mosquitto.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    def __init__(self, root: Path, boxes: Mapping[str, str], admins: tuple[str, ...] = ("ops",)) -> None:
+        if not Path(MOSQUITTO).exists():
+            raise RuntimeError(f"mosquitto is not installed ({MOSQUITTO}); tools/bootstrap installs it")
+        self.root = root
+        self.tls = make_fleet(root / "tls", boxes, admins)
+        self.boxes = dict(boxes)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        (root / "data").mkdir(exist_ok=True)
+        self.conf = root / "mosquitto.conf"
+        self.conf.write_text(self._render(), encoding="utf-8")
+        self.log = root / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _render(self) -> str:
+        text = BOARD_CONF.read_text(encoding="utf-8")
+        text = text.replace("/etc/mosquitto/parallax/", f"{self.tls}/")
+        text = text.replace("/var/lib/mosquitto/", f"{self.root / 'data'}/")
+        text = text.replace("listener 8883", f"listener {self.port} 127.0.0.1")
+        # Started as root, mosquitto would drop to user "mosquitto", which cannot read a private
+        # temporary folder: the test broker stays the user who runs the tests.
+        import pwd
+
+        text += f"\nuser {pwd.getpwuid(os.geteuid()).pw_name}\n"
+        return text + f"\nlog_dest file {self.root / 'mosquitto.log'}\nlog_type error\nlog_type warning\nlog_type notice\n"
+
+    def cert(self, cn: str) -> tuple[Path, Path, Path]:
+        """(ca, cert, key) for a client: a box id, or ``admin-<name>``."""
+        return self.tls / "ca.crt", self.tls / f"{cn}.crt", self.tls / f"{cn}.key"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ctx = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+        ctx.load_cert_chain(self.tls / "admin-ops.crt", self.tls / "admin-ops.key") if (self.tls / "admin-ops.crt").exists() else None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                log = self.log.read_text(errors="replace") if self.log.exists() else ""
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}{log}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="localhost"):
+                        return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"mosquitto did not accept TLS on port {self.port} within {timeout_s} s") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)  # mosquitto saves its persistence file on SIGTERM
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def reload_acl(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def peak_rss_mb(self) -> float:
+        """The broker's peak resident memory so far (VmHWM), in MB."""
+        if self.proc is None:
+            return 0.0
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def __enter__(self) -> Broker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # a quick manual check: start, report, stop
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d, Broker(Path(d), {"box-a": "emea"}) as b:
+        print(f"mosquitto pid {b.pid} on {b.host}:{b.port}, peak RSS {b.peak_rss_mb():.1f} MB")
