@@ -19,6 +19,7 @@ from firmware.audio.config import AudioConfig, BridgeConfig
 from firmware.coach.config import CoachConfig
 from firmware.cues.config import CuesConfig
 from firmware.errors import ConfigError
+from firmware.fleet.config import FleetConfig
 from firmware.intent.config import IntentConfig
 from firmware.speech.config import SpeechConfig
 from firmware.tomlfile import read_toml
@@ -46,6 +47,7 @@ class Config:
     coach: CoachConfig = field(default_factory=CoachConfig)
     cues: CuesConfig = field(default_factory=CuesConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
 
 T = TypeVar("T")

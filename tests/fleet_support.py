@@ -78,3 +78,82 @@ class Client:
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
+
+
+# -- boxes, updates and progress ---------------------------------------------------------------
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+INTENT_DIR = REPO / "models" / "intent"
+GOLDEN = {
+    "min_agreement": 1.0,
+    "cases": [
+        {"text": "that is way more than we budgeted", "speaker": "buyer", "intent": "objection_price"},
+        {"text": "can we set up a call next week", "speaker": "buyer", "intent": "next_step"},
+        {"text": "we already use salesforce for that", "speaker": "buyer", "intent": "competitor_mention"},
+    ],
+}
+
+
+def intent_model(dest: Path, golden: dict[str, Any] | None = None) -> Path:
+    """The committed intent model with its golden inputs: what an admin would publish."""
+    shutil.copytree(INTENT_DIR, dest, ignore=shutil.ignore_patterns("data"))
+    (dest / "golden.json").write_text(json.dumps(golden or GOLDEN))
+    return dest
+
+
+def seed_store(store: Any, tmp: Path, version: str = "1.4.0") -> None:
+    """A box as it leaves the factory: intent ``version`` and the default playbook current."""
+    src = intent_model(tmp / f"seed-intent-{version}")
+    store.stage("intent", version, src)
+    store.activate("intent", version)
+    pb = tmp / "seed-playbook"
+    pb.mkdir()
+    shutil.copyfile(REPO / "models" / "playbook" / "default.toml", pb / "playbook.toml")
+    store.stage("playbook", "1.0.0", pb)
+    store.activate("playbook", "1.0.0")
+
+
+class Progress:
+    """Every update_progress event a box publishes, in order, as an admin sees them."""
+
+    def __init__(self, broker: Broker, box: str) -> None:
+        self.client = Client(broker, "admin-ops")
+        self.box = box
+        self.events: list[dict[str, Any]] = []
+        self.client.subscribe(f"parallax/v1/box/{box}/progress")
+        time.sleep(0.2)
+        while not self.client.messages.empty():
+            self.client.messages.get()  # the retained last state of an earlier test
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            topic, payload, _ = self.client.messages.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if payload:
+            self.events.append(json.loads(payload))
+
+    def wait_for(self, *states: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for ev in self.events[seen:]:
+                if ev.get("state") in states:
+                    return ev
+            seen = len(self.events)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{self.box}: none of {states} within {timeout} s; saw {[(e.get('state'), e.get('reason')) for e in self.events]}")
+            self._drain(min(left, 0.5))
+
+    def states(self) -> list[str]:
+        return [e["state"] for e in self.events]
+
+    def settle(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._drain(left)
+
+    def close(self) -> None:
+        self.client.close()

@@ -25,6 +25,8 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "coach",
     "intent",
+    "agent",
+    "admin",
 )
 
 log = logging.getLogger("firmware")
