@@ -21,7 +21,7 @@ from firmware.coach.config import SKILL_LEVELS, Channel, CoachConfig
 from firmware.coach.mastery import MasteryStore
 from firmware.coach.onset import RepOnsetGuard
 from firmware.coach.pace import PaceTracker, count_questions
-from firmware.coach.playbook import INTENT_KINDS, Playbook
+from firmware.coach.playbook import Playbook
 from firmware.coach.policy import Candidate, DeliveryPolicy
 from firmware.coach.reading import BuyerReader, IntentScorer
 from firmware.coach.recap import Recap, compose_recap
@@ -31,6 +31,7 @@ from firmware.coach.tips import TipWriter
 from firmware.cues.spec import CueSink, CueSpec
 from firmware.errors import CoachStateError, ConfigError
 from firmware.events import Event, Moment, Partial, Tip, Utterance
+from firmware.intent.labels import INTENT_KINDS
 
 log = logging.getLogger(__name__)
 
