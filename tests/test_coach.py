@@ -154,8 +154,11 @@ def test_events_round_trip_the_wire_schema(run: Run) -> None:
         if isinstance(event, Moment):
             assert set(wire) == {"type", "v", "t", "kind", "speaker", "start", "end", "confidence"}
         else:
-            assert set(wire) == {"type", "v", "t", "moment", "text", "cues"}
-        assert parse_event(event.to_json()).to_dict() == wire
+            assert set(wire) == {"type", "v", "t", "tip_id", "call_id", "moment", "text", "priority", "ttl_s", "cues"}
+        back = parse_event(event.to_json())  # equal at the wire's millisecond resolution
+        assert type(back) is type(event) and back.to_dict() == wire
+    ids = [t.tip_id for t in tips(run.events)]
+    assert len(ids) > 1 and len(set(ids)) == len(ids)
 
 
 def test_rep_chosen_channels_are_honoured(tmp_path: Path) -> None:
