@@ -265,6 +265,61 @@ class RecapEvent(Event):
         return "RECAP  " + "; ".join(self.lines())
 
 
+# -- the fleet link (docs/fleet-protocol.md): here ``t`` is Unix time, not call time -----------
+UpdateState = Literal["offered", "downloading", "verifying", "staged", "waiting_for_idle", "applied", "rolled_back", "rejected"]
+PhoneLink = Literal["connected", "disconnected", "absent"]
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class BoxStatus(Event):
+    """The fleet agent's retained presence; its MQTT Last Will says ``offline``."""
+
+    type: ClassVar[str] = "box_status"
+    state: Literal["online", "offline"]
+    agent: str | None = None
+    group: str | None = None
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class Telemetry(Event):
+    """The box's health and anonymous counters: numbers, version strings and moment kinds, never text."""
+
+    type: ClassVar[str] = "telemetry"
+    uptime_s: float | None = None
+    cpu_percent: float | None = None
+    load_1m: float | None = None
+    temp_c: float | None = None
+    throttled: int | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    disk_free_mb: float | None = None
+    bridge_xruns: int | None = None
+    tap_drops: int | None = None
+    recognizer_rtf: float | None = None
+    phone_link: PhoneLink | None = None
+    calls: int | None = None
+    calls_failed: int | None = None
+    tips_by_moment: Mapping[str, int] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class UpdateProgress(Event):
+    """One state of a fleet update (or admin command) on this box; ``reason`` for rejected/rolled_back."""
+
+    type: ClassVar[str] = "update_progress"
+    update_id: str
+    state: UpdateState
+    reason: str | None = None
+    artifact: str | None = None
+    version: str | None = None
+    bytes_done: int | None = None
+    bytes_total: int | None = None
+
+
 def event_types() -> Mapping[str, type[Event]]:
     return dict(_REGISTRY)
 

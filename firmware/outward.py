@@ -50,12 +50,34 @@ ALLOWLIST: Mapping[Channel, Mapping[str, frozenset[str]]] = {
     },
     "fleet": {
         "summary": frozenset({"t"}) | FLEET_SUMMARY_FIGURES,
+        # The fleet agent's own messages (docs/fleet-protocol.md).
+        "box_status": frozenset({"t", "state", "agent", "group"}),
+        "telemetry": frozenset({"t", "uptime_s", "cpu_percent", "load_1m", "temp_c", "throttled", "mem_used_mb",
+                                "mem_total_mb", "disk_free_mb", "bridge_xruns", "tap_drops", "recognizer_rtf",
+                                "phone_link", "calls", "calls_failed", "tips_by_moment", "versions"}),
+        "update_progress": frozenset({"t", "update_id", "state", "reason", "artifact", "version", "bytes_done",
+                                      "bytes_total"}),
     },
 }  # fmt: skip
 
 # On the fleet channel a value is a number, a boolean or null; the only strings are version
 # labels, and those must look like one. This catches a text-carrying field listed by mistake.
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# The few other strings the fleet may carry, each held to a shape that leaves no room for prose from a
+# call: fixed words, identifiers, moment kinds, and the agent's own rejection reasons (built by
+# firmware/fleet from manifest fields and fixed phrases; one line, a narrow alphabet, bounded).
+_WORD = re.compile(r"[a-z_]{1,20}")
+FLEET_STRINGS: Mapping[str, re.Pattern[str]] = {
+    "state": _WORD,
+    "phone_link": _WORD,
+    "update_id": _VERSION,
+    "agent": _VERSION,
+    "group": _VERSION,
+    "artifact": _VERSION,
+    "version": _VERSION,
+    "reason": re.compile(r"[A-Za-z0-9 ._:,()/'=+<>%-]{1,200}"),
+}
+_MOMENT_KIND = re.compile(r"[a-z][a-z_]{0,39}")
 
 
 def outward(channel: Channel, event: Event) -> dict[str, Any] | None:
@@ -75,8 +97,20 @@ def outward(channel: Channel, event: Event) -> dict[str, Any] | None:
         elif key in allowed and (channel != "fleet" or _fleet_value(key, value)):
             out[key] = value
         else:
+            if key in _required_fields(type(event)):
+                log.debug("%s channel: %s.%s fails its check; the event stays on the box", channel, event.type, key)
+                return None  # without a required field the reader could not parse it: send nothing
             log.debug("%s channel: %s.%s stays on the box", channel, event.type, key)
     return out
+
+
+def _required_fields(cls: type[Event]) -> frozenset[str]:
+    import dataclasses
+
+    return frozenset(
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )  # fmt: skip
 
 
 def attach(bus: EventBus, channel: Channel, send: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
@@ -102,4 +136,10 @@ def _fleet_value(key: str, value: Any) -> bool:
             isinstance(k, str) and _VERSION.fullmatch(k) and isinstance(v, str) and _VERSION.fullmatch(v)
             for k, v in value.items()
         )
+    if key == "tips_by_moment":
+        return isinstance(value, Mapping) and all(
+            isinstance(k, str) and _MOMENT_KIND.fullmatch(k) and type(v) is int for k, v in value.items()
+        )
+    if key in FLEET_STRINGS:
+        return value is None or (isinstance(value, str) and FLEET_STRINGS[key].fullmatch(value) is not None)
     return value is None or isinstance(value, (bool, int, float))

@@ -9,6 +9,7 @@ from test_events import ALL_EVENTS
 
 from firmware.bus import EventBus
 from firmware.events import (
+    BoxStatus,
     CallState,
     Control,
     ControlResult,
@@ -18,11 +19,13 @@ from firmware.events import (
     RecapEvent,
     Status,
     Summary,
+    Telemetry,
     Tip,
+    UpdateProgress,
     Utterance,
     parse_event,
 )
-from firmware.outward import ALLOWLIST, attach, outward
+from firmware.outward import ALLOWLIST, FLEET_STRINGS, attach, outward
 
 TIP = Tip(t=3.0, tip_id="0a1b2c3d-1", call_id=1, moment="objection_price", text="Ask what they compare it with.",
           priority=80, ttl_s=10.0, cues=("led", "phone"))
@@ -45,6 +48,10 @@ EVERY_KIND: list[Event] = [
     CallState(t=0.0, active=True, call_id=1),
     RECAP,
     SUMMARY,
+    BoxStatus(t=1765000000.0, state="online", agent="0.1.0", group="emea"),
+    Telemetry(t=1765000000.0, cpu_percent=12.5, calls=3, phone_link="connected", tips_by_moment={"objection_price": 2},
+              versions={"intent": "1.4.0"}),
+    UpdateProgress(t=1765000000.0, update_id="5f3c0c2e", state="rejected", reason="downgrade: intent 1.3.0 is not newer than 1.4.0"),
 ]
 
 
@@ -59,7 +66,7 @@ def test_the_phone_gets_the_reps_own_things_whole_and_nothing_of_the_conversatio
 
 
 def test_the_fleet_gets_counters_and_versions_only() -> None:
-    assert {e.type for e in EVERY_KIND if outward("fleet", e) is not None} == {"summary"}
+    assert {e.type for e in EVERY_KIND if outward("fleet", e) is not None} == {"summary", "box_status", "telemetry", "update_progress"}
     wire = outward("fleet", SUMMARY)
     assert wire == {"type": "summary", "v": 1, "t": 60.0, "duration_s": 60.0, "cpu_s": 3.2, "utterances": 12,
                     "tips": 2, "recognizer_rtf": 0.31, "versions": {"intent": "2026.12.01", "whisper-tiny.en": "1"}}
@@ -88,13 +95,18 @@ def test_every_outward_dict_is_allowlisted_and_parses(event: Event) -> None:
     for channel, table in ALLOWLIST.items():
         wire = outward(channel, event)
         if wire is None:
-            assert event.type not in table
+            # Not on this channel, or (fleet) a required field failed its shape check.
+            assert event.type not in table or channel == "fleet"
             continue
         assert set(wire) <= table[event.type] | {"type", "v"}
         parse_event(wire)  # still a valid event for the reader on the other end
         if channel == "fleet":
             for key, value in wire.items():
-                if key not in {"type", "versions"}:
+                if key in FLEET_STRINGS:
+                    assert FLEET_STRINGS[key].fullmatch(value), (key, value)
+                elif key == "tips_by_moment":
+                    assert all(type(v) is int for v in value.values()), value
+                elif key not in {"type", "versions"}:
                     assert not isinstance(value, (str, list, tuple, dict)), (key, value)
 
 
@@ -107,7 +119,7 @@ def test_attached_channels_see_only_their_allowlist() -> None:
     for event in EVERY_KIND:
         bus.publish(event)
     assert [w["type"] for w in phone] == ["tip", "control", "control_result", "status", "recap"]
-    assert [w["type"] for w in fleet] == ["summary"]
+    assert [w["type"] for w in fleet] == ["summary", "box_status", "telemetry", "update_progress"]
     detach_phone()
     bus.publish(TIP)
     assert len(phone) == 5
@@ -118,3 +130,17 @@ def test_an_unknown_channel_is_refused() -> None:
 
     with pytest.raises(ValueError, match="unknown outward channel"):
         attach(EventBus(), "email", print)  # type: ignore[arg-type]
+
+
+def test_the_fleet_agents_messages_pass_whole_and_prose_does_not() -> None:
+    for event in EVERY_KIND[-3:]:
+        assert outward("fleet", event) == event.to_dict()
+        assert outward("phone", event) is None
+    # A reason that carries a line of a call (newline, quotes, long) is not a reason: the field stays home.
+    chatty = UpdateProgress(t=1.0, update_id="5f3c", state="rejected", reason='buyer said "that is too expensive"\nand left')
+    assert "reason" not in (outward("fleet", chatty) or {})
+    # A tip count keyed by something that is not a moment kind stays on the box.
+    leaky = Telemetry(t=1.0, tips_by_moment={"Ask what they compare it with.": 1})
+    assert "tips_by_moment" not in (outward("fleet", leaky) or {})
+    # A required field that fails its check keeps the whole event home rather than sending half of it.
+    assert outward("fleet", UpdateProgress(t=1.0, update_id="not an id, a sentence", state="applied")) is None
