@@ -7,9 +7,14 @@ them, then they are `python -m firmware agent` processes.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
+import random
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from fleet_support import Broker, Client, Progress, intent_model, seed_store
+from fleet_support import REPO, Broker, Client, Progress, intent_model, seed_store
 from firmware.fleet import admin
 from firmware.fleet.agent import Agent
 from firmware.fleet.config import FleetConfig
@@ -78,8 +83,8 @@ def new_box(broker: Broker, key: SigningKey, tmp_path: Path, **overrides: Any) -
     box_id = next(_free)
     root = tmp_path / box_id
     ca, cert, k = broker.cert(box_id)
-    cfg = FleetConfig(broker_host=broker.host, broker_port=broker.port, box_id=box_id, group="emea", ca_file=ca, cert_file=cert, key_file=k,
-                      admin_keys=(key.public_line,), telemetry_s=1.0, watch_calls=0, chunk_timeout_s=2.0, **overrides)
+    settings: dict[str, Any] = {"admin_keys": (key.public_line,), "telemetry_s": 1.0, "watch_calls": 0, "chunk_timeout_s": 2.0} | overrides
+    cfg = FleetConfig(broker_host=broker.host, broker_port=broker.port, box_id=box_id, group="emea", ca_file=ca, cert_file=cert, key_file=k, **settings)
     box = Box(box_id, root, cfg)
     seed_store(box.store(), root)
     return box
@@ -106,18 +111,349 @@ def offer_to(ops: admin.AdminClient, key: SigningKey, box: Box, kind: str, name:
     return offer
 
 
+def retained(broker: Broker, topic: str) -> dict[str, Any] | None:
+    c = Client(broker, "admin-ops")
+    try:
+        c.subscribe(topic)
+        got = [json.loads(p) for _, p, _ in c.collect(0.4) if p]
+    finally:
+        c.close()
+    return got[-1] if got else None
+
+
 def test_happy_path_model(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path)
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        assert retained(broker, f"parallax/v1/box/{box.id}/status")["state"] == "online"
+        offer_to(ops, key, box, "model", "intent", "1.5.0", model_update(tmp_path, "1.5.0"))
+        progress.wait_for("applied")
+        states = progress.states()
+        assert states[:2] == ["offered", "downloading"]
+        assert [s for s in states if s != "downloading"] == ["offered", "verifying", "staged", "waiting_for_idle", "applied"]
+        assert box.current("intent") == "1.5.0"
+        box.store().verify("intent", "1.5.0")
+        time.sleep(1.2)  # one telemetry period
+        telemetry = retained(broker, f"parallax/v1/box/{box.id}/telemetry")
+        assert telemetry["versions"]["intent"] == "1.5.0" and telemetry["versions"]["playbook"] == "1.0.0"
+        assert telemetry["uptime_s"] > 0 and 0 <= telemetry["mem_used_mb"] <= telemetry["mem_total_mb"]
+    finally:
+        agent.stop()
+        progress.close()
+    assert retained(broker, f"parallax/v1/box/{box.id}/status")["state"] == "offline"
+
+
+def test_happy_path_playbook(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path)
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        data = (REPO / "models" / "playbook" / "default.toml").read_bytes().replace(b"\n", b"\n", 1)
+        offer_to(ops, key, box, "playbook", "playbook", "1.1.0", data + b"\n# 1.1.0\n", chunk_bytes=4096)
+        progress.wait_for("applied")
+        assert box.current("playbook") == "1.1.0" and box.current("intent") == "1.4.0"
+        assert (box.store_dir / "playbook" / "1.1.0" / "playbook.toml").read_bytes().endswith(b"# 1.1.0\n")
+    finally:
+        agent.stop()
+        progress.close()
+
+
+def _refused(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path, publish: Any, reason: str, **box_kw: Any) -> Box:
+    """Start a box, let ``publish(box)`` make an offer, and expect rejected(reason...) and no change."""
+    box = new_box(broker, key, tmp_path, **box_kw)
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        publish(box)
+        event = progress.wait_for("rejected", "applied")
+        assert event["state"] == "rejected" and event["reason"].startswith(reason), event
+        assert "applied" not in progress.states() and "staged" not in progress.states()
+        assert box.current("intent") == "1.4.0" and box.store().versions("intent") == ["1.4.0"]
+    finally:
+        agent.stop()
+        progress.close()
+    return box
+
+
+def test_tampered_chunk_is_refused(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    data = model_update(tmp_path, "1.5.0")
+
+    def publish(box: Box) -> None:
+        offer = offer_to(ops, key, box, "model", "intent", "1.5.0", data, publish_chunks=False)
+        art = offer["artifacts"][0]
+        chunks = admin.chunks(art, data)
+        topic, good = chunks[3]
+        chunks[3] = (topic, good[:100] + bytes([good[100] ^ 1]) + good[101:])  # one bit flipped
+        ops.publish_many(chunks)
+
+    box = _refused(broker, key, ops, tmp_path, publish, "corrupt: chunk 3")
+    assert not list((box.state_dir / "fleet" / "downloads").glob("*.part"))
+
+
+def test_bad_signature_is_refused(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    data = model_update(tmp_path, "1.5.0")
+
+    def publish(box: Box) -> None:
+        art = admin.describe("model", "intent", "1.5.0", data, topic_base=f"parallax/v1/box/{box.id}", url_base=None, chunk_bytes=SMALL_CHUNK)
+        ops.publish_many(admin.chunks(art, data))
+        sealed = json.loads(key.seal(admin.make_offer([art], boxes=[box.id])))
+        payload = json.loads(base64.b64decode(sealed["payload"]))
+        payload["artifacts"][0]["sha256"] = "0" * 64  # changed after signing
+        sealed["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+        ops.publish(f"parallax/v1/box/{box.id}/offer", json.dumps(sealed).encode())
+
+    _refused(broker, key, ops, tmp_path, publish, "bad signature")
+
+
+def test_unknown_key_is_refused(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    stranger = SigningKey.generate()
+    data = model_update(tmp_path, "1.5.0")
+
+    def publish(box: Box) -> None:
+        offer_to(ops, stranger, box, "model", "intent", "1.5.0", data)
+
+    _refused(broker, key, ops, tmp_path, publish, f"unknown key: {stranger.key_id}")
+
+
+def test_downgrade_is_refused(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    data = model_update(tmp_path, "1.3.9")
+    _refused(broker, key, ops, tmp_path, lambda box: offer_to(ops, key, box, "model", "intent", "1.3.9", data), "downgrade: intent 1.3.9 is not newer than 1.4.0")
+
+
+def test_a_rolled_back_version_is_not_offered_again(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    """Anti-rollback keeps the floor: after going back to 1.4.0, 1.4.5 (below the 1.5.0 once accepted) is refused."""
     box = new_box(broker, key, tmp_path)
     progress = Progress(broker, box.id)
     agent = start(box)
     try:
         offer_to(ops, key, box, "model", "intent", "1.5.0", model_update(tmp_path, "1.5.0"))
         progress.wait_for("applied")
-        assert progress.states()[:2] == ["offered", "downloading"]
-        for state in ("verifying", "staged", "waiting_for_idle"):
-            assert state in progress.states()
+        ops.publish(f"parallax/v1/box/{box.id}/cmd", key.seal(admin.make_command("rollback", "intent", boxes=[box.id])))
+        assert progress.wait_for("rolled_back")["version"] == "1.4.0"
+        assert box.current("intent") == "1.4.0"
+        offer_to(ops, key, box, "model", "intent", "1.4.5", model_update(tmp_path, "1.4.5"))
+        assert progress.wait_for("rejected")["reason"] == "downgrade: intent 1.4.5 is not newer than 1.5.0"
+    finally:
+        agent.stop()
+        progress.close()
+
+
+def test_expired_offer_is_refused(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    data = model_update(tmp_path, "1.5.0")
+    long_ago = time.time() - 3 * 86400
+    _refused(broker, key, ops, tmp_path, lambda box: offer_to(ops, key, box, "model", "intent", "1.5.0", data, now=long_ago, life_s=86400), "expired")
+
+
+def test_offer_for_another_box_is_refused(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    data = model_update(tmp_path, "1.5.0")
+
+    def publish(box: Box) -> None:
+        art = admin.describe("model", "intent", "1.5.0", data, topic_base=f"parallax/v1/box/{box.id}", url_base=None, chunk_bytes=SMALL_CHUNK)
+        ops.publish(f"parallax/v1/box/{box.id}/offer", key.seal(admin.make_offer([art], boxes=["box-elsewhere"])))
+
+    _refused(broker, key, ops, tmp_path, publish, "not for this box")
+
+
+def test_failing_self_test_never_goes_live(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    wrong = {"min_agreement": 1.0, "cases": [{"text": "that is way more than we budgeted", "speaker": "buyer", "intent": "next_step"}]}
+    data = model_update(tmp_path, "1.5.0", golden=wrong)
+    _refused(broker, key, ops, tmp_path, lambda box: offer_to(ops, key, box, "model", "intent", "1.5.0", data), "self-test failed: ValueError: 0 of 1 golden answers right")
+
+
+def test_transfer_cut_and_resumed(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path)
+    data = model_update(tmp_path, "1.5.0")
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        offer = offer_to(ops, key, box, "model", "intent", "1.5.0", data, publish_chunks=False)
+        chunks = admin.chunks(offer["artifacts"][0], data)
+        ops.publish_many(chunks[:3])
+        deadline = time.monotonic() + 15
+        while not any(e["state"] == "downloading" and e.get("bytes_done", 0) >= 3 * SMALL_CHUNK for e in progress.events):
+            assert time.monotonic() < deadline, progress.events
+            progress.settle(0.2)
+    finally:
+        agent.stop()  # the cut: the agent goes away with part of the artifact on disk
+    cut_at = max(e.get("bytes_done", 0) for e in progress.events)
+    assert 3 * SMALL_CHUNK <= cut_at < len(data)
+    ops.publish_many(chunks[3:])
+    before = len(progress.events)
+    agent = start(box)
+    try:
+        progress.wait_for("applied")
+        after = progress.events[before:]
+        assert [e["state"] for e in after[:2]] == ["offered", "downloading"]
+        assert after[1]["bytes_done"] == cut_at  # resumed from what was on disk, nothing fetched twice
         assert box.current("intent") == "1.5.0"
-        box.store().verify("intent", "1.5.0")
+    finally:
+        agent.stop()
+        progress.close()
+
+
+def test_an_offer_during_a_call_waits_for_the_calls_end(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path)
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        with box.store().call_lock():  # the coach holds this for a whole call
+            offer_to(ops, key, box, "model", "intent", "1.5.0", model_update(tmp_path, "1.5.0"))
+            progress.wait_for("waiting_for_idle")
+            progress.settle(1.0)
+            assert "applied" not in progress.states()
+            assert box.current("intent") == "1.4.0"  # staged, not switched, while the call goes on
+            assert "1.5.0" in box.store().versions("intent")
+        progress.wait_for("applied", timeout=10)
+        assert box.current("intent") == "1.5.0"
+    finally:
+        agent.stop()
+        progress.close()
+
+
+class CoachSupervisor:
+    """systemd's Restart=always for the coach stand-in (tests/fleet_coach_sim.py)."""
+
+    def __init__(self, box: Box, crash_on: str | None) -> None:
+        self.box, self.crash_on = box, crash_on
+        self.exits: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and len(self.exits) < 8:
+            cmd = [sys.executable, str(REPO / "tests" / "fleet_coach_sim.py"), str(self.box.store_dir), str(self.box.state_dir), "1"]
+            done = subprocess.run(cmd + ([self.crash_on] if self.crash_on else []), capture_output=True, timeout=60)
+            self.exits.append(done.returncode)
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def test_a_version_that_crashes_the_coach_is_rolled_back(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path, watch_calls=3, max_coach_restarts=1)
+    assert subprocess.run([sys.executable, str(REPO / "tests" / "fleet_coach_sim.py"), str(box.store_dir), str(box.state_dir), "1"]).returncode == 0
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        offer_to(ops, key, box, "model", "intent", "1.5.0", model_update(tmp_path, "1.5.0"))
+        progress.wait_for("applied")
+        coach = CoachSupervisor(box, crash_on="1.5.0")  # 1.5.0 loads (it passed its self-test) but the coach dies on it
+        try:
+            event = progress.wait_for("rolled_back", timeout=30)
+        finally:
+            coach.stop()
+        assert event["reason"].startswith("the coach restarted 2 times on intent 1.5.0"), event
+        assert event["version"] == "1.4.0" and box.current("intent") == "1.4.0"
+        assert coach.exits[:2] == [3, 3]
+        # And on 1.4.0 the coach coaches again.
+        sim = subprocess.run([sys.executable, str(REPO / "tests" / "fleet_coach_sim.py"), str(box.store_dir), str(box.state_dir), "1", "1.5.0"], capture_output=True, text=True)
+        assert sim.returncode == 0 and sim.stdout.split() == ["objection_price", "next_step"]
+    finally:
+        agent.stop()
+        progress.close()
+
+
+def test_a_healthy_version_stays_after_the_watch(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path, watch_calls=2, max_coach_restarts=1)
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        offer_to(ops, key, box, "model", "intent", "1.5.0", model_update(tmp_path, "1.5.0"))
+        progress.wait_for("applied")
+        coach = CoachSupervisor(box, crash_on=None)
+        deadline = time.monotonic() + 30
+        while (box.state_dir / "fleet" / "journal.json").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        coach.stop()
+        assert "rolled_back" not in progress.states() and box.current("intent") == "1.5.0"
+        assert set(coach.exits) == {0}
+    finally:
+        agent.stop()
+        progress.close()
+
+
+def test_a_thousand_malformed_payloads_cause_no_crash(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path)
+    agent = start(box)
+    rng = random.Random(15)
+    good_art = admin.describe("model", "intent", "1.5.0", b"x" * 5000, topic_base=f"parallax/v1/box/{box.id}", url_base=None, chunk_bytes=4096)
+
+    def junk(i: int) -> bytes:
+        kind = i % 10
+        if kind == 0:
+            return rng.randbytes(rng.randrange(0, 300))
+        if kind == 1:
+            return json.dumps(rng.choice([[], 1, "x", None, {"type": "signed"}, {"type": "signed", "alg": "ed25519", "key_id": 1}])).encode()
+        if kind == 2:
+            return json.dumps({"type": "signed", "alg": "ed25519", "key_id": key.key_id, "payload": "%%%", "sig": "AA=="}).encode()
+        if kind == 3:
+            return b"{" * rng.randrange(1, 5000)  # deep nesting
+        if kind == 4:
+            return key.seal_bytes(rng.randbytes(50))  # signed, not JSON
+        if kind == 5:
+            return key.seal({"type": "update_offer", "update_id": f"u{i}", "issued_at": "now", "expires_at": 1, "target": {}, "artifacts": []})
+        if kind == 6:
+            bad = dict(good_art, chunk_sha256=good_art["chunk_sha256"][:1], size=rng.choice([-1, 0, 2**40, 5000]))
+            return key.seal(admin.make_offer([bad], boxes=[box.id]))
+        if kind == 7:
+            return key.seal(admin.make_offer([dict(good_art, name="../../etc", kind="model")], boxes=[box.id]))
+        if kind == 8:
+            return key.seal({"type": "command", "command_id": f"c{i}", "issued_at": time.time(), "expires_at": time.time() + 60, "target": {"boxes": [box.id]}, "action": "rm -rf", "name": "intent"})
+        return b"x" * rng.randrange(1, 2 << 20)  # up to 2 MiB
+
+    try:
+        for topic_kind in ("offer", "cmd"):
+            ops.publish_many([(f"parallax/v1/box/{box.id}/{topic_kind}", junk(i)) for i in range(500)], retain=False)
+        deadline = time.monotonic() + 30
+        while agent._jobs.qsize() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(t.is_alive() for t in agent._threads)
+        assert box.current("intent") == "1.4.0" and box.store().versions("intent") == ["1.4.0"]
+        progress = Progress(broker, box.id)
+        try:  # still listening, still applying a good offer
+            offer_to(ops, key, box, "model", "intent", "1.5.0", model_update(tmp_path, "1.5.0"))
+            progress.wait_for("applied")
+        finally:
+            progress.close()
+    finally:
+        agent.stop()
+
+
+def test_broker_restart_mid_transfer(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    box = new_box(broker, key, tmp_path)
+    data = model_update(tmp_path, "1.5.0")
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        offer = offer_to(ops, key, box, "model", "intent", "1.5.0", data, publish_chunks=False)
+        chunks = admin.chunks(offer["artifacts"][0], data)
+        ops.publish_many(chunks[:3])
+        deadline = time.monotonic() + 15
+        while not any(e.get("bytes_done", 0) >= 3 * SMALL_CHUNK for e in progress.events):
+            assert time.monotonic() < deadline, progress.events
+            progress.settle(0.2)
+        connects = agent.connects
+        progress.close()
+        broker.restart()
+        restarted = time.monotonic()
+        while agent.connects == connects:
+            assert time.monotonic() - restarted < 10, "the agent was not back within 10 s of the broker"
+            time.sleep(0.05)
+        back_s = time.monotonic() - restarted
+        progress = Progress(broker, box.id)
+        late = admin.AdminClient(admin.Connection(broker.host, broker.port, *broker.cert("admin-ops")))
+        try:
+            late.publish_many(chunks[3:])  # the chunks published before the restart were kept (persistence)
+        finally:
+            late.close()
+        progress.wait_for("applied")
+        assert box.current("intent") == "1.5.0"
+        assert back_s < 10
     finally:
         agent.stop()
         progress.close()

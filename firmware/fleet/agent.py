@@ -273,6 +273,7 @@ class Agent:
         self.state.accept_time(offer.issued_at)
         self.state.save()
         self._progress(offer.update_id, "offered")
+        crashpoint("accepted")
         try:
             self._apply(offer)
         except Rejected as exc:
@@ -332,10 +333,14 @@ class Agent:
             if part.missing:
                 self._progress(uid, "downloading", artifact=art.name, version=art.version, bytes_done=part.bytes_done, bytes_total=art.size)
 
+                reported = [part.bytes_done]
+
                 def progress(done: int, total: int) -> None:
+                    # At most twice a second, and only news; the fetchers call again when idle, so
+                    # the last figure before a stall is published too.
                     now = time.monotonic()
-                    if now - self._last_progress >= PROGRESS_EVERY_S or done == total:
-                        self._last_progress = now
+                    if done != reported[0] and (now - self._last_progress >= PROGRESS_EVERY_S or done == total):
+                        self._last_progress, reported[0] = now, done
                         self._progress(uid, "downloading", artifact=art.name, version=art.version, bytes_done=done, bytes_total=total)
 
                 stop = self._stopping.is_set
@@ -364,6 +369,7 @@ class Agent:
             part.close()
 
     def _stage(self, art: Artifact, folder: Path) -> None:
+        crashpoint("staging")
         try:
             if art.version in self.store.versions(art.name):
                 self.store.verify(art.name, art.version)  # staged before a crash: complete, or refuse

@@ -124,6 +124,7 @@ def fetch_mqtt(part: PartFile, link: ChunkLink, inbox: queue.Queue[tuple[str, by
             topic, payload = inbox.get(timeout=0.5)
         except queue.Empty:
             topic, payload = "", b""
+            progress(part.bytes_done, art.size)
         now = time.monotonic()
         if (topic, payload) == RECONNECTED:
             for i in list(pending):
