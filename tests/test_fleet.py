@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from fleet_support import REPO, Broker, Client, Progress, intent_model, seed_store
+from fleet_support import GOLDEN, REPO, Broker, Client, Progress, intent_model, seed_store
 from firmware.fleet import admin
 from firmware.fleet.agent import Agent
 from firmware.fleet.config import FleetConfig
@@ -55,7 +55,8 @@ def ops(broker: Broker) -> Iterator[admin.AdminClient]:
     client.close()
 
 
-_free = iter(sorted(b for b, g in BOXES.items() if g == "emea"))
+KILL_BOXES = ("box-21", "box-22", "box-23", "box-24")  # the kill -9 test's, one crash point at a time each
+_free = iter(sorted(b for b, g in BOXES.items() if g == "emea" and b not in KILL_BOXES))
 
 
 @dataclasses.dataclass
@@ -457,3 +458,107 @@ def test_broker_restart_mid_transfer(broker: Broker, key: SigningKey, ops: admin
     finally:
         agent.stop()
         progress.close()
+
+
+# Every point of an apply where the kill test takes the agent down (firmware.fleet.crashpoint), in order.
+CRASH_POINTS = (
+    "accepted", "journal-fetching", "chunk-0", "chunk-2", "chunk-3", "chunk-5", "downloaded", "verified", "unpacked",
+    "selftested", "staging", "staged", "journal-staged", "idle", "journal-switching", "activated-intent",
+    "floor-saved", "journal-watching",
+    # the health watch's rollback (the coach reports a failed call on the new version)
+    "journal-rolling-back", "rolled-back-intent",
+)  # fmt: skip
+
+
+def _agent_config(box: Box, path: Path, watch_calls: int) -> Path:
+    c = box.config
+    path.write_text(
+        f'[paths]\nstate_dir = "{box.state_dir}"\n\n[fleet]\nbroker_host = "{c.broker_host}"\nbroker_port = {c.broker_port}\n'
+        f'box_id = "{box.id}"\ngroup = "emea"\nca_file = "{c.ca_file}"\ncert_file = "{c.cert_file}"\nkey_file = "{c.key_file}"\n'
+        f'admin_keys = ["{c.admin_keys[0]}"]\nwatch_calls = {watch_calls}\nmax_coach_restarts = 0\nchunk_timeout_s = 2.0\n'
+    )
+    return path
+
+
+def _spawn(config: Path, crash_at: str | None) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PARALLAX_FLEET_CRASH_AT", None)
+    if crash_at:
+        env["PARALLAX_FLEET_CRASH_AT"] = crash_at
+    return subprocess.Popen([sys.executable, "-m", "firmware", "--config", str(config), "agent"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _still_coaches(box: Box) -> None:
+    """Exactly one complete intent version is current, and the coach runs a call on it."""
+    from firmware.intent.classifier import IntentClassifier
+
+    store = box.store()
+    current = box.current("intent")
+    assert current in ("1.4.0", "1.5.0")
+    store.verify("intent")
+    model = IntentClassifier(box.store_dir / "intent" / current)  # what the coach loads at its next call
+    assert [model.classify(c["text"], "buyer").label for c in GOLDEN["cases"]] == [c["intent"] for c in GOLDEN["cases"]]
+
+
+def _kill_run(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path, box_id: str, point: str, data: bytes) -> str:
+    rollback = point in ("journal-rolling-back", "rolled-back-intent")
+    root = tmp_path / point
+    ca, cert, k = broker.cert(box_id)
+    box = Box(box_id, root, FleetConfig(broker_host=broker.host, broker_port=broker.port, box_id=box_id, group="emea", ca_file=ca, cert_file=cert, key_file=k, admin_keys=(key.public_line,)))
+    seed_store(box.store(), root)
+    config = _agent_config(box, root / "parallax.toml", watch_calls=1 if rollback else 0)
+    if rollback:
+        from firmware.fleet.counters import CoachCounters
+
+        CoachCounters(box.state_dir, {"intent": "1.4.0"}).write()  # the coach's baseline before the switch
+    offer = offer_to(ops, key, box, "model", "intent", "1.5.0", data, publish_chunks=False)
+    proc = _spawn(config, point)
+    try:
+        if rollback:
+            deadline = time.monotonic() + 30
+            while box.current("intent") != "1.5.0":
+                assert time.monotonic() < deadline and proc.poll() is None, f"{point}: never applied"
+                time.sleep(0.05)
+            failed = CoachCounters(box.state_dir, {"intent": "1.5.0"})
+            failed.call_ended(failed=True)
+            failed.write()
+        assert proc.wait(timeout=30) == -9, f"{point}: the agent was not killed there ({proc.stderr.read().decode()[-400:] if proc.stderr else ''})"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    _still_coaches(box)
+    proc = _spawn(config, None)
+    expected = "1.4.0" if rollback else "1.5.0"
+    try:
+        deadline = time.monotonic() + 30
+        while (box.state_dir / "fleet" / "journal.json").exists() or box.current("intent") != expected or offer["update_id"] not in (box.state_dir / "fleet" / "state.json").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, f"{point}: did not recover (current {box.current('intent')})"
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stderr:
+            proc.stderr.close()
+    box.store().verify("intent")
+    ops.publish(f"parallax/v1/box/{box_id}/offer", b"")
+    return point
+
+
+def test_agent_killed_at_every_point_of_an_apply(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = model_update(tmp_path, "1.5.0")
+    for box_id in KILL_BOXES:  # the chunks once per box topic; every run offers them again under a new id
+        art = admin.describe("model", "intent", "1.5.0", data, topic_base=f"parallax/v1/box/{box_id}", url_base=None, chunk_bytes=SMALL_CHUNK)
+        ops.publish_many(admin.chunks(art, data))
+    lanes = [CRASH_POINTS[i :: len(KILL_BOXES)] for i in range(len(KILL_BOXES))]
+
+    def lane(i: int) -> list[str]:
+        return [_kill_run(broker, key, ops, tmp_path, KILL_BOXES[i], point, data) for point in lanes[i]]
+
+    with ThreadPoolExecutor(len(KILL_BOXES)) as pool:
+        done = [p for result in pool.map(lane, range(len(KILL_BOXES))) for p in result]
+    assert sorted(done) == sorted(CRASH_POINTS) and len(CRASH_POINTS) == 20

@@ -419,6 +419,8 @@ class Agent:
     def _check_watch(self) -> None:
         w = self._watch
         assert w is not None
+        if self.cfg.watch_calls == 0:
+            return self._finish_watch("no watch configured")
         coach = read_counters(counters_dir(self.state_dir) / COACH_FILE)
         if coach is not None:
             started = coach.get("started_at")
