@@ -562,3 +562,78 @@ def test_agent_killed_at_every_point_of_an_apply(broker: Broker, key: SigningKey
     with ThreadPoolExecutor(len(KILL_BOXES)) as pool:
         done = [p for result in pool.map(lane, range(len(KILL_BOXES))) for p in result]
     assert sorted(done) == sorted(CRASH_POINTS) and len(CRASH_POINTS) == 20
+
+
+def test_https_artifact_with_a_cut_link_resumes_with_range(broker: Broker, key: SigningKey, ops: admin.AdminClient, tmp_path: Path) -> None:
+    from fleet_rig import ArtifactServer
+
+    box = new_box(broker, key, tmp_path, https_ca_file=broker.tls / "ca.crt")
+    data = model_update(tmp_path, "1.5.0")
+    folder = tmp_path / "cdn"
+    folder.mkdir()
+    server = ArtifactServer(folder, broker.tls, cut_after_bytes=40000)  # every response cut short
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        art = admin.describe("model", "intent", "1.5.0", data, topic_base=None, url_base=server.url_base, chunk_bytes=SMALL_CHUNK)
+        (folder / art["sha256"]).write_bytes(data)
+        ops.publish(f"parallax/v1/box/{box.id}/offer", key.seal(admin.make_offer([art], boxes=[box.id])))
+        progress.wait_for("applied")
+        assert box.current("intent") == "1.5.0"
+        # Three cut responses, each resumed where the verified chunks end.
+        assert server.requests[0] == "bytes=0-" and len(server.requests) >= 3
+        assert all(r.startswith("bytes=") and int(r[6:-1]) % SMALL_CHUNK == 0 for r in server.requests)
+    finally:
+        agent.stop()
+        progress.close()
+        server.close()
+
+
+def test_admin_cli_keygen_publish_status_rollback(broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from firmware.cli.main import main
+
+    keys = tmp_path / "keys"
+    assert main(["admin", "keygen", "--out", str(keys)]) == 0
+    assert "admin_keys" in capsys.readouterr().out
+    assert (keys / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert main(["admin", "keygen", "--out", str(keys)]) == 2  # never overwrites a key
+    assert "not overwriting" in capsys.readouterr().err
+    signing = SigningKey.load(keys / "signing.key")
+    ca, cert, k = broker.cert("box-apac")
+    box = Box("box-apac", tmp_path / "apac", FleetConfig(broker_host=broker.host, broker_port=broker.port, box_id="box-apac", group="apac", ca_file=ca, cert_file=cert, key_file=k, admin_keys=((keys / "signing.pub").read_text().strip(),), telemetry_s=0.5, watch_calls=0))
+    seed_store(box.store(), box.root)
+    conn = ["--broker", f"{broker.host}:{broker.port}", "--tls-dir", str(broker.tls), "--admin", "ops"]
+    progress = Progress(broker, box.id)
+    agent = start(box)
+    try:
+        playbook = tmp_path / "playbook.toml"
+        playbook.write_bytes((REPO / "models" / "playbook" / "default.toml").read_bytes() + b"\n# 2.0.0\n")
+        assert main(["admin", "publish", *conn, "--signing-key", str(keys / "signing.key"), "--group", "apac", "--playbook", str(playbook), "--version", "2.0.0"]) == 0
+        assert "published update" in capsys.readouterr().out
+        progress.wait_for("applied")
+        assert box.current("playbook") == "2.0.0"
+        time.sleep(1.0)
+        assert main(["admin", "status", *conn, "--json", "--wait", "0.5"]) == 0
+        table = json.loads(capsys.readouterr().out)
+        assert table["box-apac"]["status"]["state"] == "online"
+        assert table["box-apac"]["telemetry"]["versions"]["playbook"] == "2.0.0"
+        assert table["box-apac"]["progress"]["state"] == "applied"
+        assert main(["admin", "status", *conn, "--wait", "0.5"]) == 0
+        assert "box-apac  online" in capsys.readouterr().out
+        assert main(["admin", "rollback", *conn, "--signing-key", str(keys / "signing.key"), "--group", "apac", "--name", "playbook"]) == 0
+        assert progress.wait_for("rolled_back")["version"] == "1.0.0"
+        assert box.current("playbook") == "1.0.0"
+        # Bad input: one line on stderr, exit 2, nothing published.
+        capsys.readouterr()
+        assert main(["admin", "publish", *conn, "--signing-key", str(tmp_path / "nope.key"), "--group", "apac", "--playbook", str(playbook), "--version", "3.0.0"]) == 2
+        assert main(["admin", "publish", *conn, "--signing-key", str(keys / "signing.key"), "--group", "apac", "--playbook", str(playbook), "--version", "three"]) == 2
+        assert main(["admin", "status", "--broker", f"{broker.host}:{broker.port}", "--tls-dir", str(tmp_path), "--wait", "0"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 3 and all(line.startswith("parallax: error: ") for line in err), err
+    finally:
+        agent.stop()
+        progress.close()
+        cleanup = admin.AdminClient(admin.Connection(broker.host, broker.port, *broker.cert("admin-ops")))
+        cleanup.publish("parallax/v1/group/apac/offer", b"")
+        cleanup.publish("parallax/v1/group/apac/cmd", b"")
+        cleanup.close()

@@ -128,6 +128,76 @@ class Broker:
         self.stop()
 
 
+class ArtifactServer:
+    """HTTPS on loopback serving ``<folder>/<sha256>`` with Range requests, as a CDN would.
+
+    ``cut_after_bytes``: each response stops after that many body bytes (a flaky link), so a client
+    must resume with Range to get the whole file. Threaded; ``close()`` stops and joins it.
+    """
+
+    def __init__(self, folder: Path, tls_dir: Path, cut_after_bytes: int | None = None) -> None:
+        import http.server
+        import threading
+
+        self.folder = folder
+        self.requests: list[str] = []
+        server_self = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                name = self.path.rsplit("/", 1)[-1]
+                path = server_self.folder / name
+                if "/" in name or not path.is_file():
+                    self.send_error(404)
+                    return
+                size = path.stat().st_size
+                start = 0
+                rng = self.headers.get("Range")
+                server_self.requests.append(rng or "")
+                if rng and rng.startswith("bytes=") and rng.endswith("-"):
+                    start = int(rng[6:-1])
+                    if start >= size:
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(size - start))
+                self.end_headers()
+                budget = cut_after_bytes if cut_after_bytes is not None else size
+                with path.open("rb") as f:
+                    f.seek(start)
+                    while budget > 0 and (block := f.read(min(1 << 16, budget))):
+                        try:
+                            self.wfile.write(block)
+                        except OSError:
+                            return
+                        budget -= len(block)
+                if cut_after_bytes is not None and start + cut_after_bytes < size:
+                    self.close_connection = True  # the cut: fewer bytes than promised
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls_dir / "server.crt", tls_dir / "server.key")
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.url_base = f"https://127.0.0.1:{self.port}/artifacts"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)
+
+
 if __name__ == "__main__":  # a quick manual check: start, report, stop
     import tempfile
 
