@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import gc
 import json
 import logging
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from firmware.config import load_config
     from firmware.errors import ConfigError
 
-    config = load_config(args.config).bridge
+    full_config = load_config(args.config)
+    config = full_config.bridge
     if args.latency:
         terms = latency_frames(config)
         for name, frames in terms.items():
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     bridge.start()
     sd_notify("READY=1")
     started = time.monotonic()
-    last_cycles, last_stats = -1, started
+    last_cycles, last_stats, last_counters = -1, started, 0.0
+    state_dir = full_config.paths.resolve(full_config.paths.state_dir)
     try:
         while not stop.wait(0.5):
             if not bridge.running:
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
                 sd_notify("WATCHDOG=1")
                 last_cycles = bridge.cycles
             now = time.monotonic()
+            if now - last_counters >= COUNTERS_EVERY_S:
+                _write_counters(bridge, state_dir)
+                last_counters = now
             if args.stats_interval and now - last_stats >= args.stats_interval:
                 log.info("bridge %s", json.dumps(bridge.stats()))
                 last_stats = now
@@ -83,6 +89,20 @@ def run(args: argparse.Namespace) -> int:
         listener.stop()
     print(json.dumps(bridge.stats()))
     return 0
+
+
+# The fleet agent reads the bridge's xruns and tap drops from <state_dir>/counters/bridge.json.
+COUNTERS_EVERY_S = 30.0
+
+
+def _write_counters(bridge: object, state_dir: Path) -> None:
+    from firmware.fleet.counters import write_bridge_counters
+
+    stats = bridge.stats()  # type: ignore[attr-defined]
+    legs = [stats.get("rep", {}), stats.get("buyer", {})]
+    xruns = sum(int(leg.get("capture_xruns", 0)) + int(leg.get("playback_xruns", 0)) for leg in legs if isinstance(leg, dict))
+    taps = stats.get("taps", {})
+    write_bridge_counters(state_dir, xruns, int(taps.get("dropped", 0)) if isinstance(taps, dict) else 0)
 
 
 def _log_off_the_audio_thread() -> logging.handlers.QueueListener:

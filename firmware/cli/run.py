@@ -12,6 +12,11 @@ import threading
 from contextlib import ExitStack, closing
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firmware.bus import EventBus
+    from firmware.config import Config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +25,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--socket", type=Path, help="tap socket to bind (default: bridge.tap_socket from the config)")
     p.add_argument("--idle-end", type=float, default=2.0, help="end the call after S seconds without taps")
     p.set_defaults(handler=run)
+
+
+def _count_for_the_fleet(bus: "EventBus", config: "Config") -> None:
+    """The coach's counters file for the fleet agent (firmware/fleet/counters.py): written at start
+    and at each call's end, from the bus; tip counts by moment kind, never a tip's text."""
+    from firmware.events import Summary, Tip
+    from firmware.fleet.counters import CoachCounters
+
+    counters = CoachCounters(config.paths.resolve(config.paths.state_dir))
+    counters.write()  # a new started_at: the agent counts coach restarts by it
+
+    def on_event(event: object) -> None:
+        if isinstance(event, Tip):
+            counters.tip(event.moment)
+        elif isinstance(event, Summary):
+            rtf = event.extra.get("recognizer_rtf")
+            versions = event.extra.get("versions")  # the versions the call ran on (the model store's)
+            if isinstance(versions, dict):
+                counters.set_versions({str(k): str(v) for k, v in versions.items()})
+            # A call whose recognizer raised counts as failed: after an update that is the sign
+            # of a model that loads but does not work.
+            counters.call_ended(failed=bool(event.extra.get("recognizer_errors")), recognizer_rtf=rtf if isinstance(rtf, (int, float)) else None)
+            counters.write()  # at the call's end, off the audio path
+
+    bus.subscribe(on_event)  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         attach_outputs(bus, args.json_path, stack)
         engines = load_engines(config)  # once: models stay loaded between calls
+        _count_for_the_fleet(bus, config)
         reader = stack.enter_context(TapReader(args.socket or config.bridge.tap_socket))
         # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.
         coach_box = stack.enter_context(closing(CoachBox(config)))
