@@ -88,14 +88,20 @@ class Agent:
         self._last_progress = 0.0
         self.connects = 0
         self.jobs_dropped = 0
-        self._client = self._make_client()
+        self._client: Any = None  # made by start(): constructing an agent touches no file or socket
 
     # -- MQTT ------------------------------------------------------------------------------
     def _make_client(self) -> Any:
         import paho.mqtt.client as mqtt
 
+        for path in (self.cfg.ca_file, self.cfg.cert_file, self.cfg.key_file):
+            if not Path(path).is_file():
+                raise FleetError(f"TLS file not found: {path} (see [fleet] ca_file, cert_file, key_file)")
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.box_id, protocol=mqtt.MQTTv5)
-        c.tls_set(ca_certs=str(self.cfg.ca_file), certfile=str(self.cfg.cert_file), keyfile=str(self.cfg.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            c.tls_set(ca_certs=str(self.cfg.ca_file), certfile=str(self.cfg.cert_file), keyfile=str(self.cfg.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (ssl.SSLError, OSError) as exc:
+            raise FleetError(f"the box's TLS files cannot be used: {exc}") from None
         will = to_wire(BoxStatus(t=self.clock(), state="offline"))
         c.will_set(self.t_status, will, qos=1, retain=True)
         c.reconnect_delay_set(min_delay=max(1, int(self.cfg.reconnect_min_s)), max_delay=max(1, int(round(self.cfg.reconnect_max_s))))
@@ -151,6 +157,7 @@ class Agent:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        self._client = self._make_client()
         self._recover()
         self._client.connect_async(self.cfg.broker_host, self.cfg.broker_port, keepalive=self.cfg.keepalive_s, clean_start=True)
         self._client.loop_start()
@@ -163,6 +170,8 @@ class Agent:
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
+        if self._client is None:
+            return
         self._stopping.set()
         for t in self._threads:
             t.join(timeout=30)

@@ -1,0 +1,116 @@
+"""Fleet pieces without a broker: envelopes, manifests, versions, counters and what telemetry carries."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware.fleet.agent import Agent
+from firmware.fleet.config import FleetConfig
+from firmware.fleet.counters import CoachCounters, counters_dir, read_counters, write_bridge_counters
+from firmware.fleet.manifest import check_fresh, parse_offer, version_key
+from firmware.fleet.messages import to_wire
+from firmware.fleet.signing import PinnedKeys, Rejected, SigningKey
+from firmware.fleet import admin
+
+
+def _offer(**change: object) -> dict[str, object]:
+    art = admin.describe("model", "intent", "1.5.0", b"x" * 10000, topic_base="parallax/v1/group/emea", url_base=None, chunk_bytes=4096)
+    offer = admin.make_offer([art], group="emea")
+    offer.update(change)
+    return offer
+
+
+def test_an_envelope_opens_only_with_a_pinned_key_and_an_intact_payload() -> None:
+    key, other = SigningKey.generate(), SigningKey.generate()
+    pinned = PinnedKeys([key.public_line])
+    offer = _offer()
+    assert pinned.open(key.seal(offer)) == json.loads(json.dumps(offer, sort_keys=True))
+    with pytest.raises(Rejected, match="unknown key"):
+        pinned.open(other.seal(offer))
+    sealed = json.loads(key.seal(offer))
+    sealed["sig"] = other.seal(offer).decode().split('"sig":"')[1].split('"')[0]
+    with pytest.raises(Rejected, match="bad signature"):
+        pinned.open(json.dumps(sealed).encode())
+    with pytest.raises(Rejected, match="malformed: envelope larger"):
+        pinned.open(b" " * (2 << 20))
+
+
+def test_versions_compare_as_numbers_and_offers_are_checked_field_by_field() -> None:
+    assert version_key("1.10.0") > version_key("1.9.3") > version_key("1.9")
+    assert parse_offer(_offer()).artifacts[0].chunks == 3
+    for change, reason in (
+        ({"update_id": "../x"}, "update_id"),
+        ({"artifacts": []}, "1 to 8 artifacts"),
+        ({"target": {}}, "no group and no box"),
+        ({"expires_at": "soon"}, "expires_at"),
+    ):
+        with pytest.raises(Rejected, match=reason):
+            parse_offer(_offer(**change))
+    bad_art = dict(_offer()["artifacts"][0], name="playbook")  # a model may not be named playbook
+    with pytest.raises(Rejected, match="name"):
+        parse_offer(_offer(artifacts=[bad_art]))
+    with pytest.raises(Rejected, match="expired"):
+        check_fresh(0.0, 100.0, 200.0, 1e6)
+    with pytest.raises(Rejected, match="life"):
+        check_fresh(0.0, 1e7, 1.0, 1e6)
+
+
+def test_config_refuses_what_would_break_the_link() -> None:
+    with pytest.raises(ValueError, match="admin_keys"):
+        FleetConfig(admin_keys=("rsa:abc",))
+    with pytest.raises(ValueError, match="10 s"):
+        FleetConfig(reconnect_max_s=30.0)
+    with pytest.raises(ValueError, match="topic level"):
+        FleetConfig(group="emea/#")
+
+
+def test_telemetry_carries_counters_and_never_text(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    cfg = FleetConfig(box_id="box-01", group="emea", admin_keys=(key.public_line,), ca_file=tmp_path / "ca", cert_file=tmp_path / "c", key_file=tmp_path / "k")
+    state = tmp_path / "state"
+    coach = CoachCounters(state, {"intent": "1.4.0"})
+    coach.tip("objection_price")
+    coach.tip("objection_price")
+    coach.call_ended(recognizer_rtf=0.25)
+    coach.set_phone_link("connected")
+    coach.write()
+    write_bridge_counters(state, xruns=2, tap_drops=7)
+    # A counters file someone tampered with to smuggle words: they must not reach the broker.
+    raw = read_counters(counters_dir(state) / "coach.json")
+    assert raw is not None
+    raw["tips_by_moment"]["Ask what they compare it with."] = 1
+    raw["phone_link"] = "the buyer said no"
+    (counters_dir(state) / "coach.json").write_text(json.dumps(raw))
+    agent = Agent(cfg, state, store=_NoStore())
+    wire = json.loads(to_wire(agent.telemetry()) or b"{}")
+    assert wire["type"] == "telemetry" and wire["calls"] == 1 and wire["recognizer_rtf"] == 0.25
+    assert wire["bridge_xruns"] == 2 and wire["tap_drops"] == 7
+    assert "phone_link" not in wire and "tips_by_moment" not in wire  # the whole field stays home
+    assert "compare" not in json.dumps(wire) and "buyer" not in json.dumps(wire)
+    assert wire["mem_total_mb"] > 0 and time.time() - wire["t"] < 60
+
+
+class _NoStore:
+    def current(self, name: str) -> None:
+        return None
+
+    def versions(self, name: str) -> list[str]:
+        return []
+
+
+def test_parallax_agent_bad_setup_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from firmware.cli.main import main
+
+    cfg = tmp_path / "parallax.toml"
+    cfg.write_text(f'[paths]\nstate_dir = "{tmp_path}"\n\n[fleet]\nbox_id = "box-01"\n')
+    assert main(["--config", str(cfg), "agent"]) == 2
+    key = SigningKey.generate()
+    cfg.write_text(f'[paths]\nstate_dir = "{tmp_path}"\n\n[fleet]\nbox_id = "box-01"\nadmin_keys = ["{key.public_line}"]\nca_file = "{tmp_path}/none.crt"\n')
+    assert main(["--config", str(cfg), "agent"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "parallax: error: no admin keys pinned ([fleet] admin_keys): the box could trust no update"
+    assert err[1].startswith("parallax: error: TLS file not found:") and len(err) == 2
