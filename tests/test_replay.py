@@ -135,8 +135,9 @@ def test_silence_is_a_quiet_call(models_dir: Path, tmp_path: Path) -> None:
     result = parallax("replay", str(path), "--json", str(out))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [e["type"] for e in events] == ["summary"]
-    assert events[0]["duration_s"] == pytest.approx(20.0, abs=0.05)
+    # Nothing was said: the coach's status at either end of the call, the rep's recap, the summary.
+    assert [e["type"] for e in events] == ["status", "recap", "status", "summary"]
+    assert events[-1]["duration_s"] == pytest.approx(20.0, abs=0.05)
 
 
 def test_line_noise_alone_makes_no_utterances(models_dir: Path, tmp_path: Path) -> None:

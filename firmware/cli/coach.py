@@ -103,7 +103,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         bus.subscribe(TimelinePrinter(out))
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parallax-simulate-")))
         config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=state_dir))
-        box = stack.enter_context(closing(CoachBox(config, pin_factory=make_pin_factory("mock"), cue_view=out)))
+        box = stack.enter_context(
+            closing(CoachBox(config, pin_factory=make_pin_factory("mock"), cue_view=out, publish=bus.publish))
+        )
         coach = box.start_call(bus.publish)
         started = time.monotonic()
         for item in stream(call, args.delay):

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parallax-replay-")))
         coach_config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=state_dir))
         coach_box = stack.enter_context(
-            closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream))
+            closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream, publish=bus.publish))
         )
         engines = load_engines(config)
         session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))

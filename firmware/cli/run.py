@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         engines = load_engines(config)  # once: models stay loaded between calls
         reader = stack.enter_context(TapReader(args.socket or config.bridge.tap_socket))
         # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.
-        coach_box = stack.enter_context(closing(CoachBox(config)))
-        coach = LiveCoach(lambda: CoachedSession(CallSession(config, engines, bus), coach_box, bus), bus)
+        coach_box = stack.enter_context(closing(CoachBox(config, publish=bus.publish)))
+        coach = LiveCoach(
+            lambda call_id: CoachedSession(CallSession(config, engines, bus), coach_box, bus, call_id=call_id), bus
+        )
         run_live(reader, coach, stop, idle_end_s=args.idle_end)
     return 0
