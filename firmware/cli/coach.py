@@ -118,11 +118,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             else:
                 bus.publish(item)
                 coach.on_event(item)
-        recap = box.end_call(coach.now)
+        box.end_call(coach.now)  # the recap is an event: the timeline prints it
         bus.publish(Summary(t=coach.now, duration_s=coach.now, cpu_s=time.process_time(), extra=coach.summary_fields()))
-        print("recap for the rep's phone:", file=out)
-        for line in recap.lines():
-            print(f"  {line}", file=out)
     if args.report:
         write_report(events, args.report, title=f"Simulated coaching of {args.call.name}")
     return 0
