@@ -308,3 +308,28 @@ def test_moments_alone_reach_neither_phone_nor_log(run: Run) -> None:
     run.replay(synthetic_call())
     assert of(Moment, run.kit.phone.events) == []  # type: ignore[attr-defined]
     assert {e.type for e in run.kit.phone.events} <= {"tip", "status", "recap", "control_result"}  # type: ignore[attr-defined]
+
+
+def test_a_control_racing_the_calls_end_is_answered_once(run: Run) -> None:
+    """Controls keep coming while the call ends: each is answered by the call or as between calls."""
+    play_until(run, stream(synthetic_call()), 30.0)
+    results: list[ControlResult] = []
+    go = threading.Event()
+
+    def phone() -> None:
+        go.wait()
+        for _ in range(200):
+            results.append(run.kit.control(Control(t=0.0, action="skill", source="phone", value="developing")))
+
+    thread = threading.Thread(target=phone)
+    thread.start()
+    go.set()
+    run.kit.end_call(run.coach.now)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert len(results) == 200 == len(of(ControlResult, run.events))
+    outcomes = [r.outcome for r in results]
+    assert set(outcomes) <= {"applied", "next_call"}
+    # Once one went to the next call, none went to the ended call again.
+    assert outcomes == sorted(outcomes, key=lambda o: o == "next_call")
+    assert all(r.call_id == 1 for r in results if r.outcome == "applied")

@@ -65,7 +65,8 @@ class CoachBox:
         self.mastery = MasteryStore.in_dir(config.paths.resolve(config.paths.state_dir), config.coach.mastery)
         self.phone: PhoneSink = phone if phone is not None else InMemoryPhoneSink()
         self._to_phone = _PhoneGate(self.phone)  # where the phone attaches: the outward allowlist applies
-        self._lock = threading.Lock()
+        # Re-entrant: a bus handler may ask the box (status, a control) from inside a publish.
+        self._lock = threading.RLock()
         self.coach: Coach | None = None
         self.cues = _gpio(lambda: GpioCues(self.pins, config.cues, pin_factory=self.pin_factory))
         self._cue_sink: CueSink = self.cues if cue_view is None else TerminalCues(self.cues, cue_view)
@@ -106,9 +107,10 @@ class CoachBox:
 
     def end_call(self, t: float) -> RecapEvent:
         with self._lock:
-            if self.coach is None:
-                raise RuntimeError("no call is being coached")
-            return self.coach.end_call(t)
+            coach = self.coach
+        if coach is None:
+            raise RuntimeError("no call is being coached")
+        return coach.end_call(t)  # outside the box's lock: it writes the mastery file
 
     def control(self, control: Control) -> ControlResult:
         """The one way in for the rep's controls, from any thread; never blocks on I/O.
@@ -118,10 +120,12 @@ class CoachBox:
         else is refused with a reason. Either way the control and its result are published on the
         bus, and the result goes to the phone.
         """
-        with self._lock:  # held throughout, so a call cannot end (or start) half-way through a control
+        with self._lock:  # held throughout, so no call starts half-way through a control
             coach = self.coach
-            if coach is not None and not coach.ended:
-                return coach.handle_control(control)
+            if coach is not None:
+                result = coach.handle_control(control)  # atomic with the call's end: None once ended
+                if result is not None:
+                    return result
             control = dataclasses.replace(control, t=0.0)  # no call: no call time
             publish = self._publish_between or self._last_publish
             if publish is not None:

@@ -157,19 +157,20 @@ class Coach:
             self._try_deliver()
 
     # -- controls (button, phone, cli): reached through CoachBox.control only ---------------
-    def handle_control(self, control: Control) -> ControlResult:
+    def handle_control(self, control: Control) -> ControlResult | None:
         """Apply one control to this call; publish it, its result and any status change.
 
+        None (nothing published) if the call has ended: the box answers it as between calls.
         Thread-safe (any thread); never blocks on I/O (the mastery counters are saved at the
         call's end). ``control.t`` is restamped with this call's time: the sender's clock is not
         the call's.
         """
         with self._lock:
+            if self._ended:
+                return None
             control = dataclasses.replace(control, t=self.now)
             self._publish(control)
-            if self._ended:
-                done = _refused("the call has ended")
-            elif control.call_id is not None and control.call_id != self.call_id:
+            if control.call_id is not None and control.call_id != self.call_id:
                 done = _refused(f"call {control.call_id} is not running (call {self.call_id} is)")
             else:
                 done = self._apply(control)
@@ -321,11 +322,6 @@ class Coach:
             self._ended = True
             self._record_avoidable()
             self._mastery.add_pace(self.rep_id, self._pace.words, self._pace.speech_s)
-            try:
-                self._mastery.save()
-            except CoachStateError as exc:
-                # Losing one call's counters must not cost the rep the recap (or the call's summary).
-                log.warning("%s", exc)
             recap = compose_recap(
                 self.figures(), self.moment_counts, self._handled_well, self._cfg.dynamics, call_id=self.call_id
             )
@@ -336,7 +332,13 @@ class Coach:
             if "phone" in self.channels:
                 self._phone.send(recap)
             self._announce_status()
-            return recap
+        # Written outside the lock: a control arriving now is answered without waiting on the disk.
+        try:
+            self._mastery.save()
+        except CoachStateError as exc:
+            # Losing one call's counters must not cost the rep the recap (or the call's summary).
+            log.warning("%s", exc)
+        return recap
 
     def figures(self) -> dict[str, Any]:
         with self._lock:
