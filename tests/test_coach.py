@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from coach_support import Run, make_config, synthetic_call
 
-from firmware.coach.evaluate import (
+from firmware.testing.evaluate import (
     GROUND_TRUTH_DYNAMICS,
     dynamic_moments,
     expected_dynamics,
@@ -20,8 +20,8 @@ from firmware.coach.evaluate import (
     tips,
     tips_while_rep_speaks,
 )
-from firmware.coach.truth import TruthCall
 from firmware.events import Moment, Tip, parse_event
+from firmware.testing.truth import TruthCall
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from coach_support import STATE_VOCABULARY, Run, make_config, synthetic_call
 from outward_support import assert_fleet_is_clean, assert_phone_is_the_reps_own, channel_bytes, phone_sink_matches_allowlist
 
-from firmware.coach.truth import TruthCall, drive, load_truth
 from firmware.events import Control, Event, Summary, Tip
+from firmware.testing.truth import TruthCall, drive, load_truth
 
 
 

@@ -15,6 +15,6 @@ Entry points (imported from their modules, so ``import firmware`` stays light):
   ``set_channels()``, ``set_persona()``. Publishes Moment, Tip, Control, ControlResult, Status and
   RecapEvent events; sends Tip, Status, RecapEvent and ControlResult to the phone
   (:class:`firmware.coach.sinks.PhoneSink`).
-- :mod:`firmware.coach.truth` drives a coach from a call's ground-truth JSON (tests, bench, simulate);
-  :mod:`firmware.coach.evaluate` scores the output; :mod:`firmware.coach.report` renders HTML.
+- :mod:`firmware.coach.report` renders a call's HTML timeline. Driving a coach from a call's ground
+  truth and scoring it are dev tools: :mod:`firmware.testing.truth`, :mod:`firmware.testing.evaluate`.
 """

@@ -24,7 +24,7 @@ from firmware.coach.config import MAX_SNOOZE_S, SKILL_LEVELS, Channel, CoachConf
 from firmware.coach.mastery import MasteryStore
 from firmware.coach.onset import RepOnsetGuard
 from firmware.coach.pace import PaceTracker, count_questions
-from firmware.coach.playbook import INTENT_KINDS, Playbook
+from firmware.coach.playbook import Playbook
 from firmware.coach.policy import Candidate, DeliveryPolicy
 from firmware.coach.reading import BuyerReader, IntentScorer
 from firmware.coach.recap import compose_recap
@@ -34,6 +34,7 @@ from firmware.coach.tips import TipIds, TipWriter
 from firmware.cues.spec import CueSink, CueSpec
 from firmware.errors import CoachStateError, ConfigError
 from firmware.events import Control, ControlOutcome, ControlResult, Event, Moment, Partial, RecapEvent, Status, Tip, Utterance
+from firmware.intent.labels import INTENT_KINDS
 
 log = logging.getLogger(__name__)
 
