@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from firmware.coach.coach import Coach
@@ -42,7 +43,7 @@ class CoachBox:
         self.config = config
         self.rep_id = rep_id
         self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(config.cues.pin_factory)
-        self.playbook: Playbook = load_playbook(config.paths.resolve(config.coach.playbook))
+        self.playbook: Playbook = load_playbook(playbook_path(config))
         self.pins: PinMap = load_pin_map(config.paths.resolve(config.cues.pin_map))
         self.mastery = MasteryStore.in_dir(config.paths.resolve(config.paths.state_dir), config.coach.mastery)
         self.phone: PhoneSink = phone if phone is not None else InMemoryPhoneSink()
@@ -64,11 +65,17 @@ class CoachBox:
             self.cues.close()
             raise
 
-    def start_call(self, publish: Callable[[Event], None], intent: IntentScorer | None = None) -> Coach:
-        """``intent``: the classifier that labels the call's transcripts, if the coach may re-read them."""
+    def start_call(
+        self, publish: Callable[[Event], None], intent: IntentScorer | None = None, playbook: Playbook | None = None
+    ) -> Coach:
+        """``intent``: the classifier that labels the call's transcripts, if the coach may re-read them;
+        ``playbook``: the one this call runs on (the store's current, checked at the call's start),
+        which stays the box's playbook until another call brings a newer one."""
         with self._lock:
             if self.coach is not None and not self.coach.ended:
                 raise RuntimeError("a call is already being coached")
+            if playbook is not None:
+                self.playbook = playbook
             self.coach = Coach(
                 self.config.coach, self.playbook, self._cue_sink, self.phone, self.mastery, publish,
                 rep_id=self.rep_id, intent=intent,
@@ -90,6 +97,15 @@ class CoachBox:
             coach = self.coach
         if coach is not None and not coach.ended:
             getattr(coach, action)()
+
+
+def playbook_path(config: Config) -> Path:
+    """``coach.playbook`` when set; else the current playbook in the model store, its hash checked."""
+    if config.coach.playbook is not None:
+        return config.paths.resolve(config.coach.playbook)
+    from firmware.store import ModelStore
+
+    return ModelStore(config.paths.resolve(config.paths.models_dir)).load("playbook").file("playbook")
 
 
 def build_coach(

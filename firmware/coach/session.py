@@ -20,7 +20,7 @@ class CoachedSession:
     def __init__(self, session: CallSession, box: CoachBox, bus: EventBus) -> None:
         self.session = session
         self._box = box
-        self.coach: Coach = box.start_call(bus.publish, intent=session.engines.intent)
+        self.coach: Coach = box.start_call(bus.publish, intent=session.engines.intent, playbook=session.engines.playbook)
         self._unsubscribe = bus.subscribe(self.coach.on_event)
         session.on_activity(self._on_activity)
 
