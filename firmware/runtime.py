@@ -182,7 +182,10 @@ class ModelFollower:
                     previous = self.store.previous(name)
                     if previous is None or previous == version:
                         raise
-                    self._loaded[slot] = (previous, self._load(slot, name, previous))
+                    try:
+                        self._loaded[slot] = (previous, self._load(slot, name, previous))
+                    except ModelError as again:
+                        raise ModelError(f"{exc}; its previous version {previous} failed too: {again}") from None
                     have = self._loaded[slot]
                 self._failed[slot] = (version, str(exc))
                 log.warning("model %s %s failed to load, staying on %s: %s", name, version, have[0], exc)

@@ -381,6 +381,8 @@ class ModelStore:
         renames ``src_dir`` itself (it must be on the same file system) instead of copying it.
         Does not change ``current``.
         """
+        check_name("name", name)
+        check_name("version", version)
         src = Path(src_dir)
         incoming = read_manifest(src)
         if (incoming.name, incoming.version) != (name, version):
@@ -465,7 +467,9 @@ class ModelStore:
             if self._lock_fd is None:
                 try:
                     self.root.mkdir(parents=True, exist_ok=True)
-                    self._lock_fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+                    # Read-only is enough for flock(2), so a coach that may not write the store
+                    # (models installed by root, coach running as its own user) still locks.
+                    self._lock_fd = os.open(self.root / LOCK_NAME, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
                 except OSError as exc:
                     log.warning("model store %s: no call lock (%s); calls run on the models already loaded", self.root, exc.strerror)
                     return None
@@ -511,7 +515,7 @@ class ModelStore:
         live in one process (tests).
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        fd = os.open(self.root / LOCK_NAME, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while True:
