@@ -436,3 +436,25 @@ def test_a_call_that_finds_the_store_busy_runs_on_what_is_loaded(tmp_path: Path)
     lease.release()
     assert engines.versions["whisper-tiny.en"] == "2" and engines.fallbacks == ()
     store.close()
+
+
+def test_build_installs_the_bundled_models_into_a_store_elsewhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The device: the checkout under /opt is read-only, the store is /var/lib/parallax/models.
+    root = tmp_path / "var-lib-models"
+    config = tmp_path / "parallax.toml"
+    config.write_text(f'[paths]\nmodels_dir = "{root}"\n', encoding="utf-8")
+    assert cli_main(["--config", str(config), "models", "build", "--model", "intent", "--model", "playbook"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.partition(" (")[0] for line in lines] == ["intent: installed", "playbook: installed"]
+    store = ModelStore(root)
+    assert store.current("intent") == ModelStore(BUNDLED).current("intent")
+    store.verify("intent")
+    store.verify("playbook")
+    assert cli_main(["--config", str(config), "models", "build", "--model", "intent"]) == 0
+    assert capsys.readouterr().out == "intent: up to date\n"
+    # A fleet-pushed current is the store's choice: a rerun of the set-up does not undo it.
+    store.stage("playbook", "9", _playbook_version(tmp_path, "9", "Pushed"))
+    store.activate("playbook", "9")
+    assert cli_main(["--config", str(config), "models", "build", "--model", "playbook"]) == 0
+    assert store.current("playbook") == "9"
+    capsys.readouterr()
