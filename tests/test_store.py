@@ -458,3 +458,11 @@ def test_build_installs_the_bundled_models_into_a_store_elsewhere(tmp_path: Path
     assert cli_main(["--config", str(config), "models", "build", "--model", "playbook"]) == 0
     assert store.current("playbook") == "9"
     capsys.readouterr()
+
+
+def test_the_boards_configuration_puts_the_store_in_writable_state() -> None:
+    from firmware.config import load_config
+
+    config = load_config(REPO / "board" / "parallax.toml")
+    assert config.paths.resolve(config.paths.models_dir) == Path("/var/lib/parallax/models")
+    assert Config().paths.resolve(Config().paths.models_dir) == REPO / "models"  # a checkout: its own models/
