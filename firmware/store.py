@@ -301,6 +301,8 @@ class ModelStore:
         self.root = Path(root)
         self._lock_fd: int | None = None
         self._fd_guard = threading.Lock()
+        self._idle_depth = 0
+        self._pending_sync: set[Path] = set()
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -448,7 +450,12 @@ class ModelStore:
         if old is not None:
             self._set_pointer(name, PREVIOUS, old)
         self._set_pointer(name, CURRENT, version)
-        _fsync_dir(self.root / name)
+        if self._idle_depth:
+            # Inside when_idle: the rename is already what every process sees; the flush to disk
+            # (tens of ms on an SD card) waits until the lock is released, so calls never wait for it.
+            self._pending_sync.add(self.root / name)
+        else:
+            _fsync_dir(self.root / name)
         log.info("model %s: current %s -> %s", name, old, version)
         return old
 
@@ -526,12 +533,17 @@ class ModelStore:
                     if deadline is not None and time.monotonic() >= deadline:
                         raise StoreBusyError(f"model store {self.root}: a call is running; try again after it ends") from None
                     time.sleep(poll_s)
+            self._idle_depth += 1
             try:
                 yield
             finally:
+                self._idle_depth -= 1
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+            pending, self._pending_sync = self._pending_sync, set()
+            for folder in pending:
+                _fsync_dir(folder)
 
     def close(self) -> None:
         with self._fd_guard:
