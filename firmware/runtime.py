@@ -303,7 +303,7 @@ class CallSession:
                 "recognizer_errors": stats.recognizer_errors,
                 "recognizer_rtf": stats.recognizer_busy_s / stats.recognized_audio_s if stats.recognized_audio_s else 0.0,
                 "leak_frames_muted": self.pipeline.leak_gate.frames_muted,
-                "model_versions": dict(self.engines.versions),
+                "versions": dict(self.engines.versions),  # the model versions this call ran on (firmware/outward.py lets the fleet see them)
                 **({"model_fallbacks": list(self.engines.fallbacks)} if self.engines.fallbacks else {}),
                 **(extra or {}),
             },

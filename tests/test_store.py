@@ -357,8 +357,13 @@ def test_live_coach_picks_up_new_versions_only_at_the_next_call(tmp_path: Path) 
             live.handle(_packet(1, seq))
         live.handle(_packet(1, 100, active=False))
         first = _summaries(events)[-1]
-        assert first.extra["model_versions"] == {"silero-vad": "1", "whisper-tiny.en": "1", "intent": "1.4.0", "playbook": "1"}
+        assert first.extra["versions"] == {"silero-vad": "1", "whisper-tiny.en": "1", "intent": "1.4.0", "playbook": "1"}
         assert "model_fallbacks" not in first.extra
+        # The versions are among what the fleet may see of a summary.
+        from firmware.outward import outward
+
+        wire = outward("fleet", first)
+        assert wire is not None and wire["versions"] == first.extra["versions"]
         assert loaded == ["whisper-tiny.en 1"]
 
         for seq in range(101, 150):  # call 2: the new versions, loaded at its start
@@ -366,7 +371,7 @@ def test_live_coach_picks_up_new_versions_only_at_the_next_call(tmp_path: Path) 
         assert box.playbook.name.startswith("Updated ")
         live.end("test over")
         second = _summaries(events)[-1]
-        assert second.extra["model_versions"] == {"silero-vad": "1", "whisper-tiny.en": "2", "intent": "1.4.0", "playbook": "2"}
+        assert second.extra["versions"] == {"silero-vad": "1", "whisper-tiny.en": "2", "intent": "1.4.0", "playbook": "2"}
         assert loaded == ["whisper-tiny.en 1", "whisper-tiny.en 2"]
     finally:
         box.close()
