@@ -471,3 +471,19 @@ def test_the_boards_configuration_puts_the_store_in_writable_state() -> None:
     config = load_config(REPO / "board" / "parallax.toml")
     assert config.paths.resolve(config.paths.models_dir) == Path("/var/lib/parallax/models")
     assert Config().paths.resolve(Config().paths.models_dir) == REPO / "models"  # a checkout: its own models/
+
+
+def test_in_the_checkout_a_damaged_committed_model_says_restore_it_from_git(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import firmware.provision.build
+
+    root = _device_like_store(tmp_path)
+    monkeypatch.setattr(firmware.provision.build, "BUNDLED_ROOT", root)  # this store is "the checkout"
+    _flip_byte(root / "playbook" / "1" / "playbook.toml")
+    status, _, err = _verify(root, tmp_path, capsys)
+    assert status == 2
+    assert err[0] == (
+        "playbook 1 (current): FAILED: model playbook 1: playbook.toml is corrupt (SHA-256 differs from its manifest): "
+        "restore it (`git checkout -- models/playbook`)"
+    )

@@ -83,9 +83,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Hash every version of every model (current, previous and staged); one line per problem."""
     from firmware.provision.manifest import build_hint
 
+    from firmware.provision.build import BUNDLED_MODELS, BUNDLED_ROOT
+    from firmware.store import repair_hint
+
     store = _store(args)
     names = list(dict.fromkeys(args.model)) if args.model else _all_names(store)
     failures = 0
+    in_checkout = store.root.resolve() == BUNDLED_ROOT.resolve()
+
+    def advice(name: str, exc: ModelError) -> str:
+        # The checkout's own intent model and playbook are committed: git has the good copy.
+        if in_checkout and name in BUNDLED_MODELS:
+            return str(exc).replace(repair_hint(name), f"restore it (`git checkout -- models/{name}`)")
+        return str(exc)
+
     for name in names:
         try:
             current = store.current(name)
@@ -113,7 +124,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 store.verify(name, version)
                 print(f"{name} {version}{role}: ok")
             except ModelError as exc:
-                print(f"{name} {version}{role}: FAILED: {exc}", file=sys.stderr)
+                print(f"{name} {version}{role}: FAILED: {advice(name, exc)}", file=sys.stderr)
                 failures += 1
     if failures:
         raise ModelError(f"{failures} problem(s) found in the model store {store.root}")
