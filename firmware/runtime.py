@@ -161,8 +161,15 @@ class ModelFollower:
         for slot, name in self._follow.items():
             if name is None:
                 continue
-            version = self.store.current(name)
             have = self._loaded.get(slot)
+            try:
+                version = self.store.current(name)
+            except (ModelError, OSError) as exc:  # e.g. a plain file where the pointer should be
+                if have is None:
+                    raise ModelError(str(exc)) from None
+                self._failed[slot] = ("?", str(exc))
+                log.warning("model %s: cannot read its current version, staying on %s: %s", name, have[0], exc)
+                continue
             if version is None:
                 if have is None:
                     self.store.manifest(name)  # raises the one-line "no current version" error
@@ -177,11 +184,14 @@ class ModelFollower:
                 self._failed.pop(slot, None)
                 if not first:
                     log.info("model %s: now on version %s (was %s)", name, version, have[0] if have else "none")
-            except ModelError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever breaks a new version, the coach keeps the one it has
+                if not isinstance(exc, ModelError):
+                    log.error("model %s %s: unexpected failure while loading", name, version, exc_info=True)
+                    exc = ModelError(f"model {name} {version} failed to load: {type(exc).__name__}: {exc}")
                 if have is None:  # nothing loaded yet: the version before it, if the store kept one
                     previous = self.store.previous(name)
                     if previous is None or previous == version:
-                        raise
+                        raise exc from None
                     try:
                         self._loaded[slot] = (previous, self._load(slot, name, previous))
                     except ModelError as again:
@@ -214,7 +224,7 @@ class ModelFollower:
         runs on what is loaded and says so, rather than wait.
         """
         lease = self.store.acquire_call(self._lock_wait_s)
-        if not lease.held:
+        if lease.busy:
             log.warning("model store busy at call start (%.1f ms): call runs on the models already loaded", lease.waited_s * 1e3)
             self.engines = dataclasses.replace(
                 self._engines(), fallbacks=(*self._engines().fallbacks, "model store busy at call start: versions not checked")

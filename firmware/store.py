@@ -271,11 +271,18 @@ def _fsync_dir(path: Path) -> None:
 
 
 class CallLease:
-    """The coach's hold on the call lock for one call; ``held`` False = started without it."""
+    """The coach's hold on the call lock for one call.
+
+    ``held``: the shared lock is held until :meth:`release`. ``busy``: it was not, because the
+    agent held it exclusively for longer than the call start may wait (the call must then not read
+    ``current``). Neither: the store has no lock file and cannot get one (a read-only store, which
+    no agent can switch either), so reading ``current`` is safe.
+    """
 
     def __init__(self, fd: int | None, held: bool, waited_s: float) -> None:
         self._fd = fd
         self.held = held
+        self.busy = fd is not None and not held
         self.waited_s = waited_s
 
     def release(self) -> None:
@@ -312,7 +319,7 @@ class ModelStore:
             return []
         found = []
         for entry in self.root.iterdir():
-            if entry.name.startswith(".") or not _NAME_RE.match(entry.name) or not entry.is_dir():
+            if entry.name.startswith(".") or not _NAME_RE.match(entry.name) or entry.name in _RESERVED or not entry.is_dir():
                 continue
             if (entry / CURRENT).is_symlink() or self.versions(entry.name):
                 found.append(entry.name)

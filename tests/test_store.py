@@ -487,3 +487,47 @@ def test_in_the_checkout_a_damaged_committed_model_says_restore_it_from_git(
         "playbook 1 (current): FAILED: model playbook 1: playbook.toml is corrupt (SHA-256 differs from its manifest): "
         "restore it (`git checkout -- models/playbook`)"
     )
+
+
+def test_any_failure_of_a_new_version_keeps_the_coach_on_the_old_one(tmp_path: Path) -> None:
+    root = _device_like_store(tmp_path)
+    store = ModelStore(root)
+    config = Config(paths=PathsConfig(models_dir=root, state_dir=tmp_path / "state"))
+    loaders = _fake_loaders([])
+    real_recognizer = loaders["recognizer"]
+
+    def picky(manifest: Manifest) -> FakeRecognizer:
+        if manifest.version == "2":
+            raise RuntimeError("engine refused the graph")  # not a ModelError: an engine's own failure
+        return real_recognizer(manifest)
+
+    follower = ModelFollower(config, store, loaders={**loaders, "recognizer": picky})
+    store.stage("whisper-tiny.en", "2", _version(tmp_path, "whisper-tiny.en", "2"))
+    store.activate("whisper-tiny.en", "2")
+    engines, lease = follower.start_call()
+    lease.release()
+    assert engines.versions["whisper-tiny.en"] == "1"
+    assert engines.fallbacks == (
+        "whisper-tiny.en 2 failed to load, call ran on 1: model whisper-tiny.en 2 failed to load: RuntimeError: engine refused the graph",
+    )
+    # A pointer that is not a symlink any more (someone copied a folder over it) is reported too.
+    (root / "playbook" / "current").unlink()
+    (root / "playbook" / "current").mkdir()
+    engines, lease = follower.start_call()
+    lease.release()
+    assert engines.versions["playbook"] == "1"
+    assert any(f.startswith("playbook ? failed to load, call ran on 1: model playbook:") and "is not a symlink" in f for f in engines.fallbacks)
+    store.close()
+
+
+def test_a_store_without_a_lock_file_is_still_followed(tmp_path: Path) -> None:
+    root = _device_like_store(tmp_path)
+    config = Config(paths=PathsConfig(models_dir=root, state_dir=tmp_path / "state"))
+    store = ModelStore(root)
+    follower = ModelFollower(config, store, loaders=_fake_loaders([]))
+    store.stage("whisper-tiny.en", "2", _version(tmp_path, "whisper-tiny.en", "2"))
+    store.activate("whisper-tiny.en", "2")
+    store._lock_file = lambda: None  # type: ignore[method-assign]  # as when the store's folder is read-only
+    engines, lease = follower.start_call()
+    assert not lease.held and not lease.busy
+    assert engines.versions["whisper-tiny.en"] == "2" and engines.fallbacks == ()
