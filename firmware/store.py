@@ -20,8 +20,10 @@ changed at the start of a call, the fleet agent switches ``current`` between cal
 
 - the coach holds it *shared* for a whole call (:meth:`ModelStore.acquire_call`,
   :meth:`ModelStore.call_lock`). A call start never waits more than ``wait_s`` (a few ms): if the
-  agent holds the lock longer, the call starts anyway, without the lock, on the models already
-  loaded (they are in memory), and the lease says so (``held`` False), so it is counted;
+  agent holds the lock longer, the call starts anyway on the models already loaded (they are in
+  memory; ``current`` is not read), the lease says so (``busy``), and the call takes the lock as
+  soon as it is free (:meth:`CallLease.try_hold`, once per frame), so from then on the agent
+  waits for the call's end again;
 - the agent takes it *exclusively* (:meth:`ModelStore.when_idle`) only around the switch itself
   (``activate``/``rollback``: a few renames), never around staging (copying and hashing, slow).
   It polls with ``LOCK_NB`` instead of queueing, so it can time out and never holds a call up.
@@ -284,6 +286,17 @@ class CallLease:
         self.held = held
         self.busy = fd is not None and not held
         self.waited_s = waited_s
+
+    def try_hold(self) -> bool:
+        """Take the shared lock now if it is free (never waits): a call that started while the agent
+        switched holds it from its next frame on, so the agent's next ``when_idle`` waits for it."""
+        if not self.held and self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                self.held = True
+            except BlockingIOError:
+                pass
+        return self.held
 
     def release(self) -> None:
         if self.held and self._fd is not None:

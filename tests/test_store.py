@@ -435,8 +435,15 @@ def test_a_call_that_finds_the_store_busy_runs_on_what_is_loaded(tmp_path: Path)
         assert not lease.held
         assert engines.versions["whisper-tiny.en"] == "1"
         assert engines.fallbacks == ("model store busy at call start: versions not checked",)
+        assert not lease.try_hold()  # still the agent's
     finally:
         _release(agent)
+    # Once the switch is over the call holds the lock after all: the agent now waits for its end.
+    assert lease.try_hold() and lease.held
+    with pytest.raises(StoreBusyError):
+        with store.when_idle(timeout_s=0.1, poll_s=0.02):
+            pass
+    lease.release()
     engines, lease = follower.start_call()
     lease.release()
     assert engines.versions["whisper-tiny.en"] == "2" and engines.fallbacks == ()
@@ -531,3 +538,28 @@ def test_a_store_without_a_lock_file_is_still_followed(tmp_path: Path) -> None:
     engines, lease = follower.start_call()
     assert not lease.held and not lease.busy
     assert engines.versions["whisper-tiny.en"] == "2" and engines.fallbacks == ()
+
+
+def test_a_live_call_started_during_a_switch_takes_the_lock_at_its_next_frame(tmp_path: Path) -> None:
+    root = _device_like_store(tmp_path)
+    store = ModelStore(root)
+    config = Config(paths=PathsConfig(models_dir=root, state_dir=tmp_path / "state"))
+    follower = ModelFollower(config, store, loaders=_fake_loaders([]))
+    bus = EventBus()
+    box = CoachBox(config, pin_factory=make_pin_factory("mock"))
+    try:
+        live = LiveCoach(session_opener(config, follower, box, bus), bus)
+        agent = _holder(root, "idle")
+        try:
+            live.handle(_packet(1, 0))
+            lease = live.session.lease  # type: ignore[union-attr]
+            assert lease.busy and not lease.held
+        finally:
+            _release(agent)
+        live.handle(_packet(1, 1))
+        assert lease.held
+        live.end("test over")
+        assert not lease.held  # released with the call
+    finally:
+        box.close()
+        store.close()

@@ -80,6 +80,8 @@ class LeasedCall:
         return self.session.now
 
     def feed(self, frame: CallFrame) -> None:
+        if self.lease.busy and not self.lease.held:
+            self.lease.try_hold()  # started during the agent's switch: hold the lock once it is free
         self.session.feed(frame)
 
     def end_call(self, extra: dict[str, object] | None = None) -> Summary:
