@@ -188,7 +188,7 @@ def test_bad_options_get_one_clear_line(demo_call: Path) -> None:
 
 def _models_copy(models_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "models"
-    shutil.copytree(models_dir, copy, ignore=shutil.ignore_patterns(".cache", "whisper-base"))
+    shutil.copytree(models_dir, copy, symlinks=True, ignore=shutil.ignore_patterns(".cache", "whisper-base"))
     return copy
 
 
@@ -200,7 +200,7 @@ def _config_for(models: Path, tmp_path: Path) -> Path:
 
 def test_corrupt_model_file_gets_one_clear_line(models_dir: Path, demo_call: Path, tmp_path: Path) -> None:
     models = _models_copy(models_dir, tmp_path)
-    decoder = models / "whisper-tiny.en" / "decoder.int8.onnx"
+    decoder = models / "whisper-tiny.en" / "current" / "decoder.int8.onnx"
     data = bytearray(decoder.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 4096] = os.urandom(4096)
     decoder.write_bytes(bytes(data))
@@ -210,6 +210,6 @@ def test_corrupt_model_file_gets_one_clear_line(models_dir: Path, demo_call: Pat
 
 def test_missing_model_gets_one_clear_line(models_dir: Path, demo_call: Path, tmp_path: Path) -> None:
     models = _models_copy(models_dir, tmp_path)
-    (models / "silero-vad" / "silero_vad.onnx").unlink()
+    (models / "silero-vad" / "current" / "silero_vad.onnx").unlink()
     _one_clear_error(parallax("--config", str(_config_for(models, tmp_path)), "replay", str(demo_call)),
                      "silero")

@@ -36,11 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from firmware.coach.build import playbook_path
     from firmware.coach.playbook import load_playbook
     from firmware.config import load_config
 
     config = load_config(args.config)
-    path = args.playbook or config.paths.resolve(config.coach.playbook)
+    path = args.playbook or playbook_path(config)
     book = load_playbook(path)
     print(
         f"playbook {book.name!r} ({path}): {len(book.moments)} moments, {len(book.battlecards)} battlecards, "

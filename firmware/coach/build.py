@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from firmware.coach.coach import Coach, persona_problem
@@ -60,7 +61,7 @@ class CoachBox:
         self._last_call_id = 0
         self._next_persona: str | None = None
         self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(config.cues.pin_factory)
-        self.playbook: Playbook = load_playbook(config.paths.resolve(config.coach.playbook))
+        self.playbook: Playbook = load_playbook(playbook_path(config))
         self.pins: PinMap = load_pin_map(config.paths.resolve(config.cues.pin_map))
         self.mastery = MasteryStore.in_dir(config.paths.resolve(config.paths.state_dir), config.coach.mastery)
         self.phone: PhoneSink = phone if phone is not None else InMemoryPhoneSink()
@@ -85,13 +86,21 @@ class CoachBox:
             raise
 
     def start_call(
-        self, publish: Callable[[Event], None], intent: IntentScorer | None = None, call_id: int | None = None
+        self,
+        publish: Callable[[Event], None],
+        intent: IntentScorer | None = None,
+        call_id: int | None = None,
+        playbook: Playbook | None = None,
     ) -> Coach:
         """``intent``: the classifier that labels the call's transcripts, if the coach may re-read
-        them. ``call_id``: the bridge's id for the call (None: the box counts calls itself)."""
+        them. ``call_id``: the bridge's id for the call (None: the box counts calls itself).
+        ``playbook``: the one this call runs on (the store's current, checked at the call's start),
+        which stays the box's playbook until another call brings a newer one."""
         with self._lock:
             if self.coach is not None and not self.coach.ended:
                 raise RuntimeError("a call is already being coached")
+            if playbook is not None:
+                self.playbook = playbook
             self._last_call_id = call_id if call_id is not None else self._last_call_id + 1
             coach = Coach(
                 self.config.coach, self.playbook, self._cue_sink, self._to_phone, self.mastery, publish,
@@ -196,6 +205,15 @@ class _PhoneGate:
             log.warning("a %s event was not sent to the phone: not on its allowlist", event.type)
             return
         self.sink.send(event)
+
+
+def playbook_path(config: Config) -> Path:
+    """``coach.playbook`` when set; else the current playbook in the model store, its hash checked."""
+    if config.coach.playbook is not None:
+        return config.paths.resolve(config.coach.playbook)
+    from firmware.store import ModelStore
+
+    return ModelStore(config.paths.resolve(config.paths.models_dir)).load("playbook").file("playbook")
 
 
 def build_coach(

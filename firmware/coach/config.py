@@ -121,7 +121,8 @@ class MasteryConfig:
 
 @dataclass(frozen=True)
 class CoachConfig:
-    playbook: Path = Path("models/playbook/default.toml")
+    # Unset: the model store's current "playbook" (followed between calls). A path: that file, fixed.
+    playbook: Path | None = None
     skill_level: SkillLevel = "new"
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)

@@ -21,7 +21,9 @@ class CoachedSession:
         """``call_id``: the bridge's id for the call (None: the box numbers calls itself)."""
         self.session = session
         self._box = box
-        self.coach: Coach = box.start_call(bus.publish, intent=session.engines.intent, call_id=call_id)
+        self.coach: Coach = box.start_call(
+            bus.publish, intent=session.engines.intent, call_id=call_id, playbook=session.engines.playbook
+        )
         self._unsubscribe = bus.subscribe(self.coach.on_event)
         session.on_activity(self._on_activity)
 
