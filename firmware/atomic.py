@@ -44,8 +44,17 @@ def atomic_write(path: Path, mode: str = "w", *, encoding: str = "utf-8") -> Ite
     """
     target = Path(os.path.realpath(path))
     if is_special(target):
-        with open(target, mode, **({} if "b" in mode else {"encoding": encoding})) as out:
-            yield out
+        special = open(target, mode, **({} if "b" in mode else {"encoding": encoding}))
+        try:
+            yield special
+            special.flush()
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        finally:
+            try:
+                special.close()
+            except OSError:
+                pass  # the write's own error (or the caller's) is the one worth reporting
         return
     folder = target.parent
     try:

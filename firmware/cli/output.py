@@ -23,7 +23,8 @@ from typing import IO
 
 from firmware.atomic import atomic_write, is_special
 from firmware.bus import EventBus
-from firmware.errors import OutputError
+from firmware.errors import OutputError, StorageError
+from firmware.events import Event
 from firmware.replay import JsonLinesWriter, TimelinePrinter
 
 STDOUT = "-"
@@ -122,10 +123,40 @@ def attach_outputs(
         json_out = check_outputs({"--json": json_out}, ()).get("--json")
     timeline: IO[str] = sys.stdout
     if json_out is not None:
-        bus.subscribe(JsonLinesWriter(stack.enter_context(json_out.open())))
+        writer = _GuardedWriter(JsonLinesWriter(stack.enter_context(json_out.open())))
+        bus.subscribe(writer)
+        # Runs before the file's own exit (LIFO): a failed write fails the command, and the
+        # atomic file then discards its partial content.
+        stack.callback(writer.raise_if_failed, json_out)
         if json_out.to_stdout:
             timeline = sys.stderr
     if stdout_taken:
         timeline = sys.stderr
     bus.subscribe(TimelinePrinter(timeline))
     return timeline
+
+
+class _GuardedWriter:
+    """The JSON writer as a bus handler that keeps its first write error (a full disk, a closed
+    pipe) instead of letting the bus log one traceback per event; later events are skipped, and
+    :meth:`raise_if_failed` reports the error when the command ends."""
+
+    def __init__(self, inner: JsonLinesWriter) -> None:
+        self._inner = inner
+        self.error: OSError | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._inner(event)
+        except OSError as exc:
+            self.error = exc
+
+    def raise_if_failed(self, out: Output) -> None:
+        if self.error is None:
+            return
+        if isinstance(self.error, BrokenPipeError):
+            raise self.error  # the reader went away (`| head`): main() ends quietly
+        where = "stdout" if out.path is None else str(out.path)
+        raise StorageError(f"cannot write {out.option} {where}: {self.error.strerror or self.error} (nothing was kept)")
