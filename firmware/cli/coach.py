@@ -145,11 +145,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     from firmware.cli.replay import parse_speed
     from firmware.coach.build import CoachBox
     from firmware.coach.report import render_report
-    from firmware.coach.truth import load_truth, stream
     from firmware.config import load_config
     from firmware.cues.pins import make_pin_factory
     from firmware.errors import InputError
     from firmware.events import Event, Summary
+    from firmware.testing.truth import load_truth, stream
 
     # Everything that can be refused is refused before the coach starts or an output opens.
     config = load_config(args.config)

@@ -72,9 +72,8 @@ def parse_truth(raw: Any, where: str) -> TruthCall:
         call_id = str(raw.get("call_id", where))
     except (KeyError, TypeError, ValueError) as exc:
         raise AudioInputError(f"{where}: not a call ground truth file ({exc!r})") from None
-    from firmware.coach.playbook import INTENT_KINDS, MOMENT_KINDS
-
-    labels = (*INTENT_KINDS, "other")
+    from firmware.coach.playbook import MOMENT_KINDS
+    from firmware.intent.labels import LABELS as labels
     if not (math.isfinite(duration) and 0 <= duration <= MAX_CALL_S):
         raise AudioInputError(f"{where}: duration_s {duration} is outside 0..{MAX_CALL_S:g} s")
     for i, u in enumerate(utterances):
