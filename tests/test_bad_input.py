@@ -445,6 +445,24 @@ def test_sigterm_removes_the_temporary_folder_and_keeps_old_outputs(command: str
     assert part() == []
 
 
+@pytest.mark.parametrize("json_to_stdout", [False, True])
+def test_a_reader_that_goes_away_ends_the_command_quietly(json_to_stdout: bool, tmp_path: Path) -> None:
+    """`parallax coach simulate CALL | head -1`: status 0 and no traceback, although the timeline
+    (or JSON) writers run on other threads when the pipe closes."""
+    args = [sys.executable, "-m", "firmware", "coach", "simulate", str(FIXTURE_CALL), *(["--json", "-"] if json_to_stdout else [])]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read()
+    proc.stderr.close()
+    proc.wait(timeout=60)
+    assert first.strip() and proc.returncode == EXIT_OK, err
+    assert "Traceback" not in err and "Broken pipe" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_readme_documents_every_exit_status() -> None:
     import firmware.errors as errors
 

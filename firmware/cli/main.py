@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 from firmware import __version__
 from firmware.errors import (
@@ -76,8 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so temporary folders go and atomic outputs are discarded.
     # Commands that stop gracefully on SIGTERM (bridge, run) install their own handler.
     previous = _raise_on_sigterm()
+    real_stdout = sys.stdout
+    guard = sys.stdout = _StdoutGuard(real_stdout)
     try:
-        return int(args.handler(args) or EXIT_OK)
+        status = int(args.handler(args) or EXIT_OK)
+        if guard.reader_gone:
+            raise BrokenPipeError()
+        return status
     except ParallaxError as exc:
         return _fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:
@@ -97,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         return _fail("internal error (a bug in parallax, please report it with the traceback above)", EXIT_BUG)
     finally:
+        sys.stdout = real_stdout
+        if guard.reader_gone:
+            _silence_stdout()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -124,6 +132,35 @@ def _raise_on_sigterm():  # type: ignore[no-untyped-def]
         return signal.signal(signal.SIGTERM, on_sigterm)
     except ValueError:  # not the main thread (main() called from a test's worker thread)
         return None
+
+
+class _StdoutGuard:
+    """stdout for the command's duration. When its reader goes away (`parallax replay X | head`),
+    writes from any thread (the timeline and JSON writers run on the pipeline's threads, where
+    the bus would log each failure with a traceback) are dropped instead, and the command then
+    ends quietly with status 0, as when the main thread meets the closed pipe itself."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.reader_gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.reader_gone = True
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...: the real stream's
+        return getattr(self._stream, name)
 
 
 def _silence_stdout() -> None:
