@@ -69,21 +69,21 @@ def from_mapping(cls: type[T], raw: Any, where: str) -> T:
     """Build dataclass ``cls`` from a TOML table, rejecting unknown keys, wrong types and values
     outside the declared ranges (``firmware.settings``). ``where`` is the table's dotted key path
     ("" for the file's top level); every error names the full key."""
-    section = f"[{where}]" if where else "the top level"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'the file'}: expected a table, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigError(f"{section}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        section = f"[{where}] " if where else ""
+        raise ConfigError(f"{section}unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
     values = {name: _coerce(hints[name], value, f"{where}.{name}" if where else name) for name, value in raw.items()}
     try:
         return cls(**values)
     except SettingError as exc:
         raise ConfigError(exc.render(where)) from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{section}: {exc}") from None
+        raise ConfigError(f"{where or 'the file'}: {exc}") from None
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
