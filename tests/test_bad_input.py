@@ -336,7 +336,7 @@ def test_a_full_disk_fails_the_command_with_one_line(tmp_path: Path, capsys: pyt
 def test_report_dash_is_stdout_and_the_timeline_moves_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(config_file(tmp_path)), "coach", "simulate", str(FIXTURE_CALL), "--report", "-"]) == EXIT_OK
     out, err = capsys.readouterr()
-    assert out.startswith("<!DOCTYPE html>") and "recap for the rep's phone" in err
+    assert out.startswith("<!DOCTYPE html>") and "RECAP  for the rep's phone" in err
     assert not (tmp_path / "-").exists() and not Path("-").exists()
 
 
