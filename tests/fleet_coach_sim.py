@@ -30,8 +30,8 @@ def main() -> int:
     crash_on = sys.argv[4] if len(sys.argv) > 4 else None
     store = open_store(store_dir)
     version = current_version(store, "intent")
-    model = IntentClassifier(store_dir / "intent" / str(version))
-    load_playbook(store_dir / "playbook" / str(current_version(store, "playbook")) / "playbook.toml")
+    model = IntentClassifier(store.verify("intent").directory)
+    load_playbook(store.verify("playbook").file("playbook"))
     counters = CoachCounters(state_dir, {"intent": str(version), "playbook": str(current_version(store, "playbook"))})
     counters.write()
     for _ in range(calls):

@@ -84,7 +84,8 @@ class Client:
 import json  # noqa: E402
 import shutil  # noqa: E402
 
-INTENT_DIR = REPO / "models" / "intent"
+INTENT_DIR = REPO / "models" / "intent" / "1.4.0"
+PLAYBOOK_DIR = REPO / "models" / "playbook" / "1"
 GOLDEN = {
     "min_agreement": 1.0,
     "cases": [
@@ -95,23 +96,22 @@ GOLDEN = {
 }
 
 
-def intent_model(dest: Path, golden: dict[str, Any] | None = None) -> Path:
-    """The committed intent model with its golden inputs: what an admin would publish."""
-    shutil.copytree(INTENT_DIR, dest, ignore=shutil.ignore_patterns("data"))
+def intent_model(dest: Path, golden: dict[str, Any] | None = None, version: str = "1.4.0") -> Path:
+    """The committed intent model as store version ``version`` with its golden inputs: what an admin publishes."""
+    shutil.copytree(INTENT_DIR, dest)
+    manifest = dest / "manifest.toml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace('version = "1.4.0"', f'version = "{version}"', 1))
     (dest / "golden.json").write_text(json.dumps(golden or GOLDEN))
     return dest
 
 
-def seed_store(store: Any, tmp: Path, version: str = "1.4.0") -> None:
-    """A box as it leaves the factory: intent ``version`` and the default playbook current."""
-    src = intent_model(tmp / f"seed-intent-{version}")
-    store.stage("intent", version, src)
-    store.activate("intent", version)
-    pb = tmp / "seed-playbook"
-    pb.mkdir()
-    shutil.copyfile(REPO / "models" / "playbook" / "default.toml", pb / "playbook.toml")
-    store.stage("playbook", "1.0.0", pb)
-    store.activate("playbook", "1.0.0")
+def seed_store(store: Any, tmp: Path) -> None:
+    """A box as it leaves the factory: intent 1.4.0 and playbook 1 current."""
+    store.stage("intent", "1.4.0", intent_model(tmp / "seed-intent"))
+    store.activate("intent", "1.4.0")
+    store.stage("playbook", "1", PLAYBOOK_DIR)
+    store.activate("playbook", "1")
 
 
 class Progress:

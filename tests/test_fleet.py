@@ -92,14 +92,14 @@ def new_box(broker: Broker, key: SigningKey, tmp_path: Path, **overrides: Any) -
 
 
 def start(box: Box) -> Agent:
-    agent = Agent(box.config, box.state_dir)
+    agent = Agent(box.config, box.state_dir, box.store())
     agent.start()
     assert agent.wait_connected(10)
     return agent
 
 
 def model_update(tmp_path: Path, version: str, golden: dict[str, Any] | None = None) -> bytes:
-    return admin.model_tar(intent_model(tmp_path / f"intent-{version}-{time.monotonic_ns()}", golden))
+    return admin.model_tar(intent_model(tmp_path / f"intent-{version}-{time.monotonic_ns()}", golden, version))
 
 
 def offer_to(ops: admin.AdminClient, key: SigningKey, box: Box, kind: str, name: str, version: str, data: bytes, *, chunk_bytes: int = SMALL_CHUNK, publish_chunks: bool = True, **offer_kw: Any) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def test_happy_path_model(broker: Broker, key: SigningKey, ops: admin.AdminClien
         box.store().verify("intent", "1.5.0")
         time.sleep(1.2)  # one telemetry period
         telemetry = retained(broker, f"parallax/v1/box/{box.id}/telemetry")
-        assert telemetry["versions"]["intent"] == "1.5.0" and telemetry["versions"]["playbook"] == "1.0.0"
+        assert telemetry["versions"]["intent"] == "1.5.0" and telemetry["versions"]["playbook"] == "1"
         assert telemetry["uptime_s"] > 0 and 0 <= telemetry["mem_used_mb"] <= telemetry["mem_total_mb"]
     finally:
         agent.stop()
@@ -150,7 +150,7 @@ def test_happy_path_playbook(broker: Broker, key: SigningKey, ops: admin.AdminCl
     progress = Progress(broker, box.id)
     agent = start(box)
     try:
-        data = (REPO / "models" / "playbook" / "default.toml").read_bytes().replace(b"\n", b"\n", 1)
+        data = (REPO / "models" / "playbook" / "1" / "playbook.toml").read_bytes()
         offer_to(ops, key, box, "playbook", "playbook", "1.1.0", data + b"\n# 1.1.0\n", chunk_bytes=4096)
         progress.wait_for("applied")
         assert box.current("playbook") == "1.1.0" and box.current("intent") == "1.4.0"
@@ -473,7 +473,7 @@ CRASH_POINTS = (
 def _agent_config(box: Box, path: Path, watch_calls: int) -> Path:
     c = box.config
     path.write_text(
-        f'[paths]\nstate_dir = "{box.state_dir}"\n\n[fleet]\nbroker_host = "{c.broker_host}"\nbroker_port = {c.broker_port}\n'
+        f'[paths]\nstate_dir = "{box.state_dir}"\nmodels_dir = "{box.store_dir}"\n\n[fleet]\nbroker_host = "{c.broker_host}"\nbroker_port = {c.broker_port}\n'
         f'box_id = "{box.id}"\ngroup = "emea"\nca_file = "{c.ca_file}"\ncert_file = "{c.cert_file}"\nkey_file = "{c.key_file}"\n'
         f'admin_keys = ["{c.admin_keys[0]}"]\nwatch_calls = {watch_calls}\nmax_coach_restarts = 0\nchunk_timeout_s = 2.0\n'
     )
@@ -496,7 +496,7 @@ def _still_coaches(box: Box) -> None:
     current = box.current("intent")
     assert current in ("1.4.0", "1.5.0")
     store.verify("intent")
-    model = IntentClassifier(box.store_dir / "intent" / current)  # what the coach loads at its next call
+    model = IntentClassifier(store.manifest("intent").directory)  # what the coach loads at its next call
     assert [model.classify(c["text"], "buyer").label for c in GOLDEN["cases"]] == [c["intent"] for c in GOLDEN["cases"]]
 
 
@@ -607,7 +607,7 @@ def test_admin_cli_keygen_publish_status_rollback(broker: Broker, tmp_path: Path
     agent = start(box)
     try:
         playbook = tmp_path / "playbook.toml"
-        playbook.write_bytes((REPO / "models" / "playbook" / "default.toml").read_bytes() + b"\n# 2.0.0\n")
+        playbook.write_bytes((REPO / "models" / "playbook" / "1" / "playbook.toml").read_bytes() + b"\n# 2.0.0\n")
         assert main(["admin", "publish", *conn, "--signing-key", str(keys / "signing.key"), "--group", "apac", "--playbook", str(playbook), "--version", "2.0.0"]) == 0
         assert "published update" in capsys.readouterr().out
         progress.wait_for("applied")
@@ -621,8 +621,8 @@ def test_admin_cli_keygen_publish_status_rollback(broker: Broker, tmp_path: Path
         assert main(["admin", "status", *conn, "--wait", "0.5"]) == 0
         assert "box-apac  online" in capsys.readouterr().out
         assert main(["admin", "rollback", *conn, "--signing-key", str(keys / "signing.key"), "--group", "apac", "--name", "playbook"]) == 0
-        assert progress.wait_for("rolled_back")["version"] == "1.0.0"
-        assert box.current("playbook") == "1.0.0"
+        assert progress.wait_for("rolled_back")["version"] == "1"
+        assert box.current("playbook") == "1"
         # Bad input: one line on stderr, exit 2, nothing published.
         capsys.readouterr()
         assert main(["admin", "publish", *conn, "--signing-key", str(tmp_path / "nope.key"), "--group", "apac", "--playbook", str(playbook), "--version", "3.0.0"]) == 2

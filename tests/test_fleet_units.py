@@ -85,7 +85,7 @@ def test_telemetry_carries_counters_and_never_text(tmp_path: Path) -> None:
     raw["tips_by_moment"]["Ask what they compare it with."] = 1
     raw["phone_link"] = "the buyer said no"
     (counters_dir(state) / "coach.json").write_text(json.dumps(raw))
-    agent = Agent(cfg, state, store=_NoStore())
+    agent = Agent(cfg, state, _NoStore())  # type: ignore[arg-type]
     wire = json.loads(to_wire(agent.telemetry()) or b"{}")
     assert wire["type"] == "telemetry" and wire["calls"] == 1 and wire["recognizer_rtf"] == 0.25
     assert wire["bridge_xruns"] == 2 and wire["tap_drops"] == 7
@@ -95,6 +95,9 @@ def test_telemetry_carries_counters_and_never_text(tmp_path: Path) -> None:
 
 
 class _NoStore:
+    def names(self) -> list[str]:
+        return ["intent"]
+
     def current(self, name: str) -> None:
         return None
 

@@ -36,9 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pub.add_argument("--signing-key", type=Path, required=True)
     pub.add_argument("--group", required=True)
     what = pub.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", type=Path, help="model folder (with golden.json, or give --golden)")
+    what.add_argument("--model", type=Path, help="a model store version folder (manifest.toml; golden.json, or give --golden)")
     what.add_argument("--playbook", type=Path, help="playbook TOML")
-    pub.add_argument("--name", help="model name in the store (default: the model folder's name)")
     pub.add_argument("--golden", type=Path, help="the self-test's golden inputs for the model")
     pub.add_argument("--version", required=True)
     pub.add_argument("--url-base", help="boxes fetch https://.../<sha256> instead of MQTT chunks")
@@ -69,12 +68,12 @@ def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def keygen(args: argparse.Namespace) -> int:
-    from firmware.errors import FleetError
+    from firmware.errors import InputError
     from firmware.fleet.signing import SigningKey
 
     out: Path = args.out
     if (out / "signing.key").exists():
-        raise FleetError(f"{out / 'signing.key'} exists; not overwriting a signing key")
+        raise InputError(f"{out / 'signing.key'} exists; not overwriting a signing key")
     out.mkdir(parents=True, exist_ok=True)
     key = SigningKey.generate()
     key.save(out / "signing.key")
@@ -86,24 +85,32 @@ def keygen(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
-    from firmware.errors import FleetError
+    from firmware.errors import InputError, ParallaxError
     from firmware.fleet.admin import model_tar, publish_update
     from firmware.fleet.signing import SigningKey
 
     key = SigningKey.load(args.signing_key)
     if args.model is not None:
-        kind, name, data = "model", args.name or args.model.resolve().name, model_tar(args.model, args.golden)
+        from firmware.store import read_manifest
+
+        try:
+            manifest = read_manifest(args.model)
+        except ParallaxError as exc:
+            raise InputError(str(exc)) from None
+        if manifest.version != args.version:
+            raise InputError(f"{args.model}: its manifest says version {manifest.version}, not {args.version}")
+        kind, name, data = "model", manifest.name, model_tar(args.model, args.golden)
     else:
         try:
             data = args.playbook.read_bytes()
         except OSError as exc:
-            raise FleetError(f"cannot read the playbook {args.playbook}: {exc.strerror}") from None
+            raise InputError(f"cannot read the playbook {args.playbook}: {exc.strerror}") from None
         from firmware.coach.playbook import load_playbook
 
         load_playbook(args.playbook)  # refuse to send what every box would reject
         kind, name = "playbook", "playbook"
     if args.expires_days <= 0:
-        raise FleetError("--expires-days must be > 0")
+        raise InputError("--expires-days must be > 0")
     client = _connect(args)
     try:
         offer = publish_update(client, key, group=args.group, kind=kind, name=name, version=args.version, data=data, url_base=args.url_base, artifact_dir=args.artifact_dir, life_s=args.expires_days * 86400)

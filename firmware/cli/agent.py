@@ -23,13 +23,10 @@ def run(args: argparse.Namespace) -> int:
     from firmware.fleet.agent import Agent
 
     config = load_config(args.config)
-    state_dir = config.paths.resolve(config.paths.state_dir)
-    fleet = config.fleet
-    if fleet.store_dir is not None and not fleet.store_dir.is_absolute():
-        import dataclasses
+    from firmware.fleet.storeadapter import open_store
 
-        fleet = dataclasses.replace(fleet, store_dir=config.paths.resolve(fleet.store_dir))
-    agent = Agent(fleet, state_dir)
+    state_dir = config.paths.resolve(config.paths.state_dir)
+    agent = Agent(config.fleet, state_dir, open_store(config.paths.resolve(config.paths.models_dir)), config_path=args.config)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

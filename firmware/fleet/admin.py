@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import FleetError
+from firmware.errors import FleetError, InputError
 from firmware.fleet.manifest import is_version
 from firmware.fleet.signing import SigningKey
 from firmware.fleet.unpack import GOLDEN_FILE
@@ -41,7 +41,7 @@ class Connection:
     def from_tls_dir(cls, broker: str, tls_dir: Path, admin: str) -> Connection:
         host, _, port = broker.rpartition(":")
         if not host or not port.isdigit():
-            raise FleetError(f"--broker wants HOST:PORT, got {broker!r}")
+            raise InputError(f"--broker wants HOST:PORT, got {broker!r}")
         return cls(host, int(port), tls_dir / "ca.crt", tls_dir / f"admin-{admin}.crt", tls_dir / f"admin-{admin}.key")
 
 
@@ -53,7 +53,7 @@ class AdminClient:
 
         for path in (conn.ca, conn.cert, conn.key):
             if not Path(path).is_file():
-                raise FleetError(f"TLS file not found: {path}")
+                raise InputError(f"TLS file not found: {path}")
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"admin-{secrets.token_hex(4)}", protocol=mqtt.MQTTv5)
         self.c.tls_set(ca_certs=str(conn.ca), certfile=str(conn.cert), keyfile=str(conn.key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.c.max_inflight_messages_set(64)
@@ -105,14 +105,25 @@ class AdminClient:
 
 # -- artifacts --------------------------------------------------------------------------------
 def model_tar(model_dir: Path, golden: Path | None = None) -> bytes:
-    """A deterministic uncompressed tar of ``model_dir`` (plus ``golden`` as golden.json)."""
+    """A deterministic uncompressed tar of a store version folder (plus ``golden`` as golden.json).
+
+    The folder is what the box's model store stages: ``manifest.toml`` (its name and version are the
+    update's) and the files it lists, checked here against their hashes so nothing broken is sent.
+    """
+    from firmware.errors import ModelError
+    from firmware.store import read_manifest
+
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FleetError(f"model folder not found: {model_dir}")
-    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.is_symlink())
+        raise InputError(f"model folder not found: {model_dir}")
+    try:
+        read_manifest(model_dir).verify()
+    except ModelError as exc:
+        raise InputError(f"{model_dir} is not a model store version folder: {exc}") from None
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.is_symlink() and not p.name.startswith("."))
     has_golden = any(p.relative_to(model_dir).as_posix() == GOLDEN_FILE for p in files)
     if golden is None and not has_golden:
-        raise FleetError(f"{model_dir} has no {GOLDEN_FILE} and no --golden was given: boxes would refuse it untested")
+        raise InputError(f"{model_dir} has no {GOLDEN_FILE} and no --golden was given: boxes would refuse it untested")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         entries = [(p.relative_to(model_dir).as_posix(), p) for p in files if not (golden and p.name == GOLDEN_FILE and p.parent == model_dir)]
@@ -179,12 +190,12 @@ def make_command(action: str, name: str, *, group: str | None = None, boxes: Ite
 def publish_update(client: AdminClient, key: SigningKey, *, group: str, kind: str, name: str, version: str, data: bytes, url_base: str | None = None, artifact_dir: Path | None = None, life_s: float = 7 * 86400.0) -> dict[str, Any]:
     """Publish one artifact to a group: chunks (unless served from ``url_base``), then the signed offer."""
     if not is_version(version):
-        raise FleetError(f"--version must be dotted numbers (1.5.0), got {version!r}")
+        raise InputError(f"--version must be dotted numbers (1.5.0), got {version!r}")
     topic_base = f"{PREFIX}/group/{group}"
     art = describe(kind, name, version, data, topic_base=None if url_base else topic_base, url_base=url_base)
     if url_base:
         if artifact_dir is None:
-            raise FleetError("--url-base needs --artifact-dir: where to write the file to upload")
+            raise InputError("--url-base needs --artifact-dir: where to write the file to upload")
         artifact_dir.mkdir(parents=True, exist_ok=True)
         out = artifact_dir / art["sha256"]
         tmp = out.with_name(out.name + ".tmp")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware import __version__
-from firmware.errors import FleetError, ModelError
+from firmware.errors import ConfigError, ModelError
 from firmware.events import Event
 from firmware.fleet.config import FleetConfig
 from firmware.fleet.counters import BRIDGE_FILE, COACH_FILE, counters_dir, read_counters
@@ -33,7 +33,7 @@ from firmware.fleet.journal import FleetState, Journal
 from firmware.fleet.manifest import Artifact, Offer, Target, check_fresh, parse_command, parse_offer, version_key
 from firmware.fleet.messages import BoxStatus, Telemetry, UpdateProgress, to_wire
 from firmware.fleet.signing import PinnedKeys, Rejected
-from firmware.fleet.storeadapter import Store, current_version, open_store
+from firmware.fleet.storeadapter import Store, current_version
 from firmware.fleet.sysinfo import CpuMeter, system_health
 from firmware.fleet import selftest, transfer
 from firmware.fleet.unpack import unpack
@@ -41,7 +41,6 @@ from firmware.fleet.unpack import unpack
 log = logging.getLogger(__name__)
 
 PREFIX = "parallax/v1"
-KNOWN_MODELS = ("whisper-tiny.en", "whisper-base", "silero-vad", "intent", "playbook")
 PROGRESS_EVERY_S = 0.5
 
 
@@ -52,23 +51,24 @@ def box_id_from_cert(cert_file: Path) -> str:
     try:
         cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
     except (OSError, ValueError) as exc:
-        raise FleetError(f"cannot read the box certificate {cert_file}: {exc}") from None
+        raise ConfigError(f"cannot read the box certificate {cert_file}: {exc}") from None
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
-        raise FleetError(f"the box certificate {cert_file} has no CN")
+        raise ConfigError(f"the box certificate {cert_file} has no CN")
     return str(names[0].value)
 
 
 class Agent:
-    def __init__(self, config: FleetConfig, state_dir: Path, *, store: Store | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: FleetConfig, state_dir: Path, store: Store, *, clock: Callable[[], float] = time.time, config_path: Path | None = None) -> None:
         if not config.admin_keys:
-            raise FleetError("no admin keys pinned ([fleet] admin_keys): the box could trust no update")
+            raise ConfigError("no admin keys pinned ([fleet] admin_keys): the box could trust no update")
         self.cfg = config
+        self.config_path = config_path  # the box's TOML, for the self-test's loaders
         self.state_dir = Path(state_dir)
         self.box_id = config.box_id or box_id_from_cert(config.cert_file)
         self.group = config.group
         self.keys = PinnedKeys(config.admin_keys)
-        self.store: Store = store if store is not None else open_store(config.store_dir or self.state_dir / "models")
+        self.store: Store = store  # the coach's store (paths.models_dir): the agent switches what the coach loads
         self.folder = self.state_dir / "fleet"
         self.state = FleetState(self.folder)
         self.journal = Journal(self.folder)
@@ -96,12 +96,12 @@ class Agent:
 
         for path in (self.cfg.ca_file, self.cfg.cert_file, self.cfg.key_file):
             if not Path(path).is_file():
-                raise FleetError(f"TLS file not found: {path} (see [fleet] ca_file, cert_file, key_file)")
+                raise ConfigError(f"TLS file not found: {path} (see [fleet] ca_file, cert_file, key_file)")
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.box_id, protocol=mqtt.MQTTv5)
         try:
             c.tls_set(ca_certs=str(self.cfg.ca_file), certfile=str(self.cfg.cert_file), keyfile=str(self.cfg.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         except (ssl.SSLError, OSError) as exc:
-            raise FleetError(f"the box's TLS files cannot be used: {exc}") from None
+            raise ConfigError(f"the box's TLS files cannot be used: {exc}") from None
         will = to_wire(BoxStatus(t=self.clock(), state="offline"))
         c.will_set(self.t_status, will, qos=1, retain=True)
         c.reconnect_delay_set(min_delay=max(1, int(self.cfg.reconnect_min_s)), max_delay=max(1, int(round(self.cfg.reconnect_max_s))))
@@ -189,7 +189,11 @@ class Agent:
         coach = read_counters(counters_dir(self.state_dir) / COACH_FILE) or {}
         bridge = read_counters(counters_dir(self.state_dir) / BRIDGE_FILE) or {}
         versions: dict[str, str] = {}
-        for name in KNOWN_MODELS + tuple(n for n in self.state.floor if n not in KNOWN_MODELS):
+        try:
+            names = self.store.names()
+        except OSError:
+            names = []
+        for name in names:
             try:
                 v = current_version(self.store, name)
             except (ModelError, OSError):
@@ -314,7 +318,7 @@ class Agent:
             crashpoint("verified")
             folder = unpack(art, path, self.folder / "unpack" / art.sha256)
             crashpoint("unpacked")
-            selftest.run(art.kind, art.name, folder, self.cfg.selftest_timeout_s)
+            selftest.run(folder, self.cfg.selftest_timeout_s, self.config_path)
             crashpoint("selftested")
             self._stage(art, folder)
             crashpoint("staged")
@@ -380,10 +384,7 @@ class Agent:
     def _stage(self, art: Artifact, folder: Path) -> None:
         crashpoint("staging")
         try:
-            if art.version in self.store.versions(art.name):
-                self.store.verify(art.name, art.version)  # staged before a crash: complete, or refuse
-            else:
-                self.store.stage(art.name, art.version, folder)
+            self.store.stage(art.name, art.version, folder)  # the same content staged before a crash: a no-op
         except (ModelError, OSError) as exc:
             raise Rejected(f"store: {exc}") from None
 

@@ -24,8 +24,6 @@ class FleetConfig:
     admin_keys: tuple[str, ...] = ()
     # HTTPS artifact downloads: None trusts the system's CA store, a path pins a CA file.
     https_ca_file: Path | None = None
-    # Empty: the model store under the state directory (<state_dir>/models).
-    store_dir: Path | None = None
     telemetry_s: float = 60.0
     keepalive_s: int = 20
     # Reconnect backoff doubles from min to max; max bounds what a broker restart costs (<= 10 s).

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import FleetError
+from firmware.errors import FleetError, InputError
 
 MAX_ENVELOPE_BYTES = 1 << 20
 
@@ -125,11 +125,11 @@ class SigningKey:
         try:
             key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
         except FileNotFoundError:
-            raise FleetError(f"signing key not found: {path}") from None
+            raise InputError(f"signing key not found: {path}") from None
         except (ValueError, TypeError, OSError) as exc:
-            raise FleetError(f"signing key {path} is unreadable: {exc}") from None
+            raise InputError(f"signing key {path} is unreadable: {exc}") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise FleetError(f"signing key {path} is not an Ed25519 key")
+            raise InputError(f"signing key {path} is not an Ed25519 key")
         return cls(key)
 
     def save(self, path: Path) -> None:
