@@ -61,12 +61,22 @@ def _vm_hwm_mb(pid: int) -> float:
 
 
 def _model_folder(dest: Path, mb: int, version: str) -> Path:
-    shutil.copytree(REPO / "models" / "intent", dest, ignore=shutil.ignore_patterns("data"))
+    """The committed intent model as store version ``version``, plus ``mb`` MB of random padding
+    listed in its manifest (so the store hashes it like any model file)."""
+    from firmware.store import read_manifest, write_manifest
+
+    src = REPO / "models" / "intent" / "1.4.0"
+    shutil.copytree(src, dest)
     (dest / "golden.json").write_text(json.dumps(GOLDEN))
+    m = read_manifest(src)
+    files = {role: f.path for role, f in m.files.items()}
     if mb:
         with (dest / "padding.bin").open("wb") as f:
             for _ in range(mb):
                 f.write(os.urandom(1 << 20))
+        files["padding"] = "padding.bin"
+    write_manifest(dest, name=m.name, version=version, family=m.family, licence=m.licence, files=files,
+                   description=m.description, options=json.loads(json.dumps(dict(m.options))), provenance=json.loads(json.dumps(dict(m.provenance))))
     return dest
 
 
@@ -80,7 +90,7 @@ def _box_config(root: Path, broker: Broker, box: str, pub_line: str) -> Path:
     ca, cert, key = broker.cert(box)
     cfg = root / "parallax.toml"
     cfg.write_text(
-        f'[paths]\nstate_dir = "{root / "state"}"\n\n[fleet]\nbroker_host = "{broker.host}"\nbroker_port = {broker.port}\n'
+        f'[paths]\nstate_dir = "{root / "state"}"\nmodels_dir = "{root / "state" / "models"}"\n\n[fleet]\nbroker_host = "{broker.host}"\nbroker_port = {broker.port}\n'
         f'box_id = "{box}"\ngroup = "{GROUP}"\nca_file = "{ca}"\ncert_file = "{cert}"\nkey_file = "{key}"\n'
         f'https_ca_file = "{broker.tls / "ca.crt"}"\nadmin_keys = ["{pub_line}"]\nwatch_calls = 0\ntelemetry_s = 30.0\n'
         f"selftest_timeout_s = 300.0\nchunk_timeout_s = 30.0\n"
