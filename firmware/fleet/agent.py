@@ -13,18 +13,19 @@ The whole protocol is in docs/fleet-protocol.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import shutil
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from firmware import __version__
-from firmware.errors import ConfigError, ModelError
+from firmware.errors import ConfigError, ModelError, StoreBusyError
 from firmware.events import Event
 from firmware.fleet.config import FleetConfig
 from firmware.fleet.counters import BRIDGE_FILE, COACH_FILE, counters_dir, read_counters
@@ -242,6 +243,8 @@ class Agent:
             if self._watch is not None:
                 try:
                     self._check_watch()
+                except Rejected:
+                    pass  # stopping mid-rollback: the journal says "rolling_back", the next start finishes it
                 except Exception:
                     log.exception("health watch failed")
             try:
@@ -290,7 +293,7 @@ class Agent:
         try:
             self._apply(offer)
         except Rejected as exc:
-            self.journal.clear()
+            self.journal.clear()  # nothing was switched: Rejected is raised before the switch only
             if self._stopping.is_set():
                 return
             self._progress(offer.update_id, "rejected", reason=exc.reason)
@@ -328,8 +331,10 @@ class Agent:
             self._progress(uid, "staged", artifact=art.name, version=art.version)
         crashpoint("journal-staged")
         self._progress(uid, "waiting_for_idle")
+        if self._watch is not None:  # a newer update while the last one was watched: that watch ends
+            self._finish_watch(f"superseded by update {uid}")
         switch = [{"name": a.name, "previous": current_version(self.store, a.name), "new": a.version} for a in staged]
-        with self.store.when_idle():
+        with self._idle():
             crashpoint("idle")
             self.journal.write({"update_id": uid, "phase": "switching", "switch": switch})
             crashpoint("journal-switching")
@@ -425,6 +430,19 @@ class Agent:
             elif path.exists():
                 path.unlink()
 
+    @contextlib.contextmanager
+    def _idle(self) -> Iterator[None]:
+        """``store.when_idle()``, given up when the agent stops (a call may last an hour)."""
+        while True:
+            if self._stopping.is_set():
+                raise Rejected("stopping: the agent is stopping")
+            try:
+                with self.store.when_idle(timeout_s=1.0):
+                    yield
+                    return
+            except StoreBusyError:
+                continue
+
     # -- after the switch: watch the coach, roll back on failure ---------------------------
     def _check_watch(self) -> None:
         w = self._watch
@@ -468,7 +486,7 @@ class Agent:
         w["reason"] = reason
         self.journal.write(w)
         crashpoint("journal-rolling-back")
-        with self.store.when_idle():
+        with self._idle():
             for e in w["switch"]:
                 if current_version(self.store, e["name"]) == e["new"] and e["previous"] is not None:
                     self.store.rollback(e["name"])
@@ -493,12 +511,14 @@ class Agent:
         try:
             self._check_target(cmd.target)
             check_fresh(cmd.issued_at, cmd.expires_at, self._now(), self.cfg.max_offer_life_s)
-            with self.store.when_idle():
+            with self._idle():
                 try:
                     self.store.rollback(cmd.name)
                 except (ModelError, OSError) as exc:
                     raise Rejected(f"store: {exc}") from None
         except Rejected as exc:
+            if self._stopping.is_set():
+                return  # done again on the next start (the command is retained)
             self._progress(cmd.command_id, "rejected", reason=exc.reason)
         else:
             self._progress(cmd.command_id, "rolled_back", artifact=cmd.name, version=current_version(self.store, cmd.name), reason="admin command")
@@ -520,7 +540,7 @@ class Agent:
             self.journal.clear()
             return
         if phase == "switching":
-            with self.store.when_idle():
+            with self.store.when_idle():  # before start: no stop can be pending yet
                 for e in switch:
                     if current_version(self.store, e["name"]) != e["new"]:
                         self._activate(e["name"], e["new"])
