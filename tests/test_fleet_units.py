@@ -62,8 +62,10 @@ def test_versions_compare_as_numbers_and_offers_are_checked_field_by_field() -> 
 def test_config_refuses_what_would_break_the_link() -> None:
     with pytest.raises(ValueError, match="admin_keys"):
         FleetConfig(admin_keys=("rsa:abc",))
-    with pytest.raises(ValueError, match="10 s"):
+    with pytest.raises(ValueError, match="reconnect_max_s = 30.0 is not allowed"):
         FleetConfig(reconnect_max_s=30.0)
+    with pytest.raises(ValueError, match="reconnect_min_s <= reconnect_max_s"):
+        FleetConfig(reconnect_min_s=5.0, reconnect_max_s=2.0)
     with pytest.raises(ValueError, match="topic level"):
         FleetConfig(group="emea/#")
 
