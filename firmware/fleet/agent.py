@@ -334,6 +334,8 @@ class Agent:
         if self._watch is not None:  # a newer update while the last one was watched: that watch ends
             self._finish_watch(f"superseded by update {uid}")
         switch = [{"name": a.name, "previous": current_version(self.store, a.name), "new": a.version} for a in staged]
+        # The coach's counters before the switch: whatever happens to it from the switch on counts.
+        baseline = read_counters(counters_dir(self.state_dir) / COACH_FILE) or {}
         with self._idle():
             crashpoint("idle")
             self.journal.write({"update_id": uid, "phase": "switching", "switch": switch})
@@ -341,7 +343,7 @@ class Agent:
             for entry in switch:
                 self._activate(entry["name"], entry["new"])
                 crashpoint(f"activated-{entry['name']}")
-        self._switched(uid, switch)
+        self._switched(uid, switch, baseline)
         for art in offer.artifacts:
             self._cleanup(art.sha256)
 
@@ -399,12 +401,11 @@ class Agent:
         except (ModelError, OSError) as exc:
             raise Rejected(f"store: {exc}") from None
 
-    def _switched(self, uid: str, switch: list[dict[str, Any]]) -> None:
+    def _switched(self, uid: str, switch: list[dict[str, Any]], coach: dict[str, Any]) -> None:
         for entry in switch:
             self.state.raise_floor(entry["name"], entry["new"])
         self.state.save()
         crashpoint("floor-saved")
-        coach = read_counters(counters_dir(self.state_dir) / COACH_FILE) or {}
         watch = {
             "update_id": uid,
             "phase": "watching",
@@ -540,11 +541,13 @@ class Agent:
             self.journal.clear()
             return
         if phase == "switching":
+            # The counters from before the switch are gone with the crash: the watch starts from now.
+            baseline = read_counters(counters_dir(self.state_dir) / COACH_FILE) or {}
             with self.store.when_idle():  # before start: no stop can be pending yet
                 for e in switch:
                     if current_version(self.store, e["name"]) != e["new"]:
                         self._activate(e["name"], e["new"])
-            self._switched(str(entry["update_id"]), switch)
+            self._switched(str(entry["update_id"]), switch, baseline)
             return
         if phase in ("watching", "rolling_back"):
             self._watch = entry

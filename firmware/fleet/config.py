@@ -26,7 +26,7 @@ class FleetConfig(Checked):
     admin_keys: tuple[str, ...] = setting((), unique=True)
     # HTTPS artifact downloads: unset trusts the system's CA store, a path pins a CA file.
     https_ca_file: Path | None = setting(None, optional=True, nonempty=True)
-    telemetry_s: float = setting(60.0, ge=1.0, le=3600.0)
+    telemetry_s: float = setting(60.0, ge=0.5, le=3600.0)
     keepalive_s: int = setting(20, ge=5, le=600)
     # Reconnect backoff doubles from min to max; max bounds what a broker restart costs (<= 10 s).
     reconnect_min_s: float = setting(0.5, gt=0.0, le=8.0)
