@@ -1,0 +1,1 @@
+"""Test rigs and fakes: never imported by device code."""
