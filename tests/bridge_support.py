@@ -21,8 +21,8 @@ import pytest
 
 from firmware.audio.bridge import Bridge
 from firmware.audio.config import BridgeConfig
-from firmware.audio.paced import ClockedPcm, RealClock
-from firmware.audio.testbed import TestbedFiles, alsa_config_path, clocked_devices, write_alsa_config
+from firmware.testing.paced import ClockedPcm, RealClock
+from firmware.testing.testbed import TestbedFiles, alsa_config_path, clocked_devices, write_alsa_config
 
 RATE = 48000
 # Real time on a shared test machine (maybe without SCHED_FIFO): periods and cycles as on the

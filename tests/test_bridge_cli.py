@@ -161,7 +161,7 @@ def test_run_live_ends_the_call_when_taps_stop(tmp_path: Path) -> None:
 
 def test_audio_thread_alone_is_pinned_and_made_real_time_when_asked() -> None:
     from firmware.audio.bridge import Bridge, Devices
-    from firmware.audio.paced import ClockedPcm, SimClock
+    from firmware.testing.paced import ClockedPcm, SimClock
 
     cpu = min(os.sched_getaffinity(0))
     clock = SimClock()

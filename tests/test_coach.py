@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from coach_support import Run, make_config, synthetic_call
 
-from firmware.coach.evaluate import (
+from firmware.testing.evaluate import (
     GROUND_TRUTH_DYNAMICS,
     dynamic_moments,
     expected_dynamics,
@@ -20,8 +20,8 @@ from firmware.coach.evaluate import (
     tips,
     tips_while_rep_speaks,
 )
-from firmware.coach.truth import TruthCall
 from firmware.events import Moment, Tip, parse_event
+from firmware.testing.truth import TruthCall
 
 
 @pytest.fixture
@@ -154,8 +154,11 @@ def test_events_round_trip_the_wire_schema(run: Run) -> None:
         if isinstance(event, Moment):
             assert set(wire) == {"type", "v", "t", "kind", "speaker", "start", "end", "confidence"}
         else:
-            assert set(wire) == {"type", "v", "t", "moment", "text", "cues"}
-        assert parse_event(event.to_json()).to_dict() == wire
+            assert set(wire) == {"type", "v", "t", "tip_id", "call_id", "moment", "text", "priority", "ttl_s", "cues"}
+        back = parse_event(event.to_json())  # equal at the wire's millisecond resolution
+        assert type(back) is type(event) and back.to_dict() == wire
+    ids = [t.tip_id for t in tips(run.events)]
+    assert len(ids) > 1 and len(set(ids)) == len(ids)
 
 
 def test_rep_chosen_channels_are_honoured(tmp_path: Path) -> None:

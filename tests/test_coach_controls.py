@@ -12,10 +12,10 @@ import pytest
 from coach_support import Run, make_config, synthetic_call
 
 from firmware.audio.frames import FrameActivity
-from firmware.coach.evaluate import tips
-from firmware.coach.truth import stream
 from firmware.cues.config import CuesConfig
 from firmware.events import Moment, Tip
+from firmware.testing.evaluate import tips
+from firmware.testing.truth import stream
 
 
 def play_until(run: Run, items, until_t: float) -> None:  # type: ignore[no-untyped-def]

@@ -11,9 +11,9 @@ import pytest
 from coach_support import Run, make_config, synthetic_call
 
 from firmware.coach.config import MasteryConfig
-from firmware.coach.evaluate import tips
 from firmware.coach.mastery import MasteryStore
 from firmware.errors import CoachStateError
+from firmware.testing.evaluate import tips
 
 
 def test_fresh_store_stages_follow_skill_level(tmp_path: Path) -> None:

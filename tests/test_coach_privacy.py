@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from coach_support import STATE_VOCABULARY, Run, make_config, synthetic_call
 
-from firmware.coach.truth import TruthCall, load_truth
+from firmware.testing.truth import TruthCall, load_truth
 
 
 

@@ -16,8 +16,8 @@ from firmware.config import load_config
 from firmware.errors import ConfigError, ModelError
 from firmware.intent import IntentClassifier, IntentResult, load_classifier
 from firmware.intent.config import IntentConfig
-from firmware.intent.dataset import LABELS
 from firmware.intent.features import FeatureSpec, featurise, normalise
+from firmware.intent.labels import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_DIR = REPO / "models" / "intent"
@@ -204,7 +204,7 @@ def test_features_of_huge_text_are_bounded_by_max_chars() -> None:
 
 
 def test_a_reps_line_is_never_a_buyer_only_label(classifier: IntentClassifier) -> None:
-    from firmware.intent.dataset import REP_LABELS
+    from firmware.intent.labels import REP_LABELS
 
     text = "Honestly that's way more than we budgeted, we're locked in with HubSpot until next year."
     label, _, scores = classifier.classify(text)

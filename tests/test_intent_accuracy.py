@@ -10,8 +10,9 @@ import pytest
 
 from firmware.intent import IntentClassifier, load_classifier
 from firmware.intent.config import IntentConfig
-from firmware.intent.dataset import LABELS, is_heldout, read_examples, read_transcripts
-from firmware.intent.metrics import evaluate
+from firmware.intent.labels import LABELS
+from firmware.testing.dataset import is_heldout, read_examples, read_transcripts
+from firmware.testing.metrics import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_DIR = REPO / "models" / "intent"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware.cli.main import main
-from firmware.intent.dataset import LABELS
+from firmware.intent.labels import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,7 @@ CORPUS = REPO.parent / "shared" / "corpus" / "dev" / "calls"
 
 
 def normalise(text: str) -> str:
-    from firmware.speech.spoken import spoken_form
+    from firmware.testing.spoken import spoken_form
 
     # Whisper writes "800" and "40%" where the scripts say "eight hundred", "forty percent".
     text = spoken_form(text).lower().replace("-", " ")

@@ -30,8 +30,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from firmware.intent.dataset import LABELS, is_heldout, read_examples, read_transcripts  # noqa: E402
-from firmware.intent.metrics import Report, evaluate  # noqa: E402
+from firmware.intent.labels import LABELS  # noqa: E402
+from firmware.testing.dataset import is_heldout, read_examples, read_transcripts  # noqa: E402
+from firmware.testing.metrics import Report, evaluate  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 DATA = REPO / "models" / "intent" / "data"

@@ -33,9 +33,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from firmware.intent.dataset import LABELS, Example, is_heldout, read_examples, read_transcripts  # noqa: E402
 from firmware.intent.features import FeatureSpec, featurise  # noqa: E402
-from firmware.intent.metrics import Report, evaluate  # noqa: E402
+from firmware.intent.labels import LABELS  # noqa: E402
+from firmware.testing.dataset import Example, is_heldout, read_examples, read_transcripts  # noqa: E402
+from firmware.testing.metrics import Report, evaluate  # noqa: E402
 
 MODEL_DIR = REPO / "models" / "intent"
 DATA_DIR = MODEL_DIR / "data"

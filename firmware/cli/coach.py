@@ -81,11 +81,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     from firmware.cli.replay import parse_speed
     from firmware.coach.build import CoachBox
     from firmware.coach.report import write_report
-    from firmware.coach.truth import load_truth, stream
     from firmware.config import load_config
     from firmware.cues.pins import make_pin_factory
     from firmware.events import Event, Summary
     from firmware.replay import JsonLinesWriter, TimelinePrinter
+    from firmware.testing.truth import load_truth, stream
 
     config = load_config(args.config)
     speed = parse_speed(args.speed)

@@ -7,7 +7,8 @@ import hashlib
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "demo" / "call.toml"
+# The script lives beside its renderer in the dev-only room; naming the path imports nothing.
+SCRIPT = Path(__file__).resolve().parent.parent / "testing" / "demo_call.toml"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def demo_call(cache_dir: Path) -> Path:
     """Render the demo call once per script version; return the WAV path."""
-    from firmware.demo.render import render_call
+    from firmware.testing.render import render_call
 
     digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
     wav = cache_dir / f"demo-{digest}.wav"

@@ -11,6 +11,6 @@ Entry points (imported from their modules, so ``import firmware`` stays light):
   activity: the rep-onset guard), ``on_activity(FrameActivity)``, ``on_event(Event)`` (utterances),
   ``end_call(t) -> Recap``, ``summary_fields()``, ``dismiss()/snooze()/mute()``,
   ``set_channels()``, ``set_persona()``. Publishes Moment and Tip events.
-- :mod:`firmware.coach.truth` drives a coach from a call's ground-truth JSON (tests, bench, simulate);
-  :mod:`firmware.coach.evaluate` scores the output; :mod:`firmware.coach.report` renders HTML.
+- :mod:`firmware.coach.report` renders a call's HTML timeline. Driving a coach from a call's ground
+  truth and scoring it are dev tools: :mod:`firmware.testing.truth`, :mod:`firmware.testing.evaluate`.
 """

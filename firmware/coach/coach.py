@@ -21,16 +21,17 @@ from firmware.coach.config import SKILL_LEVELS, Channel, CoachConfig
 from firmware.coach.mastery import MasteryStore
 from firmware.coach.onset import RepOnsetGuard
 from firmware.coach.pace import PaceTracker, count_questions
-from firmware.coach.playbook import INTENT_KINDS, Playbook
+from firmware.coach.playbook import Playbook
 from firmware.coach.policy import Candidate, DeliveryPolicy
 from firmware.coach.reading import BuyerReader, IntentScorer
 from firmware.coach.recap import Recap, compose_recap
 from firmware.coach.replies import ReplyWatch
 from firmware.coach.sinks import PhoneSink, PhoneTip
-from firmware.coach.tips import TipWriter
+from firmware.coach.tips import TipIds, TipWriter
 from firmware.cues.spec import CueSink, CueSpec
 from firmware.errors import CoachStateError, ConfigError
 from firmware.events import Event, Moment, Partial, Tip, Utterance
+from firmware.intent.labels import INTENT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,13 @@ class Coach:
         publish: Callable[[Event], None],
         rep_id: str = "default",
         intent: IntentScorer | None = None,
+        *,
+        call_id: int = 0,
+        tip_ids: TipIds | None = None,
     ) -> None:
         """``intent``: the classifier that labelled the transcripts; given it, the coach also reads
-        whole buyer turns and weighs the rep's preceding question (see :mod:`reading`)."""
+        whole buyer turns and weighs the rep's preceding question (see :mod:`reading`).
+        ``call_id`` goes on every tip; ``tip_ids`` is the box's id source (one per process)."""
         self._cfg = config
         self._playbook = playbook
         self._cues = cues
@@ -66,6 +71,8 @@ class Coach:
         self._mastery = mastery
         self._publish = publish
         self.rep_id = rep_id
+        self.call_id = call_id
+        self._tip_ids = tip_ids if tip_ids is not None else TipIds()
         self._lock = threading.RLock()
         self.skill = mastery.skill(rep_id, config.skill_level)
         self.channels: tuple[Channel, ...] = config.delivery.channels
@@ -314,7 +321,10 @@ class Coach:
             self._phone.send_tip(PhoneTip(t=self.now, moment=cand.kind, text=cand.text, priority=cand.priority))
             used.append("phone")
         self._delivered.append(_Delivered(cand.kind, self.now))
-        self._publish(Tip(t=self.now, moment=cand.kind, text=cand.text, cues=tuple(used)))
+        self._publish(Tip(
+            t=self.now, tip_id=self._tip_ids.next(), call_id=self.call_id, moment=cand.kind, text=cand.text,
+            priority=cand.priority, ttl_s=self._cfg.delivery.tip_ttl_s, cues=tuple(used),
+        ))  # fmt: skip
 
     def _tips_for_since(self, kind: str, t: float) -> Callable[[float], bool]:
         def tipped_before(until: float) -> bool:

@@ -10,9 +10,9 @@ import html
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from firmware.coach.playbook import INTENT_KINDS
 from firmware.cues.spec import COLOURS
 from firmware.events import Event, Moment, Summary, Tip, Utterance
+from firmware.intent.labels import INTENT_KINDS
 
 PX_PER_S = 8
 LEFT = 90

@@ -19,8 +19,8 @@ import numpy as np
 
 from firmware.errors import ModelError
 from firmware.intent.config import IntentConfig
-from firmware.intent.dataset import FALLBACK_LABEL, REP_LABELS
 from firmware.intent.features import FeatureSpec, featurise, normalise
+from firmware.intent.labels import FALLBACK_LABEL, REP_LABELS
 
 log = logging.getLogger(__name__)
 
