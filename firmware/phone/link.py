@@ -224,16 +224,22 @@ class PhoneLink:
             pump.cancel()
 
     async def _wait_wake(self, timeout: float | None) -> None:
-        """Sleep until ``timeout`` or a pairing request (new events do not cut a backoff short)."""
+        """Sleep until ``timeout`` or a pairing request (new events do not cut a backoff short);
+        tips that expire meanwhile leave the queue on time, so the counters tell the truth."""
         assert self._wake is not None
         deadline = None if timeout is None else self._clock() + timeout
         while not self._pair_requested:
-            left = None if deadline is None else deadline - self._clock()
+            now = self._clock()
+            self._drop_expired({}, now)
+            left = None if deadline is None else deadline - now
             if left is not None and left <= 0:
                 return
+            expiries = [o.expires_at - now for o in self._queue if o.expires_at is not None]
+            if expiries:
+                left = min(expiries) if left is None else min(left, min(expiries))
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), left)
+                await asyncio.wait_for(self._wake.wait(), max(left, 0.0) if left is not None else None)
 
     async def _pump(self) -> None:
         """Moves handed-in events into the bounded outgoing queue (status coalesced, oldest tip dropped)."""

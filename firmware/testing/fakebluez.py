@@ -350,6 +350,18 @@ class FakeBlueZ:
 
         self._call(send())
 
+    def phone_does(self, address: str, act: Callable[[Any], tuple[Any, list[bytes]]]) -> Any:
+        """Run ``act(peripheral)`` on the fake's thread (where writes reach the peripheral too, so
+        the peripheral needs no lock), notify the chunks it returns, and return its value."""
+        phone = self.phones[address]
+
+        async def run() -> Any:
+            value, chunks = act(phone.peripheral)
+            self._notify_now(phone, chunks)
+            return value
+
+        return self._call(run())
+
     def restart(self) -> None:
         """Like ``systemctl restart bluetooth``: every object goes, connections drop, agents are
         forgotten; bonded devices come back (from BlueZ's storage), disconnected."""
