@@ -527,3 +527,54 @@ def bus_env(address: str) -> dict[str, str]:
     """The environment a process needs to find the fake as its system bus."""
     return {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
 
+
+
+def _serve_stdin() -> int:
+    """``python -m firmware.testing.fakebluez``: the fake in a process of its own (as bluetoothd is on
+    the box, so benchmarks do not share the link's interpreter with it), one bonded app-side phone.
+
+    Commands on stdin, one per line, each answered ``ok``: ``away``, ``back``, ``restart``, ``quit``.
+    """
+    import argparse
+    import json
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.join(repo, "tools"))
+    import phone_sim  # the reference app (tools/phone_sim.py)
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bus", required=True)
+    ap.add_argument("--phone", required=True)
+    ap.add_argument("--secret-hex", required=True)
+    ap.add_argument("--key-id", type=int, required=True)
+    ap.add_argument("--mtu", type=int, default=23)
+    ap.add_argument("--latency-s", type=float, default=0.0)
+    args = ap.parse_args()
+    fake = FakeBlueZ(args.bus, latency_s=args.latency_s)
+    app = phone_sim.PhoneApp(bytes.fromhex(args.secret_hex), args.key_id, mtu_payload=args.mtu - 3)
+    fake.add_phone(args.phone, app, mtu=args.mtu)
+    fake.phones[args.phone].paired = True
+    print("ready", flush=True)
+    try:
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == "away":
+                fake.set_in_range(args.phone, False)
+            elif cmd == "back":
+                fake.set_in_range(args.phone, True)
+            elif cmd == "restart":
+                fake.restart()
+            elif cmd == "stats":
+                print(json.dumps({"writes": len(fake.phones[args.phone].writes), "tips": len(app.screen.tips)}), flush=True)
+                continue
+            elif cmd == "quit":
+                break
+            print("ok", flush=True)
+    finally:
+        fake.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_serve_stdin())
