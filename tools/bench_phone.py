@@ -129,10 +129,10 @@ class FakeProcess:
         self.proc.wait(10)
 
 
-def coach_run(calls: int, sink: Callable[[Event], None]) -> tuple[list[float], int]:
+def coach_run(calls: int, sink: Callable[[Event], None], state_dir: Path) -> tuple[list[float], int]:
     """Drive the synthetic call through the real coach ``calls`` times; (ms per call, events)."""
     from firmware.coach.build import build_coach
-    from firmware.config import Config
+    from firmware.config import Config, PathsConfig
     from firmware.cues.pins import make_pin_factory
     from firmware.testing.truth import drive, load_truth
 
@@ -146,7 +146,7 @@ def coach_run(calls: int, sink: Callable[[Event], None]) -> tuple[list[float], i
             events.append(event)
             sink(event)
 
-        kit = build_coach(Config(), publish, pin_factory=make_pin_factory("mock"))
+        kit = build_coach(Config(paths=PathsConfig(state_dir=state_dir)), publish, pin_factory=make_pin_factory("mock"))
         assert kit.coach is not None
         coach = kit.coach
         t0 = time.perf_counter()
@@ -249,13 +249,13 @@ def main() -> int:
                     extra[0] += 1
                     to_link(tip(200_000 + extra[0]))
 
-            coach_run(1, lambda e: None)  # warm-up (imports, playbook)
+            coach_run(1, lambda e: None, Path(state))  # warm-up (imports, playbook)
             periodic = Periodic()
-            idle_ms, n_events = coach_run(args.calls, lambda e: None)
+            idle_ms, n_events = coach_run(args.calls, lambda e: None, Path(state))
             idle_late = periodic.halt()
             acked_before = link.status()["counters"]["acked"]
             periodic = Periodic()
-            busy_ms, _ = coach_run(args.calls, to_link_with_tips)
+            busy_ms, _ = coach_run(args.calls, to_link_with_tips, Path(state))
             wait(lambda: link.status()["queued"] == 0, timeout=30.0)
             busy_late = periodic.halt()
             acked = link.status()["counters"]["acked"] - acked_before

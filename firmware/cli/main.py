@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "coach",
     "intent",
+    "pair",
 )
 
 log = logging.getLogger("firmware")

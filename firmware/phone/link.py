@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from firmware.errors import PhoneLinkError
@@ -74,8 +75,12 @@ class PhoneLink:
         control: Callable[[Any], Any] | None = None,
         on_pairing: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        status_path: Path | None = None,
     ) -> None:
+        """``status_path``: where the link keeps :meth:`status` as JSON for ``parallax pair --status``
+        (rewritten atomically at most once a second, when it changed)."""
         self.config = config
+        self._status_path = status_path
         self.store = store
         self._control = control
         self._on_pairing = on_pairing
@@ -196,6 +201,8 @@ class PhoneLink:
         self._wake = asyncio.Event()
         self._agent = PairingAgent()
         pump = asyncio.get_running_loop().create_task(self._pump())
+        if self._status_path is not None:
+            writer = asyncio.get_running_loop().create_task(self._write_status(self._status_path))
         backoff = self.config.backoff_initial_s
         try:
             while True:
@@ -222,6 +229,20 @@ class PhoneLink:
                 backoff = min(backoff * self.config.backoff_factor, self.config.backoff_max_s)
         finally:
             pump.cancel()
+            if self._status_path is not None:
+                writer.cancel()
+
+    async def _write_status(self, path: Path) -> None:
+        last: dict[str, Any] | None = None
+        while True:
+            now = self.status()
+            if now != last:
+                try:
+                    await asyncio.to_thread(write_status, path, now)
+                    last = now
+                except OSError as exc:
+                    log.warning("cannot write %s: %s", path, exc)
+            await asyncio.sleep(1.0)
 
     async def _wait_wake(self, timeout: float | None) -> None:
         """Sleep until ``timeout`` or a pairing request (new events do not cut a backoff short);
@@ -563,3 +584,29 @@ class PhoneLink:
         with self._lock:
             self._counters["link_errors"] += 1
             self._last_error = text
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    """Atomically (temp file + rename, mode 0600): the link's state for other processes."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({**status, "written_at": time.time()}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise PhoneLinkError(f"cannot read {path}: {exc}") from None
+    return raw if isinstance(raw, dict) else None
