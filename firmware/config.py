@@ -20,6 +20,7 @@ from firmware.coach.config import CoachConfig
 from firmware.cues.config import CuesConfig
 from firmware.errors import ConfigError
 from firmware.intent.config import IntentConfig
+from firmware.phone.config import PhoneConfig
 from firmware.speech.config import SpeechConfig
 from firmware.tomlfile import read_toml
 
@@ -46,6 +47,7 @@ class Config:
     coach: CoachConfig = field(default_factory=CoachConfig)
     cues: CuesConfig = field(default_factory=CuesConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    phone: PhoneConfig = field(default_factory=PhoneConfig)
 
 
 T = TypeVar("T")

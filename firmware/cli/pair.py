@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print("forgot " + (bonded.address if bonded else "nothing (no phone was bonded)"))
         return 0
     if args.status:
-        from firmware.phone.link import read_status
+        from firmware.phone.link import STATUS_FILE, read_status
 
         status = read_status(state_dir / STATUS_FILE)
         if status is None:
@@ -59,9 +59,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"pairing code (type it in if the QR code cannot be scanned): {payload}")
     print("Keep it private: whoever has it can read this box's tips.")
     return 0
-
-
-STATUS_FILE = "phone-status.json"
 
 
 def print_qr(payload: str) -> None:

@@ -36,6 +36,9 @@ from firmware.phone.secret import BondedPhone, BoxSecret, PairingStore
 
 log = logging.getLogger(__name__)
 
+# In the state directory: the running link's state for `parallax pair --status`.
+STATUS_FILE = "phone-status.json"
+
 COUNTERS = (
     "sent", "acked", "retried", "connects", "disconnects", "link_errors", "pairings", "wrong_phone",
     "dropped_expired", "dropped_overflow", "dropped_handoff", "dropped_too_large", "dropped_unacked",
@@ -610,3 +613,26 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         raise PhoneLinkError(f"cannot read {path}: {exc}") from None
     return raw if isinstance(raw, dict) else None
+
+
+def attach(link: PhoneLink, box: Any, pair_hold_s: float) -> None:
+    """Wire a started-or-not link to a ``CoachBox``: the phone's controls go through
+    ``box.control``, the button's long press enters pairing mode, and the LED blinks blue
+    while it lasts (the box's previous state comes back after)."""
+    link._control = box.control  # set once, before start()
+    before: list[Any] = []
+
+    def pairing(active: bool) -> None:
+        cues = getattr(box, "cues", None)
+        if cues is None:
+            return
+        if active:
+            before[:] = [cues.state]
+            cues.status("pairing")
+        else:
+            cues.status(before[0] if before else "idle")
+
+    link._on_pairing = pairing
+    button = getattr(box, "button", None)
+    if button is not None:
+        button.on_long_press(link.enter_pairing, pair_hold_s)
