@@ -61,14 +61,17 @@ def run(args: argparse.Namespace) -> int:
         # not one of the rep's calls: its mastery counters go to a throwaway state directory.
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parallax-replay-")))
         coach_config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=state_dir))
+        # `parallax demo` passes a phone that shows its screen from the bytes the box would send.
+        phone = getattr(args, "phone", None)
         coach_box = stack.enter_context(
-            closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream))
+            closing(CoachBox(coach_config, phone=phone, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream))
         )
         engines = load_engines(config)
         session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))
         coached = stack.enter_context(CoachedSession(session, coach_box, bus))
         replay_call(args.call, coached, speed=speed, channels=channels)
     if report:
-        write_report(events, report, title=f"Replay of {args.call.name}")
+        delivered = getattr(phone, "delivered", None)
+        write_report(events, report, title=f"Replay of {args.call.name}", phone=delivered)
     return 0
 

@@ -272,7 +272,7 @@ class PhoneLink:
             handed_at, wire = await self._inbox.get()
             kind = str(wire.get("type"))
             try:
-                payload = json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                payload = p.event_payload(wire)
             except (TypeError, ValueError):
                 self._count("dropped_too_large")
                 continue

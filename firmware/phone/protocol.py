@@ -258,6 +258,13 @@ class Opened:
         return int.from_bytes(self.plaintext, "big")
 
 
+def event_payload(wire: dict[str, object]) -> bytes:
+    """A DATA frame's plaintext: the allowlisted wire dict as compact UTF-8 JSON."""
+    import json
+
+    return json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def new_nonce() -> bytes:
     return os.urandom(NONCE_LEN)
 
