@@ -250,6 +250,14 @@ def test_the_link_survives_a_bluez_restart(rig: Rig) -> None:
     wait_until(lambda: "5eed0001-3" in rig.app.screen.tips, "tip after restart")
 
 
+def test_the_link_notices_a_silent_bluez_crash(rig: Rig) -> None:
+    rig.fake.crash()  # no signal tells bleak the connection is gone
+    wait_until(lambda: rig.counters()["disconnects"] >= 1, "the session noticed")
+    wait_until(lambda: rig.connected() and rig.fake.phones[PHONE].connected, "reconnected")
+    rig.link.send(tip(5))
+    wait_until(lambda: "5eed0001-5" in rig.app.screen.tips, "tip after the crash")
+
+
 def test_the_link_survives_the_adapter_vanishing(rig: Rig) -> None:
     rig.fake.remove_adapter()
     wait_until(lambda: not rig.connected() and rig.link.status()["last_error"] is not None, "adapter gone")

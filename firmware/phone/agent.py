@@ -103,6 +103,16 @@ class PairingAgent:
         self._registered_with = owner[0]
         log.info("pairing agent registered (%s)", CAPABILITY)
 
+    async def bluez_changed(self) -> bool:
+        """True if bluetoothd is not the one the agent registered with (it restarted or crashed:
+        a crash sends no signals, so a connection it held may look alive to bleak)."""
+        try:
+            owner = await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                     "GetNameOwner", "s", ["org.bluez"])  # fmt: skip
+        except DBusError:
+            return True
+        return owner[0] != self._registered_with
+
     async def _call(self, dest: str, path: str, iface: str, member: str, sig: str, body: list[Any],
                     ok_errors: tuple[str, ...] = ()) -> list[Any]:  # fmt: skip
         assert self._bus is not None

@@ -36,6 +36,8 @@ from firmware.phone.secret import BondedPhone, BoxSecret, PairingStore
 
 log = logging.getLogger(__name__)
 
+# While idle, how often a session checks that bluetoothd is still the one it connected through.
+LIVENESS_S = 2.0
 # In the state directory: the running link's state for `parallax pair --status`.
 STATUS_FILE = "phone-status.json"
 
@@ -414,6 +416,7 @@ class PhoneLink:
         reassembler: p.Reassembler = client._parallax_reassembler  # noqa: SLF001
         flights: dict[int, _Flight] = {}
         bad = 0
+        checked = self._clock()
         try:
             while True:
                 self._wake.clear()
@@ -471,9 +474,14 @@ class PhoneLink:
                     continue
                 waits = [f.sent_at + cfg.ack_timeout_s - now for f in flights.values()]
                 waits += [o.expires_at - now for o in self._queue if o.expires_at is not None]
-                timeout = max(0.0, min(waits)) if waits else None
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                waits.append(LIVENESS_S)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, min(waits)))
+                except asyncio.TimeoutError:
+                    if self._clock() - checked >= LIVENESS_S:
+                        checked = self._clock()
+                        if await self._agent.bluez_changed():
+                            raise _SessionOver("BlueZ restarted under the connection") from None
         finally:
             # unacknowledged frames go out again, re-encrypted, in the next session
             for seq in sorted(flights, reverse=True):

@@ -385,6 +385,25 @@ class FakeBlueZ:
 
         self._call(go())
 
+    def crash(self) -> None:
+        """bluetoothd dies without a word (no InterfacesRemoved, no PropertiesChanged) and is
+        started again: connections are gone, bonded devices come back disconnected."""
+
+        async def go() -> None:
+            self.bus.disconnect()
+            await self.bus.wait_for_disconnect()
+            for phone in self.phones.values():
+                phone.connected = False
+                phone.device = None
+                phone.inbox = phone.outbox = None
+            self.adapter = None
+            self.agents.clear()
+            self.default_agent = None
+            self.restarts += 1
+            await self._start()
+
+        self._call(go())
+
     def remove_adapter(self) -> None:
         """The USB/UART adapter vanishes (its devices with it)."""
 
