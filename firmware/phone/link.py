@@ -460,6 +460,8 @@ class PhoneLink:
                     flights[session.next_seq - 1] = _Flight(out, frame, self._clock(), 1)
                     await self._write(client, frame, payload)
                     self._count("sent")
+                    if not notes.empty():
+                        break  # acks arrived meanwhile: take them first (the loop comes back here)
                 # retries
                 now = self._clock()
                 for flight in list(flights.values()):
