@@ -25,6 +25,10 @@ class ModelError(ParallaxError):
     """A model is missing, corrupt, or does not match its manifest."""
 
 
+class StoreBusyError(ModelError):
+    """The model store's call lock is held (a call is running); the switch must wait."""
+
+
 class ProvisioningError(ModelError):
     """Fetching, verifying or converting model weights failed."""
 

@@ -197,8 +197,9 @@ class Control(Event):
     call_id: int | None = None
 
     def describe(self) -> str:
-        args = [f"{k}={v}" for k, v in (("tip", self.tip_id), ("minutes", self.minutes), ("value", self.value)) if v is not None]
-        return f"CONTROL {self.action} from {self.source}" + (f" ({', '.join(args)})" if args else "")
+        args = [f"{k} {v}" for k, v in (("tip", self.tip_id), ("minutes", self.minutes), ("value", self.value)) if v is not None]
+        source = "command line" if self.source == "cli" else self.source
+        return f"CONTROL {self.action} from the {source}" + (f" ({', '.join(args)})" if args else "")
 
 
 @_register
@@ -215,7 +216,7 @@ class ControlResult(Event):
     call_id: int | None = None
 
     def describe(self) -> str:
-        return f"        -> {self.action} {self.outcome.replace('_', ' ')}" + (f": {self.reason}" if self.reason else "")
+        return f"RESULT {self.action} {self.outcome.replace('_', ' ')}" + (f": {self.reason}" if self.reason else "")
 
 
 @_register
@@ -229,12 +230,6 @@ class Status(Event):
     call_id: int | None = None
     muted: bool = False
     snoozed_until_s: float | None = None
-
-    def describe(self) -> str:
-        if not self.call_active:
-            return "STATUS between calls"
-        state = "muted" if self.muted else (f"snoozed until {self.snoozed_until_s:.1f} s" if self.snoozed_until_s is not None else "coaching")
-        return f"STATUS call #{self.call_id}: {state}"
 
 
 @_register
@@ -261,8 +256,6 @@ class RecapEvent(Event):
             f"Try next: {self.try_next}",
         ]
 
-    def describe(self) -> str:
-        return "RECAP  " + "; ".join(self.lines())
 
 
 def event_types() -> Mapping[str, type[Event]]:

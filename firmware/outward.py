@@ -13,15 +13,12 @@ event through :func:`outward` and hands the channel the allowed dict, already in
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from firmware.bus import EventBus
 from firmware.events import Event
-
-log = logging.getLogger(__name__)
 
 Channel = Literal["phone", "fleet"]
 CHANNELS: tuple[Channel, ...] = ("phone", "fleet")
@@ -61,8 +58,8 @@ _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 def outward(channel: Channel, event: Event) -> dict[str, Any] | None:
     """The wire dict ``channel`` may carry for ``event``, or None if the event stays on the box.
 
-    Fields outside the allowlist are dropped (logged by name at debug level; names are schema,
-    not content). Pure and thread-safe: call it on any thread.
+    Fields outside the allowlist are dropped: by design, so silently (the rep's figures leave
+    every summary that way). Pure and thread-safe: call it on any thread.
     """
     allowed = ALLOWLIST[channel].get(event.type)
     if allowed is None:
@@ -74,8 +71,6 @@ def outward(channel: Channel, event: Event) -> dict[str, Any] | None:
             out[key] = value
         elif key in allowed and (channel != "fleet" or _fleet_value(key, value)):
             out[key] = value
-        else:
-            log.debug("%s channel: %s.%s stays on the box", channel, event.type, key)
     return out
 
 

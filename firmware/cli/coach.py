@@ -36,11 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from firmware.coach.build import playbook_path
     from firmware.coach.playbook import load_playbook
     from firmware.config import load_config
 
     config = load_config(args.config)
-    path = args.playbook or config.paths.resolve(config.coach.playbook)
+    path = args.playbook or playbook_path(config)
     book = load_playbook(path)
     print(
         f"playbook {book.name!r} ({path}): {len(book.moments)} moments, {len(book.battlecards)} battlecards, "
@@ -103,7 +104,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         bus.subscribe(TimelinePrinter(out))
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parallax-simulate-")))
         config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=state_dir))
-        box = stack.enter_context(closing(CoachBox(config, pin_factory=make_pin_factory("mock"), cue_view=out)))
+        box = stack.enter_context(
+            closing(CoachBox(config, pin_factory=make_pin_factory("mock"), cue_view=out, publish=bus.publish))
+        )
         coach = box.start_call(bus.publish)
         started = time.monotonic()
         for item in stream(call, args.delay):
@@ -116,11 +119,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             else:
                 bus.publish(item)
                 coach.on_event(item)
-        recap = box.end_call(coach.now)
+        box.end_call(coach.now)  # the recap is an event: the timeline prints it
         bus.publish(Summary(t=coach.now, duration_s=coach.now, cpu_s=time.process_time(), extra=coach.summary_fields()))
-        print("recap for the rep's phone:", file=out)
-        for line in recap.lines():
-            print(f"  {line}", file=out)
     if args.report:
         write_report(events, args.report, title=f"Simulated coaching of {args.call.name}")
     return 0

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         # `parallax demo` passes a phone that shows its screen from the bytes the box would send.
         phone = getattr(args, "phone", None)
         coach_box = stack.enter_context(
-            closing(CoachBox(coach_config, phone=phone, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream))
+            closing(CoachBox(coach_config, phone=phone, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream,
+                             publish=bus.publish))
         )
         engines = load_engines(config)
         session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))

@@ -13,6 +13,8 @@ from typing import Literal
 SkillLevel = Literal["new", "developing", "experienced"]
 SKILL_LEVELS: tuple[SkillLevel, ...] = ("new", "developing", "experienced")
 Channel = Literal["led", "haptic", "phone"]
+# The longest snooze the rep can ask for (config or a control): longer than any call.
+MAX_SNOOZE_S = 4 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class DeliveryConfig:
     tip_ttl_s: float = 10.0
     # A tip about what the buyer said is stale once the rep has answered for this long.
     reply_stale_s: float = 3.0
+    # How long a snooze lasts when the control names no length (the button's hold), <= MAX_SNOOZE_S.
     snooze_s: float = 300.0
     # The intent classifier already falls back to "other" below its calibrated threshold; this
     # is an extra bar for the coach on top of that, off by default so one calibration decides.
@@ -118,7 +121,8 @@ class MasteryConfig:
 
 @dataclass(frozen=True)
 class CoachConfig:
-    playbook: Path = Path("models/playbook/default.toml")
+    # Unset: the model store's current "playbook" (followed between calls). A path: that file, fixed.
+    playbook: Path | None = None
     skill_level: SkillLevel = "new"
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
@@ -129,6 +133,8 @@ class CoachConfig:
         d = self.delivery
         if d.max_tips_per_call < 0 or d.min_gap_s < 0 or d.tip_ttl_s <= 0 or d.pause_s < 0:
             raise ValueError("delivery: caps and gaps must be >= 0 and tip_ttl_s > 0")
+        if not 0 < d.snooze_s <= MAX_SNOOZE_S:
+            raise ValueError(f"delivery.snooze_s must be within (0, {MAX_SNOOZE_S:.0f}]")
         if not 0.0 <= d.min_confidence <= 1.0:
             raise ValueError("delivery.min_confidence must be within [0, 1]")
         if not 0.0 <= d.partial_min_confidence <= 1.0:

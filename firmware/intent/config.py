@@ -8,7 +8,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class IntentConfig:
-    # Folder holding intent.tflite and manifest.json; relative paths resolve against paths.models_dir.
+    # Relative: the model-store entry whose current version runs (followed between calls);
+    # absolute: one version folder (intent.tflite + manifest.toml), fixed.
     model_dir: Path = Path("intent")
     # Below this confidence the answer is "other". Unset = the value calibrated at training time
     # (stored in the manifest), which is what the published accuracy figures were measured with.
