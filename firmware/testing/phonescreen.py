@@ -30,6 +30,11 @@ class PhoneScreen:
 
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        now = event.get("t")
+        if isinstance(now, (int, float)) and now > 0:  # the app hides a tip ttl_s after it arrived
+            for tip_id, tip in list(self.tips.items()):
+                if float(tip.get("t", 0.0)) + float(tip.get("ttl_s", 0.0)) < now:
+                    del self.tips[tip_id]
         if kind == "tip" and isinstance(event.get("tip_id"), str):
             self.tips.setdefault(event["tip_id"], event)
             while len(self.tips) > 2:  # the app keeps the newest two on screen
