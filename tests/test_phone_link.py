@@ -343,3 +343,36 @@ def test_without_a_bonded_phone_the_link_waits_quietly(bus: PrivateBus, tmp_path
 
 def test_frames_never_exceed_the_chunk_limits_for_the_largest_recap() -> None:
     assert p.MAX_CHUNKS * (p.MIN_CHUNK - p.CHUNK_HEADER) >= 2048
+
+
+def test_the_rep_mutes_the_call_from_the_phone_through_the_coach_box(bus: PrivateBus, tmp_path: Path) -> None:
+    """End to end: a real CoachBox with the link as its phone; the phone's control goes through
+    CoachBox.control and its result and the new status come back to the phone."""
+    from firmware.coach.build import CoachBox
+    from firmware.config import Config, PathsConfig
+    from firmware.cues.pins import make_pin_factory
+    from firmware.phone.link import attach
+
+    r = make_rig(bus, tmp_path)
+    config = Config(paths=PathsConfig(state_dir=tmp_path / "coach"))
+    published: list[Any] = []
+    box = CoachBox(config, phone=r.link, pin_factory=make_pin_factory("mock"), publish=published.append)
+    attach(r.link, box, config.phone.pair_hold_s)
+    r.link.start()
+    try:
+        wait_until(r.connected, "link up")
+        box.start_call(published.append, call_id=7)
+        wait_until(lambda: (r.app.screen.status or {}).get("call_active") is True, "call status on the phone")
+        r.phone(lambda app: app.control("mute", call_id=7))
+        wait_until(lambda: r.app.screen.results, "the box's answer on the phone")
+        result = r.app.screen.results[-1]
+        assert (result["action"], result["source"], result["outcome"]) == ("mute", "phone", "applied")
+        wait_until(lambda: (r.app.screen.status or {}).get("muted") is True, "muted status on the phone")
+        assert box.coach is not None and box.coach.muted
+        assert any(getattr(e, "type", "") == "control" and e.source == "phone" for e in published)
+        box.end_call(30.0)
+        wait_until(lambda: r.app.screen.recaps, "recap on the phone")
+    finally:
+        r.link.stop()
+        box.close()
+        r.fake.close()
