@@ -146,6 +146,9 @@ def test_a_tip_reaches_the_phone_in_20_byte_writes_and_is_acknowledged(rig: Rig)
     writes = rig.fake.phones[PHONE].writes
     assert max(map(len, writes)) == 20 and len(writes) > 5
     assert rig.link.ack_latencies_ms() and rig.link.status()["queued"] == 0
+    health = rig.link.health()
+    assert health["phone_connected"] is True and health["phone_bonded"] is True and health["phone_acked"] == 1
+    assert all(isinstance(v, (bool, int)) for v in health.values())  # the fleet takes numbers only
 
 
 def test_status_and_recap_reach_the_phone_and_nothing_else_does(rig: Rig) -> None:

@@ -148,6 +148,18 @@ class PhoneLink:
                 "counters": counters,
             }
 
+    def health(self) -> dict[str, bool | int]:
+        """For the fleet's health counters: numbers and flags only (no address, no error text)."""
+        status = self.status()
+        out: dict[str, bool | int] = {
+            "phone_connected": bool(status["connected"]),
+            "phone_bonded": status["bonded_phone"] is not None,
+            "phone_pairing": bool(status["pairing"]),
+            "phone_queued": int(status["queued"]),
+        }
+        out.update({f"phone_{name}": int(value) for name, value in status["counters"].items()})
+        return out
+
     def ack_latencies_ms(self) -> list[float]:
         """Hand-in to acknowledgement of each acknowledged frame, newest last (benchmarks)."""
         with self._lock:
