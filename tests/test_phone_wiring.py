@@ -19,7 +19,7 @@ from firmware.phone.secret import PairingStore
     ("table", "message"),
     [
         ({"backoff_max_s": 0.0}, "backoff_max_s"),
-        ({"backoff_initial_s": 5.0, "backoff_max_s": 2.0}, "must not exceed"),
+        ({"backoff_initial_s": 5.0, "backoff_max_s": 2.0}, "backoff_initial_s <= backoff_max_s"),
         ({"window": 0}, "window"),
         ({"queue_max": 5000}, "queue_max"),
         ({"adapter": "wlan0"}, "hci0"),

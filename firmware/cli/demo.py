@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 # The script lives beside its renderer in the dev-only room; naming the path imports nothing.
@@ -28,15 +30,25 @@ def demo_call(cache_dir: Path) -> Path:
     wav = cache_dir / f"demo-{digest}.wav"
     if not wav.is_file():
         print("rendering the demo call with espeak-ng ...", file=sys.stderr)
-        render_call(SCRIPT, wav)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # Rendered beside its final name and renamed when whole: an interrupted render must not
+        # leave a short WAV that every later demo would take for the finished one.
+        with tempfile.TemporaryDirectory(prefix=".render-", dir=cache_dir) as tmp:
+            part = Path(tmp) / wav.name
+            render_call(SCRIPT, part)
+            if part.with_suffix(".json").is_file():  # its ground truth, renamed first: the WAV marks done
+                os.replace(part.with_suffix(".json"), wav.with_suffix(".json"))
+            os.replace(part, wav)
     return wav
 
 
 def run(args: argparse.Namespace) -> int:
     from firmware.cli import replay
+    from firmware.cli.output import check_outputs
     from firmware.config import load_config
 
     config = load_config(args.config)
+    check_outputs({"--json": args.json_path}, (args.config,))  # before the render, not after it
     wav = demo_call(config.paths.resolve(config.paths.models_dir) / ".cache" / "demo")
     print(f"Replaying the demo call {wav.name}: rep on channel 0, buyer on channel 1.\n", file=sys.stderr)
     # The phone's screen is drawn from the frames the link would write (20-byte chunks, encrypted),

@@ -100,13 +100,30 @@ class MasteryStore:
             pace["words"] += int(words)
             pace["speech_s"] = round(pace["speech_s"] + float(speech_s), 3)
 
-    def reset(self, rep_id: str | None = None) -> None:
+    def reps(self) -> list[str]:
+        """The rep ids the file holds counters or a skill level for."""
+        with self._lock:
+            return sorted(self._reps)
+
+    def reset(self, rep_id: str | None = None) -> list[str]:
+        """Forget one rep (or all); return the reps forgotten. Writes only when one was."""
         with self._lock:
             if rep_id is None:
+                gone = sorted(self._reps)
                 self._reps.clear()
             else:
-                self._reps.pop(rep_id, None)
-        self.save()
+                gone = [rep_id] if self._reps.pop(rep_id, None) is not None else []
+        if gone:
+            self.save()
+        return gone
+
+    @classmethod
+    def clear(cls, path: Path, config: MasteryConfig | None = None) -> MasteryStore:
+        """An empty store written over ``path`` without reading it: the way out of a corrupt file."""
+        store = cls.__new__(cls)
+        store.path, store._cfg, store._lock, store._reps = Path(path), config or MasteryConfig(), threading.Lock(), {}
+        store.save()
+        return store
 
     def save(self) -> None:
         with self._lock:

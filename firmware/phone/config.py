@@ -2,53 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from firmware.settings import Checked, rule, setting
 
 
 @dataclass(frozen=True)
-class PhoneConfig:
+class PhoneConfig(Checked):
     # Off: the coach keeps tips in memory only (a box that is never paired).
-    enabled: bool = True
+    enabled: bool = setting(True)
     # BlueZ adapter to use ("hci0"); empty lets BlueZ pick the first powered one.
-    adapter: str = ""
+    adapter: str = setting("")  # and see RULES
     # Reconnect backoff: first wait, growth per failure, cap. A phone back in range is found
-    # within cap + scan_s (the benchmark's reconnect figure is measured with these).
-    backoff_initial_s: float = 0.25
-    backoff_factor: float = 2.0
-    backoff_max_s: float = 2.0
+    # within about backoff_max_s + connect time (tools/bench_phone.py measures it with these).
+    backoff_initial_s: float = setting(0.25, ge=0.01, le=60.0)  # and see RULES
+    backoff_factor: float = setting(2.0, ge=1.0, le=10.0)
+    backoff_max_s: float = setting(2.0, ge=0.01, le=600.0)
     # How long one scan for the bonded phone lasts before the next backoff.
-    scan_s: float = 2.0
-    connect_timeout_s: float = 10.0
+    scan_s: float = setting(2.0, ge=0.1, le=60.0)
+    connect_timeout_s: float = setting(10.0, ge=0.5, le=120.0)
     # The phone must answer HELLO within this.
-    hello_timeout_s: float = 3.0
+    hello_timeout_s: float = setting(3.0, ge=0.1, le=60.0)
     # A frame not acknowledged within ack_timeout_s is written again, at most max_writes times.
-    ack_timeout_s: float = 1.0
-    max_writes: int = 3
+    ack_timeout_s: float = setting(1.0, ge=0.05, le=30.0)
+    max_writes: int = setting(3, ge=1, le=10)
     # Frames in flight (written, not yet acknowledged).
-    window: int = 8
+    window: int = setting(8, ge=1, le=64)
     # Outgoing frames waiting for the phone; the oldest tip goes first when it is full.
-    queue_max: int = 32
-    # How long pairing mode lasts after the 5 s button press (or `parallax pair`).
-    pairing_window_s: float = 120.0
-    # The button press that enters pairing mode.
-    pair_hold_s: float = 5.0
+    queue_max: int = setting(32, ge=1, le=1024)
+    # How long pairing mode lasts after the 5 s button press (or SIGUSR1).
+    pairing_window_s: float = setting(120.0, ge=5.0, le=3600.0)
+    # The button press that enters pairing mode (longer than cues.button_hold_s, the snooze hold).
+    pair_hold_s: float = setting(5.0, ge=1.0, le=30.0)
     # Unauthenticated frames tolerated in one session before the box hangs up.
-    max_bad_frames: int = 10
+    max_bad_frames: int = setting(10, ge=1, le=1000)
 
-    def __post_init__(self) -> None:
-        ranges = {
-            "backoff_initial_s": (0.01, 60.0), "backoff_factor": (1.0, 10.0), "backoff_max_s": (0.01, 600.0),
-            "scan_s": (0.1, 60.0), "connect_timeout_s": (0.5, 120.0), "hello_timeout_s": (0.1, 60.0),
-            "ack_timeout_s": (0.05, 30.0), "pairing_window_s": (5.0, 3600.0), "pair_hold_s": (1.0, 30.0),
-        }  # fmt: skip
-        for name, (lo, hi) in ranges.items():
-            value = getattr(self, name)
-            if not lo <= value <= hi:
-                raise ValueError(f"{name} must be within [{lo}, {hi}], got {value}")
-        if self.backoff_initial_s > self.backoff_max_s:
-            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
-        for name, lo, hi in (("max_writes", 1, 10), ("window", 1, 64), ("queue_max", 1, 1024), ("max_bad_frames", 1, 1000)):
-            if not lo <= getattr(self, name) <= hi:
-                raise ValueError(f"{name} must be within [{lo}, {hi}]")
-        if self.adapter and not (self.adapter.startswith("hci") and self.adapter[3:].isdigit()):
-            raise ValueError("adapter must look like 'hci0'")
+    RULES = (
+        rule("backoff_initial_s <= backoff_max_s", "backoff_initial_s", "backoff_max_s", holds=lambda a, b: a <= b),
+        rule("adapter empty or like 'hci0'", "adapter", holds=lambda a: a == "" or re.fullmatch(r"hci\d+", a) is not None),
+    )
