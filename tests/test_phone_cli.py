@@ -63,6 +63,6 @@ def test_forget_and_status(config: Path, tmp_path: Path, capsys: pytest.CaptureF
 def test_a_damaged_secret_is_one_clear_line(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "phone-secret.json").write_text("{nope")
-    assert main(["--config", str(config), "pair"]) == 2
+    assert main(["--config", str(config), "pair"]) == 3  # README "Exit status": state unreadable
     err = capsys.readouterr().err
     assert err.startswith("parallax: error: cannot read") and len(err.strip().splitlines()) == 1
