@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from firmware.coach.report import render_report, write_report
 from firmware.events import ControlResult, RecapEvent, Status, Tip, Utterance
 from firmware.outward import outward
@@ -43,3 +45,24 @@ def test_the_report_shows_what_reached_the_phone(tmp_path: Path) -> None:
     path = tmp_path / "r.html"
     write_report([utterance, TIP], path, phone=mirror.delivered)
     assert "1 events over Bluetooth LE" in path.read_text() and [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_the_demo_draws_the_phone_and_the_report_lists_what_reached_it(
+    demo_call: Path, models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`parallax demo`'s path: a replay with the mirror as the box's phone."""
+    import argparse
+
+    from firmware.cli import replay
+
+    out = io.StringIO()
+    mirror = PhoneMirror(out)
+    report = tmp_path / "call.html"
+    args = argparse.Namespace(config=None, call=demo_call, channels="0,1", speed="max", json_path=None,
+                              report=report, phone=mirror)  # fmt: skip
+    assert replay.run(args) == 0
+    tips = [e for e in mirror.delivered if e["type"] == "tip"]
+    assert tips and [e["type"] for e in mirror.delivered][-1] == "status"
+    assert tips[0]["text"] in out.getvalue() and "PHONE  tip arrived" in out.getvalue()
+    page = report.read_text().split("What reached the phone")[1]
+    assert tips[0]["text"] in page and f"{len(mirror.delivered)} events over Bluetooth LE" in page
