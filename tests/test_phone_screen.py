@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import pytest
-
 from firmware.coach.report import render_report, write_report
 from firmware.events import ControlResult, RecapEvent, Status, Tip, Utterance
 from firmware.outward import outward
@@ -48,7 +46,7 @@ def test_the_report_shows_what_reached_the_phone(tmp_path: Path) -> None:
 
 
 def test_the_demo_draws_the_phone_and_the_report_lists_what_reached_it(
-    demo_call: Path, models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_call: Path, models_dir: Path, tmp_path: Path
 ) -> None:
     """`parallax demo`'s path: a replay with the mirror as the box's phone."""
     import argparse
