@@ -21,6 +21,7 @@ from firmware.cues.config import CuesConfig
 from firmware.errors import ConfigError
 from firmware.fleet.config import FleetConfig
 from firmware.intent.config import IntentConfig
+from firmware.phone.config import PhoneConfig
 from firmware.settings import Checked, SettingError, setting
 from firmware.speech.config import SpeechConfig
 from firmware.tomlfile import read_toml
@@ -48,6 +49,7 @@ class Config(Checked):
     coach: CoachConfig = field(default_factory=CoachConfig)
     cues: CuesConfig = field(default_factory=CuesConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    phone: PhoneConfig = field(default_factory=PhoneConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
 
 

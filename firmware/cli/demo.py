@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="replay the built-in example call through the whole pipeline")
     p.add_argument("--speed", default="max", help="'max' (default) or a factor such as 1 for real time")
     p.add_argument("--json", dest="json_path", help="also write events as JSON lines to PATH ('-' for stdout)")
+    p.add_argument("--report", type=Path, help="also write the HTML timeline, with what reached the phone, to PATH")
+    p.add_argument("--no-phone", dest="show_phone", action="store_false", help="do not draw the phone's screen")
     p.set_defaults(handler=run)
 
 
@@ -49,5 +51,14 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"--json": args.json_path}, (args.config,))  # before the render, not after it
     wav = demo_call(config.paths.resolve(config.paths.models_dir) / ".cache" / "demo")
     print(f"Replaying the demo call {wav.name}: rep on channel 0, buyer on channel 1.\n", file=sys.stderr)
-    replay_args = argparse.Namespace(**vars(args), call=wav, channels="0,1")
-    return replay.run(replay_args)
+    # The phone's screen is drawn from the frames the link would write (20-byte chunks, encrypted),
+    # read back as the app reads them.
+    from firmware.testing.phonescreen import PhoneMirror
+
+    phone = PhoneMirror(sys.stdout if args.show_phone and args.json_path != "-" else None)
+    replay_args = argparse.Namespace(**vars(args), call=wav, channels="0,1", phone=phone)
+    status = replay.run(replay_args)
+    if phone.delivered:
+        print(f"\nThe phone got {len(phone.delivered)} events in {phone.chunks} chunks "
+              f"({phone.bytes} bytes, 20-byte writes).", file=sys.stderr)  # fmt: skip
+    return status

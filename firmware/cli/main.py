@@ -39,6 +39,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "coach",
     "intent",
+    "pair",
     "agent",
     "admin",
 )

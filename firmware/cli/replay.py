@@ -65,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
         # (removed on any exit, SIGTERM included: see firmware.cli.main).
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parallax-replay-")))
         coach_config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=state_dir))
+        # `parallax demo` passes a phone that shows its screen from the bytes the box would send.
+        phone = getattr(args, "phone", None)
         coach_box = stack.enter_context(
-            closing(CoachBox(coach_config, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream, publish=bus.publish))
+            closing(CoachBox(coach_config, phone=phone, pin_factory=make_pin_factory("mock"), cue_view=timeline_stream,
+                             publish=bus.publish))
         )
         engines = load_engines(config)
         session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))
@@ -74,5 +77,6 @@ def run(args: argparse.Namespace) -> int:
         replay_call(args.call, coached, speed=speed, channels=channels)
         # Inside the block: a failing report discards the JSON too, so no run leaves half its outputs.
         if report:
-            report.write_text(render_report(events, title=f"Replay of {args.call.name}"))
+            delivered = getattr(phone, "delivered", None)  # the demo's phone: what it decoded
+            report.write_text(render_report(events, title=f"Replay of {args.call.name}", phone=delivered))
     return 0

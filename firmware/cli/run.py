@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from firmware.events import Summary
     from firmware.runtime import CallSink, ModelFollower
     from firmware.store import CallLease
+    from firmware.phone.link import PhoneLink
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,11 +95,31 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(follower.store.close)
         _count_for_the_fleet(bus, config)
         reader = stack.enter_context(TapReader(args.socket or config.bridge.tap_socket))
+        link = _phone_link(config)
         # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.
-        coach_box = stack.enter_context(closing(CoachBox(config, publish=bus.publish)))
+        coach_box = stack.enter_context(closing(CoachBox(config, phone=link, publish=bus.publish)))
+        if link is not None:
+            from firmware.phone.link import attach
+
+            attach(link, coach_box, config.phone.pair_hold_s)
+            # SIGUSR1 (`systemctl kill -s USR1 parallax-coach`) enters pairing mode like the long press.
+            signal.signal(signal.SIGUSR1, lambda signum, frame: link.enter_pairing())
+            link.start()
+            stack.callback(link.stop)  # stopped (and joined) before the box closes
         coach = LiveCoach(session_opener(config, follower, coach_box, bus), bus)
         run_live(reader, coach, stop, idle_end_s=args.idle_end)
     return 0
+
+
+def _phone_link(config: Config) -> PhoneLink | None:
+    """The BLE link to the rep's phone, or None when ``[phone] enabled = false``."""
+    if not config.phone.enabled:
+        return None
+    from firmware.phone.link import STATUS_FILE, PhoneLink
+    from firmware.phone.secret import PairingStore
+
+    state_dir = config.paths.resolve(config.paths.state_dir)
+    return PhoneLink(config.phone, PairingStore(state_dir), status_path=state_dir / STATUS_FILE)
 
 
 class LeasedCall:

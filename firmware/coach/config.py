@@ -31,7 +31,7 @@ class DynamicsConfig(Checked):
     baseline_delta_wpm: float = setting(15.0, ge=0.0, le=500.0)
     baseline_sustain_s: float = setting(20.0, ge=0.0, le=3600.0)
     # The rep's own baseline is trusted only after this much rep speech has been heard.
-    baseline_min_speech_s: float = setting(60.0, ge=0.0, le=36000.0)
+    baseline_min_speech_s: float = setting(60.0, gt=0.0, le=36000.0)  # a baseline needs some speech: 0 s divides by zero
     interruption_overlap_s: float = setting(1.0, gt=0.0, le=60.0)
     silence_after_question_s: float = setting(4.0, gt=0.0, le=600.0)
     # Transcripts often lose the question mark, and a rep who stops for 4 s has handed over the

@@ -14,4 +14,5 @@ cues, runtime) imports them; ``tests/test_light_imports.py`` checks that.
 - :mod:`~firmware.testing.spoken` - numbers as spoken words, for scoring recogniser output.
 - :mod:`~firmware.testing.render` - render a scripted call to audio with espeak-ng
   (``demo_call.toml`` is the ``parallax demo`` script).
+- :mod:`~firmware.testing.fakebluez` - a fake BlueZ on a private dbus-daemon, for bleak end to end.
 """
