@@ -119,3 +119,31 @@ def test_parallax_agent_bad_setup_is_one_line_and_exit_2(tmp_path: Path, capsys:
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0] == "parallax: error: no admin keys pinned ([fleet] admin_keys): the box could trust no update"
     assert err[1].startswith("parallax: error: TLS file not found:") and len(err) == 2
+
+
+def test_the_coach_counts_for_the_fleet_from_its_bus(tmp_path: Path) -> None:
+    """parallax run's hook: tips by moment kind, calls, RTF, the versions a call ran on and the ones it
+    fell back from; the tip's text never reaches the file."""
+    import dataclasses
+
+    from firmware.bus import EventBus
+    from firmware.cli.run import _count_for_the_fleet
+    from firmware.config import Config
+    from firmware.events import Summary, Tip
+
+    config = Config()
+    config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=tmp_path))
+    bus = EventBus()
+    _count_for_the_fleet(bus, config, None)
+    first = read_counters(counters_dir(tmp_path) / "coach.json")
+    assert first is not None and first["calls"] == 0 and first["phone_link"] == "absent"
+    bus.publish(Tip(t=1.0, tip_id="ab-1", call_id=1, moment="objection_price", text="Ask what they compare it with.", priority=50, ttl_s=10.0))
+    bus.publish(Summary(t=60.0, duration_s=60.0, cpu_s=3.0, extra={
+        "recognizer_rtf": 0.2, "recognizer_errors": 0, "versions": {"intent": "1.4.0"},
+        "model_fallbacks": ["intent 1.5.0 failed to load, call ran on 1.4.0: ModelError: bad"]}))
+    after = read_counters(counters_dir(tmp_path) / "coach.json")
+    assert after is not None
+    assert after["calls"] == 1 and after["calls_failed"] == 0 and after["recognizer_rtf"] == 0.2
+    assert after["tips_by_moment"] == {"objection_price": 1}
+    assert after["versions"] == {"intent": "1.4.0"} and after["fallbacks"] == {"intent": "1.5.0"}
+    assert "compare" not in (counters_dir(tmp_path) / "coach.json").read_text()

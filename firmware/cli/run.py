@@ -36,13 +36,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-def _count_for_the_fleet(bus: "EventBus", config: "Config") -> None:
+def _count_for_the_fleet(bus: EventBus, config: Config, link: PhoneLink | None) -> None:
     """The coach's counters file for the fleet agent (firmware/fleet/counters.py): written at start
     and at each call's end, from the bus; tip counts by moment kind, never a tip's text."""
     from firmware.events import Summary, Tip
     from firmware.fleet.counters import CoachCounters
 
     counters = CoachCounters(config.paths.resolve(config.paths.state_dir))
+
+    def phone_link() -> str:
+        return "absent" if link is None else "connected" if link.health().get("phone_connected") else "disconnected"
+
+    counters.set_phone_link(phone_link())
     counters.write()  # a new started_at: the agent counts coach restarts by it
 
     def on_event(event: object) -> None:
@@ -63,6 +68,7 @@ def _count_for_the_fleet(bus: "EventBus", config: "Config") -> None:
             # A call whose recognizer raised counts as failed: after an update that is the sign
             # of a model that loads but does not work.
             counters.call_ended(failed=bool(event.extra.get("recognizer_errors")), recognizer_rtf=rtf if isinstance(rtf, (int, float)) else None)
+            counters.set_phone_link(phone_link())
             counters.write()  # at the call's end, off the audio path
 
     bus.subscribe(on_event)  # type: ignore[arg-type]
@@ -93,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
         attach_outputs(bus, args.json_path, stack)
         follower = ModelFollower(config)  # models stay loaded between calls; changed ones reload at a call's start
         stack.callback(follower.store.close)
-        _count_for_the_fleet(bus, config)
         reader = stack.enter_context(TapReader(args.socket or config.bridge.tap_socket))
         link = _phone_link(config)
+        _count_for_the_fleet(bus, config, link)
         # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.
         coach_box = stack.enter_context(closing(CoachBox(config, phone=link, publish=bus.publish)))
         if link is not None:
