@@ -103,7 +103,8 @@ def in_range(leaf: Leaf) -> st.SearchStrategy[Any]:
 # random path is a missing file, not a setting out of range.
 # Lists of free strings (the fleet's pinned admin keys) likewise: a random string is a bad key, which
 # tests/test_fleet_units.py refuses on its own.
-TUNABLE = [leaf for leaf in LEAVES if leaf.hint not in (str, Path, tuple[str, ...])]
+# An optional path (Path | None) is a path too: text loads as a Path, which is no value "out of range".
+TUNABLE = [leaf for leaf in LEAVES if leaf.hint not in (str, Path, Path | None, tuple[str, ...])]
 
 
 @st.composite
