@@ -47,3 +47,7 @@ class PhoneLinkError(ParallaxError):
 
 class FleetError(ParallaxError):
     """A fleet message or update was rejected."""
+
+
+class SpeechStateError(ParallaxError):
+    """The speech layer's local state (the per-headset earpiece-leak estimate) cannot be written."""

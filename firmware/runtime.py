@@ -18,6 +18,7 @@ from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.bus import EventBus
 from firmware.config import Config
 from firmware.events import Summary
+from firmware.speech.leak import LeakStore
 from firmware.speech.pipeline import Annotator, SpeechPipeline
 from firmware.speech.recognizer import Recognizer, load_recognizer
 from firmware.speech.vad import SileroVad, VoiceDetector
@@ -83,8 +84,15 @@ class CallSink(Protocol):
 class CallSession:
     """Feed frames in call order; events go to ``bus``; ``end_call`` returns the summary."""
 
-    def __init__(self, config: Config, engines: Engines, bus: EventBus, *, lockstep: bool = False) -> None:
+    def __init__(self, config: Config, engines: Engines, bus: EventBus, *, lockstep: bool = False,
+                 leak_store: LeakStore | None = None) -> None:
+        """``leak_store``: where the headset's earpiece-leak estimate is read at the start and
+        written at the end of the call (``config.speech.leak_gate.headset_id``); None starts from
+        the configured level and keeps nothing (replays)."""
         self._config = config
+        self._leak_store = leak_store
+        headset = config.speech.leak_gate.headset_id
+        prior = leak_store.prior(headset, config.speech.leak_gate) if leak_store is not None else None
         self._bus = bus
         self.engines = engines
         self._activity_listeners: list[Callable[[FrameActivity], None]] = []
@@ -96,6 +104,7 @@ class CallSession:
             bus.publish,
             annotate=engines.annotate,
             lockstep=lockstep,
+            leak_prior=prior,
         )
         self.pipeline.start()
         self._ended = False
@@ -123,6 +132,10 @@ class CallSession:
         self._ended = True
         self.pipeline.finish()
         stats = self.pipeline.stats
+        leak = self.pipeline.leak_gate.estimator
+        learned = leak.result()
+        if self._leak_store is not None:
+            self._leak_store.record(self._config.speech.leak_gate.headset_id, learned)
         summary = Summary(
             t=self.now,
             duration_s=self.now,
@@ -137,6 +150,10 @@ class CallSession:
                 "recognizer_errors": stats.recognizer_errors,
                 "recognizer_rtf": stats.recognizer_busy_s / stats.recognized_audio_s if stats.recognized_audio_s else 0.0,
                 "leak_frames_muted": self.pipeline.leak_gate.frames_muted,
+                # The earpiece leak as measured (dB below the buyer), and the strong buyer frames
+                # this call measured it on (0: the call kept the headset's previous value).
+                "leak_db": round(learned.leak_db, 1),
+                "leak_call_frames": leak.call_frames,
                 **(extra or {}),
             },
         )

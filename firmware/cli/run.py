@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware.runtime import CallSession, load_engines
     from firmware.coach.build import CoachBox
     from firmware.coach.session import CoachedSession
+    from firmware.speech.leak import LeakStore
 
     if args.idle_end <= 0:
         raise ConfigError("--idle-end must be > 0")
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         reader = stack.enter_context(TapReader(args.socket or config.bridge.tap_socket))
         # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.
         coach_box = stack.enter_context(closing(CoachBox(config)))
-        coach = LiveCoach(lambda: CoachedSession(CallSession(config, engines, bus), coach_box, bus), bus)
+        # The headset's earpiece leak is measured on each call and kept for the next one.
+        leak_store = LeakStore.in_dir(config.paths.resolve(config.paths.state_dir))
+        coach = LiveCoach(
+            lambda: CoachedSession(CallSession(config, engines, bus, leak_store=leak_store), coach_box, bus), bus
+        )
         run_live(reader, coach, stop, idle_end_s=args.idle_end)
     return 0

@@ -104,6 +104,11 @@ class Coach:
                 self._cues.status("idle")  # the snooze ran out: coaching is back
             self._try_deliver()
 
+    def follow_leak(self, leak_db: Callable[[], float]) -> None:
+        """The onset guard reads the pipeline's measured earpiece leak (dB) instead of its default."""
+        with self._lock:
+            self._onset.leak_db = leak_db
+
     def on_audio(self, frame: CallFrame) -> None:
         """Optional: the frame's audio, before its activity, so tips never chase a rep onset."""
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from firmware.events import Speaker
@@ -33,12 +34,25 @@ class VadLevelConfig:
     release_db_per_s: float = 1.0
 
 
+_HEADSET_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def check_headset_id(headset_id: str) -> str:
+    """A headset id names a key in the state file: 1-64 letters, digits or ``. _ : -``."""
+    if not isinstance(headset_id, str) or not _HEADSET_ID.match(headset_id):
+        raise ValueError(f"headset id must be 1-64 letters, digits or . _ : -, got {headset_id!r}")
+    return headset_id
+
+
 @dataclass(frozen=True)
 class LeakGateConfig:
-    """The rep's mic hears the buyer from the earpiece at about -25 dB.
+    """The rep's mic hears the buyer from the earpiece; how loud depends on headset and volume.
 
-    A rep frame whose level is this far below the buyer's recent level is treated as leak
-    and muted before the VAD, so the buyer's voice never becomes rep speech.
+    A rep frame that is not ``margin_db`` louder than the leak expected from the buyer's recent
+    level is muted before the VAD, so the buyer's voice never becomes rep speech. The leak level
+    is measured on every call (``firmware.speech.leak``) and kept per headset across calls;
+    ``start_db`` is only where a headset never heard before starts (-25 dB: our call renderer's
+    level), worth ``start_weight_frames`` strong buyer frames against the call's own measurement.
     """
 
     enabled: bool = True
@@ -46,6 +60,34 @@ class LeakGateConfig:
     # The earpiece-to-mic path is delayed by device buffering: compare against the loudest
     # buyer frame in this window.
     window_ms: int = 100
+    # False: keep start_db for the whole call (no measurement), as before the estimator.
+    estimate: bool = True
+    start_db: float = -25.0
+    # Half a second of strong buyer speech: the start is a guess, the call soon outweighs it.
+    start_weight_frames: int = 25
+    # What the estimate carried over from earlier calls weighs at most (30 s of strong buyer
+    # speech): a call where the rep turned the volume up takes over within seconds.
+    max_prior_frames: int = 1500
+    # Strong buyer frames a call needs before its own measurement counts (1 s).
+    min_frames: int = 50
+    # Which headset's estimate to start from and keep. On the device one headset is plugged in
+    # per box; set this if reps swap headsets. ``parallax replay --headset`` overrides it.
+    headset_id: str = "default"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.margin_db <= 40.0:
+            raise ValueError(f"leak_gate.margin_db must be 0..40, got {self.margin_db}")
+        if not 20 <= self.window_ms <= 1000:
+            raise ValueError(f"leak_gate.window_ms must be 20..1000, got {self.window_ms}")
+        if not -70.0 <= self.start_db <= 0.0:
+            raise ValueError(f"leak_gate.start_db must be -70..0, got {self.start_db}")
+        if not 0 <= self.start_weight_frames <= self.max_prior_frames:
+            raise ValueError("leak_gate.start_weight_frames must be 0..max_prior_frames")
+        if not 1 <= self.max_prior_frames <= 100_000:
+            raise ValueError(f"leak_gate.max_prior_frames must be 1..100000, got {self.max_prior_frames}")
+        if not 25 <= self.min_frames <= 3000:
+            raise ValueError(f"leak_gate.min_frames must be 25..3000, got {self.min_frames}")
+        check_headset_id(self.headset_id)
 
 
 @dataclass(frozen=True)

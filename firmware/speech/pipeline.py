@@ -25,7 +25,7 @@ from firmware.speech.bandfill import fill_empty_band
 from firmware.speech.config import SpeechConfig
 from firmware.speech.guards import clean_transcript
 from firmware.speech.level import LevelNormaliser
-from firmware.speech.leak import LeakGate
+from firmware.speech.leak import LeakGate, LeakPrior
 from firmware.speech.recognizer import Recognizer
 from firmware.speech.segmenter import Segment, Segmenter
 from firmware.speech.vad import LevelledVad, VoiceDetector
@@ -71,7 +71,10 @@ class SpeechPipeline:
         *,
         annotate: Annotator | None = None,
         lockstep: bool = False,
+        leak_prior: LeakPrior | None = None,
     ) -> None:
+        """``leak_prior``: where the earpiece-leak estimate starts (the headset's last estimate);
+        None starts from ``config.leak_gate.start_db``."""
         self._config = config
         self._recognizer = recognizer
         self._on_utterance = on_utterance
@@ -91,7 +94,7 @@ class SpeechPipeline:
             for speaker in ("rep", "buyer")
         }
         self._dc = {"rep": _DcBlocker(), "buyer": _DcBlocker()}
-        self.leak_gate = LeakGate(config.leak_gate)
+        self.leak_gate = LeakGate(config.leak_gate, leak_prior)
         self._queue: DropQueue[Segment] = DropQueue(config.queue_segments)
         self._now = 0.0
         self._stop = threading.Event()
