@@ -150,6 +150,10 @@ class CallSession:
                 "recognizer_errors": stats.recognizer_errors,
                 "recognizer_rtf": stats.recognizer_busy_s / stats.recognized_audio_s if stats.recognized_audio_s else 0.0,
                 "leak_frames_muted": self.pipeline.leak_gate.frames_muted,
+                # Speech-like sound on a channel that no transcript covers: a whisper the VAD
+                # missed, speech the recogniser made nothing of (firmware.speech.sound).
+                "rep_untranscribed_speech_s": round(stats.untranscribed_s("rep"), 1),
+                "buyer_untranscribed_speech_s": round(stats.untranscribed_s("buyer"), 1),
                 # The earpiece leak as measured (dB below the buyer), and the strong buyer frames
                 # this call measured it on (0: the call kept the headset's previous value).
                 "leak_db": round(learned.leak_db, 1),

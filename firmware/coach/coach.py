@@ -75,7 +75,7 @@ class Coach:
         self._activity = ActivityTracker(config.dynamics, self._pace.asked_question_ending_at)
         self._policy = DeliveryPolicy(config.delivery)
         self._tips = TipWriter(playbook)
-        self._replies = ReplyWatch(config.dynamics)
+        self._replies = ReplyWatch(config.dynamics, self._activity.buyer_heard_end)
         self._onset = RepOnsetGuard()
         self._reader = BuyerReader(
             config.reading, config.delivery, playbook, self._tips.competitor_in, self._rep_onset_between, intent

@@ -91,6 +91,28 @@ class LeakGateConfig:
 
 
 @dataclass(frozen=True)
+class SoundConfig:
+    """Speech-like sound on a channel, whatever the VAD hears (``firmware.speech.sound``).
+
+    A frame counts as loud ``margin_db`` above the channel's noise floor; the channel carries
+    sound while ``min_frames`` of the last ``window_frames`` frames are loud. Chosen with
+    ``tools/calibrate_sound.py`` on held-out whispered and quiet speech over clean to poor lines.
+    """
+
+    margin_db: float = 6.0
+    window_frames: int = 10
+    min_frames: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.margin_db <= 40.0:
+            raise ValueError(f"sound.margin_db must be 1..40, got {self.margin_db}")
+        if not 1 <= self.window_frames <= 100:
+            raise ValueError(f"sound.window_frames must be 1..100, got {self.window_frames}")
+        if not 1 <= self.min_frames <= self.window_frames:
+            raise ValueError("sound.min_frames must be 1..window_frames")
+
+
+@dataclass(frozen=True)
 class RecognizerConfig:
     model: str = "whisper-tiny.en"
     num_threads: int = 1
@@ -110,6 +132,7 @@ class SpeechConfig:
     vad: VadConfig = VadConfig()
     vad_level: VadLevelConfig = VadLevelConfig()
     leak_gate: LeakGateConfig = LeakGateConfig()
+    sound: SoundConfig = SoundConfig()
     recognizer: RecognizerConfig = RecognizerConfig()
     # Chunks closer than this join into one segment: whole sentences transcribe far better.
     join_gap_s: float = 0.4
