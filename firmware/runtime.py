@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.bus import EventBus
 from firmware.config import Config
+from firmware.errors import SpeechStateError
 from firmware.events import Summary
 from firmware.speech.leak import LeakStore
 from firmware.speech.pipeline import Annotator, SpeechPipeline
@@ -135,7 +136,10 @@ class CallSession:
         leak = self.pipeline.leak_gate.estimator
         learned = leak.result()
         if self._leak_store is not None:
-            self._leak_store.record(self._config.speech.leak_gate.headset_id, learned)
+            try:
+                self._leak_store.record(self._config.speech.leak_gate.headset_id, learned)
+            except SpeechStateError as exc:  # the next call starts from an older value: not worth the summary
+                log.warning("%s", exc)
         summary = Summary(
             t=self.now,
             duration_s=self.now,

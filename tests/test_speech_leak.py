@@ -249,3 +249,15 @@ def test_an_assumed_level_is_what_fails_a_loud_headset(dry_call: Path) -> None:
             fooled["measured"] += measured.voiced(frame.end_t)
     assert fooled["measured"] == 0
     assert fooled["assumed"] > 100  # frames (2 s and more) of buyer speech taken for the rep
+
+
+def test_an_unwritable_state_dir_is_one_clear_error(tmp_path: Path) -> None:
+    """The store says what failed; CallSession.end_call logs it and still returns the summary."""
+    from firmware.errors import SpeechStateError
+
+    store = LeakStore.in_dir(tmp_path / "state")
+    (tmp_path / "state").write_text("")  # the state directory turned into a file
+    with pytest.raises(SpeechStateError, match="cannot write leak state"):
+        store.record("default", LeakPrior(-20.0, 100))
+    with pytest.raises(SpeechStateError, match="cannot read leak state"):
+        LeakStore.in_dir(tmp_path / "state")
