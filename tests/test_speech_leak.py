@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,3 +264,26 @@ def test_an_unwritable_state_dir_is_one_clear_error(tmp_path: Path) -> None:
         store.record("default", LeakPrior(-20.0, 100))
     with pytest.raises(SpeechStateError, match="cannot read leak state"):
         LeakStore.in_dir(tmp_path / "state")
+
+
+def _parallax(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "firmware", *args], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_replay_headset_id_is_checked_in_one_clear_line(dry_call: Path) -> None:
+    result = _parallax("replay", str(dry_call), "--headset", "../../etc")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("parallax: error:")] == [
+        next(line for line in result.stderr.splitlines() if "--headset" in line)]
+
+
+def test_replay_with_a_headset_keeps_its_leak(models_dir: Path, dry_call: Path, tmp_path: Path) -> None:
+    config = tmp_path / "parallax.toml"
+    config.write_text(f'[paths]\nmodels_dir = "{models_dir}"\nstate_dir = "{tmp_path / "state"}"\n')
+    result = _parallax("--config", str(config), "replay", str(dry_call), "--headset", "usb-0d8c-0014")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "state" / "leak.json").read_text())["headsets"]
+    assert list(saved) == ["usb-0d8c-0014"] and saved["usb-0d8c-0014"]["calls"] == 1
+    assert saved["usb-0d8c-0014"]["leak_db"] < -27.0  # the dry call leaks nothing: well under the start
