@@ -3,7 +3,7 @@
 How loud the leak is depends on the headset and on the volume the rep sets, so the box measures
 it on every call instead of assuming it. :class:`LeakEstimator` watches both parties' frame
 energies: while the buyer talks and the rep does not, the rep's mic carries the buyer's voice at
-the leak level, a few milliseconds late. The estimate is the median, over strong buyer frames, of
+the leak level, a few milliseconds late. The estimate is the median, over every strong buyer frame of the call, of
 the rep mic's energy above its own noise floor divided by the buyer's energy at the delay that
 correlates best (0-60 ms). The median ignores the frames where the rep talks over the buyer (a
 minority in any call); subtracting the mic's floor keeps room noise from reading as leak.
@@ -48,8 +48,13 @@ _UPDATE_EVERY_FRAMES = 25
 # above the mic's noise floor to be measured.
 _STRONG_WITHIN_DB = 15.0
 _FLOOR_PERCENTILE = 10.0
+# A mic this far above the leak the current estimate predicts is the rep talking, not leak; wide
+# enough that a headset leaking far louder than the estimate still pulls it up (-25 -> up to -5 dB).
+_REP_ABOVE_DB = 20.0
 _MAX_LAG_FRAMES = 3  # earpiece-to-mic delay searched: 0-60 ms of device buffering
 _MIN_DB, _MAX_DB = -70.0, 0.0
+_BIN_DB = 0.25  # histogram resolution of the per-frame ratios
+_BINS = int((_MAX_DB + 10.0 - _MIN_DB) / _BIN_DB)  # up to +10 dB: the rep's frames land above 0
 
 STATE_FILE = "leak.json"
 STATE_VERSION = 1
@@ -70,8 +75,12 @@ class LeakPrior:
 class LeakEstimator:
     """The buyer-to-rep-mic coupling in dB, measured on the call so far and blended with a prior.
 
-    ``observe`` is called once per frame on the audio thread: it stores two floats, and once a
-    second refits from the stored history (a few numpy passes over at most 3000 values).
+    ``observe`` is called once per frame on the audio thread: it stores two floats, and twice a
+    second judges the frames that arrived since (a few numpy passes over at most 3000 values).
+    Each strong buyer frame is judged once and adds its mic-over-buyer ratio to a histogram that
+    spans the whole call (one per candidate delay), so the estimate is the median over every
+    strong buyer frame of the call: a minute of the rep talking over the buyer's "mm-hm"s cannot
+    outvote the rest.
     """
 
     def __init__(self, config: LeakGateConfig, prior: LeakPrior | None = None) -> None:
@@ -80,6 +89,11 @@ class LeakEstimator:
         self._rep = np.zeros(_HISTORY_FRAMES)
         self._buyer = np.zeros(_HISTORY_FRAMES)
         self._n = 0  # frames observed
+        self._judged = _MAX_LAG_FRAMES  # frames before this one are in the histograms
+        lags = _MAX_LAG_FRAMES + 1
+        self._hist = np.zeros((lags, _BINS), np.int64)
+        # Per delay: n, sum x, sum y, sum xx, sum yy, sum xy of (buyer dB, mic dB) over strong frames.
+        self._moments = np.zeros((lags, 6))
         self.call_db: float | None = None  # this call's own measurement, once it has enough frames
         self.call_frames = 0  # strong buyer frames behind call_db
         self.lag_frames = 0
@@ -94,22 +108,68 @@ class LeakEstimator:
             self.update()
 
     def update(self) -> None:
-        """Refit from the history (also called at the end of a call)."""
+        """Judge the frames observed since the last update (also called at the end of a call)."""
         n = min(self._n, _HISTORY_FRAMES)
-        if n < _UPDATE_EVERY_FRAMES:
+        if n < _UPDATE_EVERY_FRAMES or self._judged >= self._n:
             return
-        start = self._n % _HISTORY_FRAMES if self._n > _HISTORY_FRAMES else 0
-        rep = np.roll(self._rep, -start)[:n] if start else self._rep[:n]
-        buyer = np.roll(self._buyer, -start)[:n] if start else self._buyer[:n]
-        measured = measure_leak(rep, buyer, min_frames=self._cfg.min_frames)
-        if measured is None:
+        first = self._n - n  # absolute index of the oldest stored frame
+        order = (np.arange(first, self._n)) % _HISTORY_FRAMES
+        rep, buyer = self._rep[order], self._buyer[order]
+        buyer_db = 10.0 * np.log10(buyer + _TINY)
+        loud = float(np.percentile(buyer_db, 95))
+        buyer_floor = float(np.percentile(buyer_db, _FLOOR_PERCENTILE))
+        new_from = max(self._judged, first + _MAX_LAG_FRAMES) - first  # index into rep/buyer
+        self._judged = self._n
+        if loud - buyer_floor < _STRONG_WITHIN_DB:
+            return  # the buyer has hardly spoken in the last minute: nothing to measure
+        # The mic's own floor: its quiet end while the buyer is quiet (nothing to leak; the rep talks
+        # in some of those frames, so the frames near a low percentile, not the median).
+        quiet = buyer_db < buyer_floor + 6.0
+        pool = rep[quiet] if np.count_nonzero(quiet) >= 25 else rep
+        low = float(np.percentile(pool, _FLOOR_PERCENTILE))
+        rep_floor = float(np.median(pool[pool <= 2.0 * low]))
+        rep_cap = 10 ** ((self.leak_db + _REP_ABOVE_DB) / 10)
+        y_pow = rep[new_from:]
+        y_db = 10.0 * np.log10(y_pow + _TINY)
+        for lag in range(_MAX_LAG_FRAMES + 1):
+            x_pow = buyer[new_from - lag : n - lag]
+            x_db = buyer_db[new_from - lag : n - lag]
+            # Strong buyer frames where the mic is not clearly the rep's own voice.
+            strong = (x_db >= loud - _STRONG_WITHIN_DB) & (y_pow <= x_pow * rep_cap)
+            if not strong.any():
+                continue
+            # Excess over the floor; below the floor's resolution (a tenth of it) a frame says only
+            # "no louder than this": a leak under the noise reads as that bound, never as a level.
+            excess = np.maximum(y_pow[strong] - rep_floor, 0.1 * rep_floor) + _TINY
+            ratio_db = 10.0 * np.log10(excess / x_pow[strong])
+            bins = np.clip(((ratio_db - _MIN_DB) / _BIN_DB).astype(np.int64), 0, _BINS - 1)
+            self._hist[lag] += np.bincount(bins, minlength=_BINS)
+            x, y = x_db[strong], y_db[strong]
+            self._moments[lag] += (len(x), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
+        self._refit()
+
+    def _refit(self) -> None:
+        best: tuple[float, int] | None = None
+        for lag in range(_MAX_LAG_FRAMES + 1):
+            k, sx, sy, sxx, syy, sxy = self._moments[lag]
+            if k < self._cfg.min_frames:
+                continue
+            vx, vy = sxx / k - (sx / k) ** 2, syy / k - (sy / k) ** 2
+            corr = (sxy / k - sx * sy / k**2) / math.sqrt(vx * vy) if vx > 0 and vy > 0 else 0.0
+            if best is None or corr > best[0] + 0.02:  # the shortest delay unless a longer is clearly better
+                best = (corr, lag)
+        if best is None:
             return
-        self.call_db, self.call_frames, self.lag_frames = measured
+        lag = best[1]
+        hist = self._hist[lag]
+        count = int(hist.sum())
+        median_bin = int(np.searchsorted(np.cumsum(hist), (count + 1) / 2))
+        self.call_db = min(max(_MIN_DB + (median_bin + 0.5) * _BIN_DB, _MIN_DB), _MAX_DB)
+        self.call_frames, self.lag_frames = count, lag
         # Blend in dB, each side weighted by the strong buyer frames behind it; the prior is capped
         # so a call where the rep turned the volume up moves the estimate within seconds.
         w_prior = min(self.prior.frames, self._cfg.max_prior_frames)
-        w_call = self.call_frames
-        self.leak_db = (self.prior.leak_db * w_prior + self.call_db * w_call) / (w_prior + w_call)
+        self.leak_db = (self.prior.leak_db * w_prior + self.call_db * count) / (w_prior + count)
 
     def result(self) -> LeakPrior:
         """What the next call on this headset starts from."""
@@ -117,49 +177,6 @@ class LeakEstimator:
         if self.call_db is None:
             return self.prior
         return LeakPrior(round(self.leak_db, 2), min(self.prior.frames + self.call_frames, self._cfg.max_prior_frames))
-
-
-def measure_leak(rep_power: np.ndarray, buyer_power: np.ndarray, *, min_frames: int) -> tuple[float, int, int] | None:
-    """(leak dB, strong buyer frames used, delay in frames) from per-frame powers, or None.
-
-    Robust to the rep's own speech (a median over frames) and to the mic's noise floor (subtracted
-    before the ratio). A leak far below the floor comes out at about the floor's detection limit,
-    an upper bound: that is what matters to a gate.
-    """
-    buyer_db = 10.0 * np.log10(buyer_power + _TINY)
-    loud = float(np.percentile(buyer_db, 95))
-    buyer_floor = float(np.percentile(buyer_db, _FLOOR_PERCENTILE))
-    if loud - buyer_floor < _STRONG_WITHIN_DB:
-        return None  # the buyer has hardly spoken yet
-    # The mic's own floor: its quiet end while the buyer is quiet (nothing to leak; the rep talks
-    # in some of those frames, so a low percentile, not the median).
-    quiet = buyer_db < buyer_floor + 6.0
-    pool = rep_power[quiet] if np.count_nonzero(quiet) >= 25 else rep_power
-    low = float(np.percentile(pool, _FLOOR_PERCENTILE))
-    # The floor's mean level: the median of the frames near that quiet end (the 10th percentile
-    # itself sits below the mean, and the shortfall would read as leak).
-    rep_floor = float(np.median(pool[pool <= 2.0 * low]))
-    strong_now = buyer_db >= loud - _STRONG_WITHIN_DB
-    rep_db = 10.0 * np.log10(rep_power + _TINY)
-    best: tuple[float, int] | None = None
-    for lag in range(_MAX_LAG_FRAMES + 1):
-        strong = strong_now[lag:] if lag else strong_now
-        x, y = buyer_db[: len(buyer_db) - lag][strong], rep_db[lag:][strong]
-        if len(x) < min_frames:
-            continue
-        corr = float(np.corrcoef(x, y)[0, 1]) if np.std(y) > 0 else 0.0
-        if best is None or corr > best[0] + 0.02:  # the shortest delay unless a longer is clearly better
-            best = (corr, lag)
-    if best is None:
-        return None
-    lag = best[1]
-    strong = strong_now[lag:] if lag else strong_now
-    excess = rep_power[lag:][strong] - rep_floor
-    ratio = np.median(excess / buyer_power[: len(buyer_power) - lag][strong])
-    # Below the floor's resolution: report the detection limit (leak power a tenth of the floor).
-    limit = 0.1 * rep_floor / float(np.median(buyer_power[: len(buyer_power) - lag][strong]))
-    leak_db = 10.0 * math.log10(max(float(ratio), limit, _TINY))
-    return min(max(leak_db, _MIN_DB), _MAX_DB), int(np.count_nonzero(strong)), lag
 
 
 class LeakGate:
