@@ -287,3 +287,22 @@ def test_replay_with_a_headset_keeps_its_leak(models_dir: Path, dry_call: Path, 
     saved = json.loads((tmp_path / "state" / "leak.json").read_text())["headsets"]
     assert list(saved) == ["usb-0d8c-0014"] and saved["usb-0d8c-0014"]["calls"] == 1
     assert saved["usb-0d8c-0014"]["leak_db"] < -27.0  # the dry call leaks nothing: well under the start
+
+
+def test_a_rep_monologue_over_buyer_backchannels_does_not_move_the_estimate(dry_call: Path) -> None:
+    """A long stretch where the rep talks and the buyer only says "mm-hm" under it: every strong
+    buyer frame then carries the rep's voice. It must not read as a loud leak (it once read 0 dB)."""
+    frames = list(leaky_frames(dry_call, -25.0))
+    gate = LeakGate(LeakGateConfig())
+    for frame in frames:
+        gate.apply(frame.rep, frame.buyer)
+    settled = gate.leak_db
+    rng = np.random.default_rng(4)
+    buyer_burst = next(f.buyer for f in frames if np.dot(f.buyer, f.buyer) / len(f.buyer) > 10 ** (-3.0))
+    drift = []
+    for i in range(90 * 50):  # 90 s: the rep talks on; every 3 s the buyer backchannels for 0.3 s
+        rep = rng.normal(0, 0.05, 320).astype(np.float32)
+        buyer = (buyer_burst if i % 150 < 15 else rng.normal(0, 0.005, 320)).astype(np.float32)
+        gate.apply(rep + np.float32(10 ** (-25 / 20)) * buyer, buyer)
+        drift.append(gate.leak_db)
+    assert max(abs(d - settled) for d in drift) < 1.5
