@@ -93,3 +93,7 @@ class StorageError(ParallaxError):
     """A file could not be written although its path was fine (disk full, I/O error)."""
 
     exit_status = EXIT_DEVICE_IO
+
+
+class SpeechStateError(ParallaxError):
+    """The speech layer's local state (the per-headset earpiece-leak estimate) cannot be written."""

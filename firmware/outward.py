@@ -31,7 +31,8 @@ _ENVELOPE = frozenset({"type", "v"})
 FLEET_SUMMARY_FIGURES = frozenset({
     "duration_s", "cpu_s",
     "utterances", "segments", "segments_dropped", "segments_empty", "partials", "partials_skipped",
-    "recognizer_errors", "recognizer_rtf", "leak_frames_muted",
+    "recognizer_errors", "recognizer_rtf", "leak_frames_muted", "leak_db", "leak_call_frames",
+    "rep_untranscribed_speech_s", "buyer_untranscribed_speech_s",
     "moments", "tips", "tips_expired", "tips_merged", "tips_held_back",
     "versions",
 })  # fmt: skip

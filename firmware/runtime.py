@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.bus import EventBus
 from firmware.config import Config
-from firmware.errors import ModelError
+from firmware.errors import ModelError, SpeechStateError
 from firmware.events import Summary
+from firmware.speech.leak import LeakStore
 from firmware.speech.pipeline import Annotator, SpeechPipeline
 from firmware.speech.recognizer import Recognizer
 from firmware.speech.vad import SileroVad, VoiceDetector
@@ -259,8 +260,15 @@ class CallSink(Protocol):
 class CallSession:
     """Feed frames in call order; events go to ``bus``; ``end_call`` returns the summary."""
 
-    def __init__(self, config: Config, engines: Engines, bus: EventBus, *, lockstep: bool = False) -> None:
+    def __init__(self, config: Config, engines: Engines, bus: EventBus, *, lockstep: bool = False,
+                 leak_store: LeakStore | None = None) -> None:
+        """``leak_store``: where the headset's earpiece-leak estimate is read at the start and
+        written at the end of the call (``config.speech.leak_gate.headset_id``); None starts from
+        the configured level and keeps nothing (replays)."""
         self._config = config
+        self._leak_store = leak_store
+        headset = config.speech.leak_gate.headset_id
+        prior = leak_store.prior(headset, config.speech.leak_gate) if leak_store is not None else None
         self._bus = bus
         self.engines = engines
         self._activity_listeners: list[Callable[[FrameActivity], None]] = []
@@ -272,6 +280,7 @@ class CallSession:
             bus.publish,
             annotate=engines.annotate,
             lockstep=lockstep,
+            leak_prior=prior,
         )
         self.pipeline.start()
         self._ended = False
@@ -299,6 +308,13 @@ class CallSession:
         self._ended = True
         self.pipeline.finish()
         stats = self.pipeline.stats
+        leak = self.pipeline.leak_gate.estimator
+        learned = leak.result()
+        if self._leak_store is not None:
+            try:
+                self._leak_store.record(self._config.speech.leak_gate.headset_id, learned)
+            except SpeechStateError as exc:  # the next call starts from an older value: not worth the summary
+                log.warning("%s", exc)
         summary = Summary(
             t=self.now,
             duration_s=self.now,
@@ -315,6 +331,14 @@ class CallSession:
                 "leak_frames_muted": self.pipeline.leak_gate.frames_muted,
                 "versions": dict(self.engines.versions),  # the model versions this call ran on (firmware/outward.py lets the fleet see them)
                 **({"model_fallbacks": list(self.engines.fallbacks)} if self.engines.fallbacks else {}),
+                # Speech-like sound on a channel that no transcript covers: a whisper the VAD
+                # missed, speech the recogniser made nothing of (firmware.speech.sound).
+                "rep_untranscribed_speech_s": round(stats.untranscribed_s("rep"), 1),
+                "buyer_untranscribed_speech_s": round(stats.untranscribed_s("buyer"), 1),
+                # The earpiece leak as measured (dB below the buyer), and the strong buyer frames
+                # this call measured it on (0: the call kept the headset's previous value).
+                "leak_db": round(learned.leak_db, 1),
+                "leak_call_frames": leak.call_frames,
                 **(extra or {}),
             },
         )

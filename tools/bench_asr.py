@@ -157,6 +157,8 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=0, help="only the first N calls")
     ap.add_argument("--latency", action="store_true", help="also replay at --speed 1 to measure utterance latency")
     ap.add_argument("--no-baseline", action="store_true", help="skip faster-whisper")
+    ap.add_argument("--corpus", type=Path, default=CORPUS.parent,
+                    help="corpus directory with calls/ (default: the dev corpus; e.g. ../shared/corpus/dev-kokoro)")
     args = ap.parse_args()
 
     import dataclasses
@@ -177,9 +179,9 @@ def main() -> int:
         base, speech=dataclasses.replace(base.speech, partial_parties=(),
                                          recognizer=dataclasses.replace(base.speech.recognizer, model=args.model))
     )
-    calls = sorted(CORPUS.glob("*.wav"))[: args.calls or None]
+    calls = sorted((args.corpus / "calls").glob("*.wav"))[: args.calls or None]
     if not calls:
-        print(f"no dev calls at {CORPUS}", file=sys.stderr)
+        print(f"no calls at {args.corpus / 'calls'}", file=sys.stderr)
         return 2
     engines = load_engines(config)
     plain = engines.recognizer

@@ -38,3 +38,7 @@ class FrameActivity:
     t: float
     rep_speaking: bool
     buyer_speaking: bool
+    # Speech-like sound on the channel (level well above its noise floor, sustained), heard or not
+    # by the VAD: a whisper the VAD misses is still not silence (``firmware.speech.sound``).
+    rep_sound: bool = False
+    buyer_sound: bool = False

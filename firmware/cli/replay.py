@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--speed", default="max", help="'max' (default, as fast as possible) or a factor such as 1 (real time)")
     p.add_argument("--json", dest="json_path", help="write events as JSON lines to PATH ('-' for stdout)")
     p.add_argument("--report", type=Path, help="write a one-file HTML timeline (speech, moments, tips, cues) to PATH")
+    p.add_argument("--headset", metavar="ID",
+                   help="start from, and keep, this headset's measured earpiece leak in the configured state "
+                        "directory (without it a replay starts from speech.leak_gate.start_db and keeps nothing)")
     p.set_defaults(handler=run)
 
 
@@ -48,6 +51,20 @@ def run(args: argparse.Namespace) -> int:
 
     # Everything that can be refused is refused before models load or an output is opened.
     config = load_config(args.config)
+    leak_store = None
+    headset = getattr(args, "headset", None)  # parallax demo reuses this handler without it
+    if headset is not None:
+        from firmware.errors import ConfigError
+        from firmware.speech.config import check_headset_id
+        from firmware.speech.leak import LeakStore
+
+        try:
+            check_headset_id(headset)
+        except ValueError as exc:
+            raise ConfigError(f"--headset: {exc}") from None
+        leak_gate = dataclasses.replace(config.speech.leak_gate, headset_id=headset)
+        config = dataclasses.replace(config, speech=dataclasses.replace(config.speech, leak_gate=leak_gate))
+        leak_store = LeakStore.in_dir(config.paths.resolve(config.paths.state_dir))
     speed = parse_speed(args.speed)
     channels = parse_channel_map(args.channels)
     report_option = getattr(args, "report", None)  # parallax demo reuses this handler without it
@@ -72,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                              publish=bus.publish))
         )
         engines = load_engines(config)
-        session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None))
+        session = stack.enter_context(CallSession(config, engines, bus, lockstep=speed is None, leak_store=leak_store))
         coached = stack.enter_context(CoachedSession(session, coach_box, bus))
         replay_call(args.call, coached, speed=speed, channels=channels)
         # Inside the block: a failing report discards the JSON too, so no run leaves half its outputs.

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from firmware.runtime import CallSink, ModelFollower
     from firmware.store import CallLease
     from firmware.phone.link import PhoneLink
+    from firmware.speech.leak import LeakStore
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware.cli.output import attach_outputs
     from firmware.runtime import ModelFollower
     from firmware.coach.build import CoachBox
+    from firmware.speech.leak import LeakStore
 
     if args.idle_end <= 0:
         raise ConfigError("--idle-end must be > 0")
@@ -112,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGUSR1, lambda signum, frame: link.enter_pairing())
             link.start()
             stack.callback(link.stop)  # stopped (and joined) before the box closes
-        coach = LiveCoach(session_opener(config, follower, coach_box, bus), bus)
+        # The headset's earpiece leak is measured on each call and kept for the next one.
+        leak_store = LeakStore.in_dir(config.paths.resolve(config.paths.state_dir))
+        coach = LiveCoach(session_opener(config, follower, coach_box, bus, leak_store=leak_store), bus)
         run_live(reader, coach, stop, idle_end_s=args.idle_end)
     return 0
 
@@ -155,16 +159,19 @@ class LeasedCall:
 
 
 def session_opener(
-    config: Config, follower: ModelFollower, coach_box: CoachBox, bus: EventBus
+    config: Config, follower: ModelFollower, coach_box: CoachBox, bus: EventBus, leak_store: LeakStore | None = None
 ) -> Callable[[int], CallSink]:
-    """What :class:`~firmware.audio.live.LiveCoach` calls at each call's start (the coach's thread)."""
+    """What :class:`~firmware.audio.live.LiveCoach` calls at each call's start (the coach's thread).
+    ``leak_store``: where the headset's measured earpiece leak is kept between calls (None: not kept)."""
     from firmware.coach.session import CoachedSession
     from firmware.runtime import CallSession
 
     def open_session(call_id: int) -> CallSink:
         engines, lease = follower.start_call()
         try:
-            session = CoachedSession(CallSession(config, engines, bus), coach_box, bus, call_id=call_id)
+            session = CoachedSession(
+                CallSession(config, engines, bus, leak_store=leak_store), coach_box, bus, call_id=call_id
+            )
             return LeasedCall(session, lease)
         except BaseException:
             lease.release()

@@ -5,6 +5,11 @@ buyer line carries no rep audio); a rep burst that starts while the buyer is tal
 ``leak_min_rep_burst_s`` before it counts, because the buyer leaking from the earpiece into the
 rep's mic looks exactly like that. Delivery gating uses the raw rep flag (any rep sound blocks a
 tip), everything measured uses the confirmed rep speech.
+
+Silence is the absence of sound, not of what the VAD hears: a buyer frame with speech-like sound
+(``FrameActivity.buyer_sound``: level well above the line's floor, sustained) that the VAD missed,
+a breathy whisper say, still answers the rep's question and ends a silence. Talk time, turns and
+monologues stay on the VAD, whose speech the box can transcribe.
 """
 
 from __future__ import annotations
@@ -58,9 +63,11 @@ class ActivityTracker:
         self.rep_raw_last_end = float("-inf")
         self.rep_last_end = float("-inf")  # confirmed rep speech
         self.buyer_last_end = float("-inf")
+        self.buyer_heard_last_end = float("-inf")  # VAD speech or speech-like sound
         # Confirmed rep onsets (turn starts) and merged buyer speech spans, for reply timing.
         self.rep_onsets: deque[float] = deque(maxlen=256)
         self._buyer_spans: deque[list[float]] = deque(maxlen=256)
+        self._buyer_heard_spans: deque[list[float]] = deque(maxlen=256)
         self._burst_start: float | None = None
         self._burst_contested = False
         self._burst_confirmed = False
@@ -79,6 +86,8 @@ class ActivityTracker:
         rep_counted = False
         if frame.buyer_speaking:
             self._on_buyer_speech(start, end, hits)
+        elif frame.buyer_sound:
+            self._on_buyer_heard(start, end, hits)
         if frame.rep_speaking:
             rep_counted = self._on_rep_raw(start, end, hits)
         else:
@@ -111,6 +120,15 @@ class ActivityTracker:
     def buyer_spoke_between(self, a: float, b: float) -> bool:
         return any(s < b and e > a for s, e in self._buyer_spans)
 
+    def buyer_heard_end(self, t: float) -> float:
+        """Where the buyer's sound (VAD or not) that goes on at ``t`` ends; ``t`` if none does."""
+        for s, e in reversed(self._buyer_heard_spans):
+            if s <= t + _CONTINUE_S and e >= t - _CONTINUE_S:
+                return max(t, e)
+            if e < t - _CONTINUE_S:
+                break
+        return t
+
     def buyer_end_before(self, t: float) -> float | None:
         ends = [e for s, e in self._buyer_spans if s < t]
         return max(ends) if ends else None
@@ -119,9 +137,18 @@ class ActivityTracker:
     def _buyer_active(self, t: float) -> bool:
         return self.buyer_last_end >= t - _ACTIVE_S
 
-    def _on_buyer_speech(self, start: float, end: float, hits: list[DynamicHit]) -> None:
-        if self.rep_last_end > self.buyer_last_end and start >= self.rep_last_end:
+    def _on_buyer_heard(self, start: float, end: float, hits: list[DynamicHit]) -> None:
+        """A buyer frame with sound (VAD speech or not): it ends any silence after the rep."""
+        if self.rep_last_end > self.buyer_heard_last_end and start >= self.rep_last_end:
             self._maybe_long_silence(self.rep_last_end, start, hits)  # the buyer answers a question
+        self.buyer_heard_last_end = end
+        if self._buyer_heard_spans and start - self._buyer_heard_spans[-1][1] < _CONTINUE_S:
+            self._buyer_heard_spans[-1][1] = end
+        else:
+            self._buyer_heard_spans.append([start, end])
+
+    def _on_buyer_speech(self, start: float, end: float, hits: list[DynamicHit]) -> None:
+        self._on_buyer_heard(start, end, hits)
         self.buyer_talk_s += FRAME_S
         if self._buyer_spans and start - self._buyer_spans[-1][1] < _CONTINUE_S:
             self._buyer_spans[-1][1] = end
@@ -192,8 +219,8 @@ class ActivityTracker:
 
     def _check_silence(self, resume: float, hits: list[DynamicHit]) -> None:
         rep_end = self.rep_last_end
-        if rep_end <= self.buyer_last_end:
-            return  # the buyer spoke last: not a silence after a rep question
+        if rep_end <= self.buyer_heard_last_end:
+            return  # the buyer spoke (or sounded) last: not a silence after a rep question
         self._maybe_long_silence(rep_end, resume, hits)
 
     def _maybe_long_silence(self, rep_end: float, resume: float, hits: list[DynamicHit]) -> None:
@@ -210,7 +237,7 @@ class ActivityTracker:
                 self.interruptions += 1
                 hits.append(DynamicHit("interruption", "rep", self._interrupt_start, self.buyer_last_end, self.now))
             self._interrupt_start = None
-        if now == float("inf") and self.rep_last_end > self.buyer_last_end:
+        if now == float("inf") and self.rep_last_end > self.buyer_heard_last_end:
             # A question left hanging until the call ended is still a long silence.
             self._maybe_long_silence(self.rep_last_end, self.now, hits)
 

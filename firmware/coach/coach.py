@@ -97,7 +97,7 @@ class Coach:
         self._activity = ActivityTracker(config.dynamics, self._pace.asked_question_ending_at)
         self._policy = DeliveryPolicy(config.delivery)
         self._tips = TipWriter(playbook)
-        self._replies = ReplyWatch(config.dynamics)
+        self._replies = ReplyWatch(config.dynamics, self._activity.buyer_heard_end)
         self._onset = RepOnsetGuard()
         self._reader = BuyerReader(
             config.reading, config.delivery, playbook, self._tips.competitor_in, self._rep_onset_between, intent
@@ -129,6 +129,11 @@ class Coach:
                 self._cues.status("idle")  # the snooze ran out: coaching is back
                 self._announce_status()
             self._try_deliver()
+
+    def follow_leak(self, leak_db: Callable[[], float]) -> None:
+        """The onset guard reads the pipeline's measured earpiece leak (dB) instead of its default."""
+        with self._lock:
+            self._onset.leak_db = leak_db
 
     def on_audio(self, frame: CallFrame) -> None:
         """Optional: the frame's audio, before its activity, so tips never chase a rep onset."""

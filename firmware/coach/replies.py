@@ -16,6 +16,7 @@ from firmware.coach.config import DynamicsConfig
 _JUDGE_TIMEOUT_S = 20.0
 # A rep onset this early in the buyer's turn is a backchannel, not the answer.
 _MIN_INTO_TURN_S = 0.3
+_EDGE_S = 0.1
 
 
 @dataclass
@@ -39,8 +40,11 @@ class ReplyOutcome:
 
 
 class ReplyWatch:
-    def __init__(self, config: DynamicsConfig) -> None:
+    def __init__(self, config: DynamicsConfig, buyer_heard_end: Callable[[float], float] | None = None) -> None:
+        """``buyer_heard_end(t)``: where the buyer's sound going on at ``t`` ends (VAD or not), so a
+        reply is timed from the end of what the buyer audibly said, not of what was transcribed."""
         self._cfg = config
+        self._buyer_heard_end = buyer_heard_end or (lambda t: t)
         self._watches: list[_Watch] = []
         self._rep_spans: deque[tuple[float, float, bool]] = deque(maxlen=64)
 
@@ -72,7 +76,11 @@ class ReplyWatch:
 
     def _judge(self, w: _Watch, now: float, final: bool) -> ReplyOutcome | None:
         assert w.onset is not None
-        gap = w.onset - w.end
+        # The buyer may go on audibly (softly, or trailing off) after the transcript's end; within
+        # _EDGE_S that is only where frames and the VAD put the edge.
+        heard = min(self._buyer_heard_end(w.end), w.onset)
+        buyer_end = heard if heard - w.end > _EDGE_S else w.end
+        gap = w.onset - buyer_end
         paused = gap >= self._cfg.considered_pause_s
         reply = next((s for s in self._rep_spans if w.onset - 0.5 <= s[0] <= w.onset + 1.5), None)
         if reply is None and not paused and not final and now - w.onset < _JUDGE_TIMEOUT_S:
@@ -80,7 +88,7 @@ class ReplyWatch:
         asked = reply is not None and reply[2]
         return ReplyOutcome(
             kind=w.kind,
-            buyer_end=w.end,
+            buyer_end=buyer_end,
             onset=w.onset,
             gap_s=gap,
             quick=-self._cfg.interruption_overlap_s < gap < self._cfg.quick_reply_s,

@@ -24,6 +24,8 @@ class CoachedSession:
         self.coach: Coach = box.start_call(
             bus.publish, intent=session.engines.intent, call_id=call_id, playbook=session.engines.playbook
         )
+        leak_gate = session.pipeline.leak_gate
+        self.coach.follow_leak(lambda: leak_gate.leak_db)
         self._unsubscribe = bus.subscribe(self.coach.on_event)
         session.on_activity(self._on_activity)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from firmware.events import Speaker
@@ -35,19 +36,73 @@ class VadLevelConfig(Checked):
     release_db_per_s: float = setting(1.0, gt=0.0, le=100.0)
 
 
+_HEADSET_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def check_headset_id(headset_id: str) -> str:
+    """A headset id names a key in the state file: 1-64 letters, digits or ``. _ : -``."""
+    if not isinstance(headset_id, str) or not _HEADSET_ID.match(headset_id):
+        raise ValueError(f"headset id must be 1-64 letters, digits or . _ : -, got {headset_id!r}")
+    return headset_id
+
+
 @dataclass(frozen=True)
 class LeakGateConfig(Checked):
-    """The rep's mic hears the buyer from the earpiece at about -25 dB.
+    """The rep's mic hears the buyer from the earpiece; how loud depends on headset and volume.
 
-    A rep frame whose level is this far below the buyer's recent level is treated as leak
-    and muted before the VAD, so the buyer's voice never becomes rep speech.
+    A rep frame that is not ``margin_db`` louder than the leak expected from the buyer's recent
+    level is muted before the VAD, so the buyer's voice never becomes rep speech. The leak level
+    is measured on every call (``firmware.speech.leak``) and kept per headset across calls;
+    ``start_db`` is only where a headset never heard before starts (-25 dB: our call renderer's
+    level), worth ``start_weight_frames`` strong buyer frames against the call's own measurement.
     """
 
     enabled: bool = setting(True)
     margin_db: float = setting(12.0, ge=0.0, le=60.0)
     # The earpiece-to-mic path is delayed by device buffering: compare against the loudest
     # buyer frame in this window.
-    window_ms: int = setting(100, ge=20, le=2000)
+    window_ms: int = setting(100, ge=20, le=1000)
+    # False: keep start_db for the whole call (no measurement), as before the estimator.
+    estimate: bool = setting(True)
+    start_db: float = setting(-25.0, ge=-70.0, le=0.0)
+    # Half a second of strong buyer speech: the start is a guess, the call soon outweighs it.
+    start_weight_frames: int = setting(25, ge=0, le=100_000)
+    # What the estimate carried over from earlier calls weighs at most (30 s of strong buyer
+    # speech): a call where the rep turned the volume up takes over within seconds.
+    max_prior_frames: int = setting(1500, ge=1, le=100_000)
+    # Strong buyer frames a call needs before its own measurement counts (1 s).
+    min_frames: int = setting(50, ge=25, le=3000)
+    # Which headset's estimate to start from and keep. On the device one headset is plugged in
+    # per box; set this if reps swap headsets. ``parallax replay --headset`` overrides it.
+    headset_id: str = setting("default", nonempty=True)
+
+    RULES = (
+        rule("start_weight_frames <= max_prior_frames", "start_weight_frames", "max_prior_frames",
+             holds=lambda start, prior: start <= prior),
+        rule("headset_id of 1-64 letters, digits or . _ : -", "headset_id",
+             holds=lambda h: bool(_HEADSET_ID.match(h))),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SoundConfig(Checked):
+    """Speech-like sound on a channel, whatever the VAD hears (``firmware.speech.sound``).
+
+    A frame counts as loud ``margin_db`` above the channel's noise floor; the channel carries
+    sound while ``min_frames`` of the last ``window_frames`` frames are loud. Chosen with
+    ``tools/calibrate_sound.py`` on held-out whispered and quiet speech over clean to poor lines
+    (24 channels, seed 5): 6 dB flags 51% of the frames inside spoken lines (the rest are mostly the
+    gaps between words) and 0.18% of pause frames, never 0.5 s in a row; 4 dB flagged 61% but 9.9%
+    of pauses on a line whose noise swells by 4 dB.
+    """
+
+    margin_db: float = setting(6.0, ge=1.0, le=40.0)
+    window_frames: int = setting(10, ge=1, le=100)
+    min_frames: int = setting(5, ge=1, le=100)
+
+    RULES = (
+        rule("min_frames <= window_frames", "min_frames", "window_frames", holds=lambda lo, n: lo <= n),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,6 +125,7 @@ class SpeechConfig(Checked):
     vad: VadConfig = VadConfig()
     vad_level: VadLevelConfig = VadLevelConfig()
     leak_gate: LeakGateConfig = LeakGateConfig()
+    sound: SoundConfig = SoundConfig()
     recognizer: RecognizerConfig = RecognizerConfig()
     # Chunks closer than this join into one segment: whole sentences transcribe far better.
     join_gap_s: float = setting(0.4, ge=0.0, le=5.0)

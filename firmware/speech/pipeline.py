@@ -25,9 +25,10 @@ from firmware.speech.bandfill import fill_empty_band
 from firmware.speech.config import SpeechConfig
 from firmware.speech.guards import clean_transcript
 from firmware.speech.level import LevelNormaliser
-from firmware.speech.leak import LeakGate
+from firmware.speech.leak import LeakGate, LeakPrior
 from firmware.speech.recognizer import Recognizer
 from firmware.speech.segmenter import Segment, Segmenter
+from firmware.speech.sound import SoundMeter
 from firmware.speech.vad import LevelledVad, VoiceDetector
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,19 @@ class PipelineStats:
     recognized_audio_s: float = 0.0
     recognizer_busy_s: float = 0.0
     per_speaker: dict[str, int] = field(default_factory=lambda: {"rep": 0, "buyer": 0})
+    # Spans of speech-like sound and of transcribed utterances per party, for what went untranscribed.
+    sound_spans: dict[str, list[list[float]]] = field(default_factory=lambda: {"rep": [], "buyer": []})
+    utterance_spans: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {"rep": [], "buyer": []})
+
+    def untranscribed_s(self, speaker: str, margin_s: float = 0.3) -> float:
+        """Seconds of speech-like sound on ``speaker``'s channel outside every transcribed utterance
+        of theirs (each widened by ``margin_s``: the VAD's edges are not the words' edges)."""
+        spans = sorted((s - margin_s, e + margin_s) for s, e in self.utterance_spans[speaker])
+        total = 0.0
+        for start, end in self.sound_spans[speaker]:
+            covered = sum(max(0.0, min(end, e) - max(start, s)) for s, e in spans if s < end and e > start)
+            total += max(0.0, (end - start) - covered)
+        return total
 
 
 class _DcBlocker:
@@ -71,7 +85,10 @@ class SpeechPipeline:
         *,
         annotate: Annotator | None = None,
         lockstep: bool = False,
+        leak_prior: LeakPrior | None = None,
     ) -> None:
+        """``leak_prior``: where the earpiece-leak estimate starts (the headset's last estimate);
+        None starts from ``config.leak_gate.start_db``."""
         self._config = config
         self._recognizer = recognizer
         self._on_utterance = on_utterance
@@ -91,7 +108,8 @@ class SpeechPipeline:
             for speaker in ("rep", "buyer")
         }
         self._dc = {"rep": _DcBlocker(), "buyer": _DcBlocker()}
-        self.leak_gate = LeakGate(config.leak_gate)
+        self._sound = {"rep": SoundMeter(config.sound), "buyer": SoundMeter(config.sound)}
+        self.leak_gate = LeakGate(config.leak_gate, leak_prior)
         self._queue: DropQueue[Segment] = DropQueue(config.queue_segments)
         self._now = 0.0
         self._stop = threading.Event()
@@ -122,13 +140,27 @@ class SpeechPipeline:
         rep = self._dc["rep"](frame.rep)
         buyer = self._dc["buyer"](frame.buyer)
         rep = self.leak_gate.apply(rep, buyer)
+        # After the gate: the buyer's leak is not the rep's sound.
+        rep_sound, buyer_sound = self._sound["rep"].accept(rep), self._sound["buyer"].accept(buyer)
+        self._note_sound("rep", rep_sound, frame.t, frame.end_t)
+        self._note_sound("buyer", buyer_sound, frame.t, frame.end_t)
         closed = self._segmenters["rep"].accept(rep) + self._segmenters["buyer"].accept(buyer)
         self._submit(closed)
         for speaker in self._config.partial_parties:
             partial = self._segmenters[speaker].take_partial(self._config.partial_first_s, self._config.partial_every_s)
             if partial is not None:
                 self._submit_partial(partial)
-        return FrameActivity(frame.t, self._segmenters["rep"].in_speech, self._segmenters["buyer"].in_speech)
+        return FrameActivity(frame.t, self._segmenters["rep"].in_speech, self._segmenters["buyer"].in_speech,
+                             rep_sound, buyer_sound)
+
+    def _note_sound(self, speaker: Speaker, sound: bool, start: float, end: float) -> None:
+        if not sound:
+            return
+        spans = self.stats.sound_spans[speaker]
+        if spans and start - spans[-1][1] < 1e-6:
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
 
     def finish(self) -> None:
         """End of call: close open segments and wait until every queued one is transcribed."""
@@ -203,6 +235,7 @@ class SpeechPipeline:
             return
         self.stats.utterances += 1
         self.stats.per_speaker[speaker] += 1
+        self.stats.utterance_spans[speaker].append((segment.start, segment.end))
         self._on_utterance(
             Utterance(
                 t=max(self._now, segment.end),

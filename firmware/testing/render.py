@@ -1,7 +1,7 @@
 """Render a scripted call to a two-channel 16 kHz WAV shaped like the box's real inputs.
 
 Channel 0 is the rep's headset mic: wideband speech, a little room noise and the buyer leaking
-from the earpiece at -25 dB. Channel 1 is the buyer over a phone line: 8 kHz, mu-law,
+from the earpiece at -25 dB (``leak_db``). Channel 1 is the buyer over a phone line: 8 kHz, mu-law,
 300-3400 Hz, line noise. espeak-ng does the speaking (a Debian package, installed at set-up).
 """
 
@@ -81,16 +81,19 @@ def write_call(
     *,
     phone_line: Callable[[np.ndarray], np.ndarray],
     room: Callable[[np.ndarray], np.ndarray],
+    leak_db: float | None = _LEAK_DB,
 ) -> None:
     """Lay each clip at its utterance's start on its speaker's channel, pass the buyer through
-    ``phone_line`` and the rep's mic through ``room``, add the earpiece leak to the mic and write
-    a 16-bit two-channel WAV (0 rep, 1 buyer), the dev corpus's layout."""
+    ``phone_line`` and the rep's mic through ``room``, add the earpiece leak (``leak_db`` below
+    the buyer, None for a headset that leaks nothing) to the mic and write a 16-bit two-channel
+    WAV (0 rep, 1 buyer), the dev corpus's layout."""
     rep, buyer = np.zeros(total), np.zeros(total)
     for clip, u in zip(clips, placed):
         lo = int(round(float(u["start"]) * RATE_HZ))  # type: ignore[arg-type]
         (rep if u["speaker"] == "rep" else buyer)[lo : lo + len(clip)] += clip
     buyer = np.asarray(phone_line(buyer), dtype=np.float64)
-    leak = np.concatenate((np.zeros(_LEAK_DELAY), buyer[:-_LEAK_DELAY])) * 10 ** (_LEAK_DB / 20)
+    gain = 0.0 if leak_db is None else 10 ** (leak_db / 20)
+    leak = np.concatenate((np.zeros(_LEAK_DELAY), buyer[:-_LEAK_DELAY])) * gain
     stereo = np.clip(np.stack([room(rep) + leak, buyer], axis=1), -1, 1)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(out_wav), "wb") as w:
@@ -100,8 +103,12 @@ def write_call(
         w.writeframes(np.round(stereo * 32767).astype("<i2").tobytes())
 
 
-def render_call(script: Path, out_wav: Path, *, seed: int = 7) -> dict[str, object]:
-    """Write ``out_wav`` and ``out_wav.with_suffix('.json')`` (ground truth like the dev corpus)."""
+def render_call(script: Path, out_wav: Path, *, seed: int = 7, leak_db: float | None = _LEAK_DB,
+                room_noise_db: float = -50.0) -> dict[str, object]:
+    """Write ``out_wav`` and ``out_wav.with_suffix('.json')`` (ground truth like the dev corpus).
+
+    ``leak_db``: the earpiece leak into the rep's mic relative to the buyer (None: no leak);
+    ``room_noise_db``: the mic's noise floor in dBFS."""
     meta, lines = load_script(script)
     rng = np.random.default_rng(seed)
     clips, placed, cursor = [], [], 0.0
@@ -117,7 +124,8 @@ def render_call(script: Path, out_wav: Path, *, seed: int = 7) -> dict[str, obje
     write_call(
         out_wav, clips, placed, total,
         phone_line=lambda buyer: _phone_line(buyer, rng),
-        room=lambda rep: rep + rng.normal(0, 10 ** (-50 / 20), len(rep)),
+        room=lambda rep: rep + rng.normal(0, 10 ** (room_noise_db / 20), len(rep)),
+        leak_db=leak_db,
     )  # fmt: skip
     truth = {"call_id": meta.get("call_id", out_wav.stem), "sample_rate": RATE_HZ, "channels": {"0": "rep", "1": "buyer"},
              "duration_s": round(total / RATE_HZ, 3), "utterances": placed}
