@@ -88,7 +88,7 @@ def default_loaders(config: Config) -> dict[str, Loader]:
         from firmware.intent import IntentClassifier
 
         manifest.verify()
-        return IntentClassifier(manifest.directory, config.intent)
+        return IntentClassifier.from_manifest(manifest, config.intent)
 
     def playbook(manifest: Manifest) -> Playbook:
         from firmware.coach.playbook import load_playbook

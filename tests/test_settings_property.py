@@ -299,7 +299,7 @@ def test_the_real_vad_takes_every_allowed_edge_quietly(edge: dict[str, float], m
     from firmware.speech.config import VadConfig
     from firmware.speech.vad import SileroVad
 
-    vad = SileroVad(models_dir / "silero-vad" / "silero_vad.onnx", VadConfig(**edge))  # type: ignore[arg-type]
+    vad = SileroVad(models_dir / "silero-vad" / "current" / "silero_vad.onnx", VadConfig(**edge))  # type: ignore[arg-type]
     noise = np.random.default_rng(1).normal(0, 0.2, RATE).astype(np.float32)
     for i in range(0, noise.size, 320):
         vad.accept(noise[i : i + 320])
