@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware.runtime import CallSession, load_engines
     from firmware.coach.build import CoachBox
     from firmware.coach.session import CoachedSession
+    from firmware.systemd import Notifier
 
     if args.idle_end <= 0:
         raise ConfigError("--idle-end must be > 0")
@@ -51,5 +52,10 @@ def run(args: argparse.Namespace) -> int:
         # The LED, motor, button and mastery outlive calls; each call gets a fresh coach.
         coach_box = stack.enter_context(closing(CoachBox(config)))
         coach = LiveCoach(lambda: CoachedSession(CallSession(config, engines, bus), coach_box, bus), bus)
-        run_live(reader, coach, stop, idle_end_s=args.idle_end)
+        notifier = stack.enter_context(closing(Notifier()))
+        notifier.ready("waiting for the bridge's taps")
+        try:
+            run_live(reader, coach, stop, idle_end_s=args.idle_end, on_tick=notifier.kick)
+        finally:
+            notifier.stopping()
     return 0
