@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The arm64 proof: the box's software on the Pi's architecture, installed the installer's way.
+#
+#   sudo tools/arm64_check.sh [WORKDIR]        (default /var/tmp/parallax-arm64; reuses a finished root)
+#   FRESH=1 sudo tools/arm64_check.sh          rebuild the root from scratch
+#   ARCH=amd64 sudo tools/arm64_check.sh       the same in a native Debian 12 root (the installer's check)
+#
+# 1. a Debian 12 (bookworm) minbase root for ARCH with debootstrap, from the mirror this machine's apt
+#    uses; arm64 runs under qemu-user-static through binfmt_misc (mounted and enabled here if needed);
+# 2. tools/install.sh --root into it: apt packages, the parallax user, /opt/parallax/.venv with the
+#    aarch64 wheels (tflite-runtime, sherpa-onnx, numpy, soxr, lgpio; pyalsaaudio built from source),
+#    config, state, the models copied into the store and verified, units enabled;
+# 3. inside the root: import every firmware module, load every model, `parallax intent`, replay a short
+#    call (the first 20 s of a dev-corpus call when ../shared is there, else a rendered tone), and check
+#    `systemctl is-enabled`.
+# Not part of CI: under emulation it takes tens of minutes, and its timings say nothing about a Pi.
+# Prints a table of stages and, last, one JSON line. Exit 0 when every stage passed.
+set -euo pipefail
+
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+ARCH="${ARCH:-arm64}"
+WORK="${1:-/var/tmp/parallax-$ARCH}"
+ROOTFS="$WORK/root"
+LOG="$WORK/check.log"
+[ "$(id -u)" -eq 0 ] || { echo "arm64_check.sh: run as root (debootstrap, chroot, mounts)" >&2; exit 2; }
+mkdir -p "$WORK"
+: > "$LOG"
+
+declare -a STAGES=()
+T0=$(date +%s)
+stage() {  # stage NAME COMMAND...: run, time, record; the first failure ends the check
+  local name=$1; shift
+  local t=$(date +%s) rc=0
+  echo "==> $name" | tee -a "$LOG"
+  "$@" >> "$LOG" 2>&1 || rc=$?
+  local dt=$(( $(date +%s) - t ))
+  STAGES+=("$name|$rc|$dt")
+  if [ "$rc" -ne 0 ]; then
+    echo "    FAILED ($rc) after ${dt}s; the log's end:" ; tail -n 25 "$LOG" | sed 's/^/    /'
+    report 1
+  fi
+  echo "    ok (${dt}s)"
+}
+
+report() {
+  local total=$(( $(date +%s) - T0 )) ok=$1 json="" row name rc dt
+  printf '\n%-28s %6s %8s\n' STAGE RESULT SECONDS
+  for row in "${STAGES[@]}"; do
+    IFS='|' read -r name rc dt <<< "$row"
+    printf '%-28s %6s %8s\n' "$name" "$([ "$rc" -eq 0 ] && echo ok || echo FAIL)" "$dt"
+    json+="\"${name// /_}_s\": $dt, "
+  done
+  printf '%-28s %6s %8s\n' total "$([ "$ok" -eq 0 ] && echo ok || echo FAIL)" "$total"
+  echo "log: $LOG"
+  echo "{\"arch\": \"$ARCH\", \"passed\": $([ "$ok" -eq 0 ] && echo true || echo false), ${json}\"total_s\": $total}"
+  exit "$ok"
+}
+
+mirror() {  # the Debian mirror this machine's apt uses (deb822 or one-line sources)
+  local uri
+  uri="$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null \
+    | grep -v security | head -n 1 | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//; s/[[:space:]].*$//')"
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+enable_emulation() {
+  [ "$ARCH" != "$(dpkg --print-architecture)" ] || return 0
+  command -v qemu-aarch64-static >/dev/null || { echo "apt-get install qemu-user-static binfmt-support"; apt-get install -y -qq qemu-user-static binfmt-support; }
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+  grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64
+}
+
+make_root() {
+  command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap
+  if [ -n "${FRESH:-}" ]; then rm -rf "$ROOTFS"; fi
+  if [ -x "$ROOTFS/usr/bin/apt-get" ] && [ -f "$ROOTFS/var/lib/dpkg/status" ] && [ ! -d "$ROOTFS/debootstrap" ]; then
+    echo "reusing $ROOTFS"; return 0
+  fi
+  rm -rf "$ROOTFS"
+  debootstrap --arch="$ARCH" --variant=minbase bookworm "$ROOTFS" "$(mirror)"
+}
+
+MOUNTED=()
+mount_api() {
+  local m
+  for m in proc sys dev dev/pts; do
+    mountpoint -q "$ROOTFS/$m" && continue
+    mkdir -p "$ROOTFS/$m"
+    case $m in
+      proc) mount -t proc proc "$ROOTFS/proc" ;;
+      *) mount --bind "/$m" "$ROOTFS/$m" ;;
+    esac
+    MOUNTED=("$ROOTFS/$m" "${MOUNTED[@]}")
+  done
+  cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+}
+unmount_api() { local m; for m in "${MOUNTED[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
+trap unmount_api EXIT
+
+in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 "$@"; }
+
+check_imports() {
+  in_root /opt/parallax/.venv/bin/python - <<'EOF'
+import importlib, pkgutil, platform, sys
+import firmware
+names = [m.name for m in pkgutil.walk_packages(firmware.__path__, "firmware.")]
+failed = []
+for name in names:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # report every failure, not the first
+        failed.append(f"{name}: {type(exc).__name__}: {exc}")
+print(f"{platform.machine()} Python {sys.version.split()[0]}: imported {len(names) - len(failed)}/{len(names)} modules")
+for line in failed:
+    print("  FAILED", line)
+import numpy, sherpa_onnx, alsaaudio, soxr, gpiozero, lgpio
+from tflite_runtime.interpreter import Interpreter
+from importlib.metadata import version
+for dist in ("numpy", "tflite-runtime", "sherpa-onnx", "pyalsaaudio", "soxr", "lgpio", "gpiozero", "bleak", "paho-mqtt"):
+    print(f"  {dist} {version(dist)}")
+sys.exit(1 if failed else 0)
+EOF
+}
+
+load_models() {
+  in_root /opt/parallax/.venv/bin/python - <<'EOF'
+import time
+from pathlib import Path
+from firmware.config import load_config
+from firmware.runtime import load_engines
+config = load_config(Path("/etc/parallax/parallax.toml"))
+t = time.monotonic()
+engines = load_engines(config)  # verifies each manifest's hashes, loads VAD, Whisper, the intent model
+vad = engines.vad_factory()
+print(f"loaded VAD, recognizer and intent model in {time.monotonic() - t:.1f} s (emulated)")
+print(engines.intent.classify("that's way more than we budgeted", "buyer")[:2])
+EOF
+}
+
+short_call() {
+  local wav="$ROOTFS/tmp/short_call.wav"
+  /usr/bin/python3 - "$wav" <<'EOF'
+import glob, sys, wave, math, struct
+out = sys.argv[1]
+calls = sorted(glob.glob("/work/shared/corpus/dev/calls/*.wav"))
+if calls:
+    with wave.open(calls[0]) as w:
+        params, frames = w.getparams(), w.readframes(20 * w.getframerate())
+    print(f"first 20 s of {calls[0]}")
+else:  # no corpus: a rendered two-channel tone still runs every stage of the pipeline
+    rate = 16000
+    params = (2, 2, rate, 0, "NONE", "not compressed")
+    frames = b"".join(struct.pack("<hh", int(8000 * math.sin(2 * math.pi * 220 * i / rate)), 0) for i in range(10 * rate))
+    print("no dev corpus: 10 s of tone")
+with wave.open(out, "wb") as w:
+    w.setparams(params)
+    w.writeframes(frames)
+EOF
+  in_root /opt/parallax/.venv/bin/parallax --config /etc/parallax/parallax.toml replay /tmp/short_call.wav --json /tmp/short_call.jsonl
+  in_root /opt/parallax/.venv/bin/python - <<'EOF'
+import json, collections
+events = [json.loads(line) for line in open("/tmp/short_call.jsonl")]
+kinds = collections.Counter(e["type"] for e in events)
+print(dict(kinds))
+assert kinds["summary"] == 1, "the replay ended without a summary"
+EOF
+}
+
+enabled() {
+  in_root systemctl is-enabled parallax-gadget.service parallax-bridge.service parallax-coach.service
+  in_root id parallax
+}
+
+echo "arm64 check: $ARCH root in $ROOTFS, from $SRC; log $LOG"
+stage "emulation" enable_emulation
+stage "debootstrap" make_root
+stage "mounts" mount_api
+stage "install" "$SRC/tools/install.sh" --root "$ROOTFS"
+stage "reinstall idempotent" "$SRC/tools/install.sh" --root "$ROOTFS"
+stage "import every module" check_imports
+stage "load every model" load_models
+stage "parallax intent" in_root /opt/parallax/.venv/bin/parallax --config /etc/parallax/parallax.toml intent "that's more than we budgeted"
+stage "replay a short call" short_call
+stage "units enabled" enabled
+report 0
