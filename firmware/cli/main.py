@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "coach",
     "intent",
+    "doctor",
 )
 
 log = logging.getLogger("firmware")
