@@ -287,3 +287,35 @@ def test_bridge_process_notifies_ready_watchdog_and_stopping(systemd: FakeSystem
     assert proc.returncode == 0, err
     assert systemd.wait_for("STOPPING=1")
     assert "Traceback" not in err
+
+
+def _models_built() -> bool:
+    models = Path(__file__).resolve().parents[1] / "models"
+    return all((models / name / "build.json").is_file() for name in ("whisper-tiny.en", "silero-vad"))
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not _models_built(), reason="models not built (parallax models build)")
+def test_coach_process_notifies_ready_after_loading_then_pings_and_stops(systemd: FakeSystemd, tmp_path: Path) -> None:
+    """The real `parallax run`: READY=1 only once its models are loaded and the tap socket bound,
+    WATCHDOG=1 from the idle tap loop, STOPPING=1 on SIGTERM."""
+    config = tmp_path / "parallax.toml"
+    config.write_text(f'[cues]\npin_factory = "mock"\n[paths]\nstate_dir = "{tmp_path}"\n')
+    sock = Path(systemd.path).parent / "taps.sock"
+    env = {**os.environ, **env_for(systemd, 400)}
+    proc = subprocess.Popen([sys.executable, "-m", "firmware", "--config", str(config), "run", "--socket", str(sock)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert systemd.wait_for("READY=1", timeout_s=120), proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        assert sock.exists()  # ready means serving: the socket is bound
+        assert systemd.wait_for("WATCHDOG=1", 3, timeout_s=10)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sock.unlink(missing_ok=True)
+    assert proc.returncode == 0, err
+    assert systemd.wait_for("STOPPING=1")
+    assert "Traceback" not in err
