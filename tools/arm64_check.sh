@@ -98,6 +98,18 @@ mount_api() {
 unmount_api() { local m; for m in "${MOUNTED[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap unmount_api EXIT
 
+host_cas() {
+  # A build machine behind a TLS-inspecting proxy trusts extra CAs (/usr/local/share/ca-certificates);
+  # the root's pip must trust them too to reach PyPI. Nothing of the kind is needed on a Pi.
+  local crts=(/usr/local/share/ca-certificates/*.crt)
+  [ -e "${crts[0]}" ] || { echo "no local CAs on this machine"; return 0; }
+  mkdir -p "$ROOTFS/usr/local/share/ca-certificates"
+  cp "${crts[@]}" "$ROOTFS/usr/local/share/ca-certificates/"
+  if [ -x "$ROOTFS/usr/sbin/update-ca-certificates" ]; then
+    in_root update-ca-certificates  # else ca-certificates' own install runs it (tools/install.sh)
+  fi
+}
+
 in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 "$@"; }
 
 check_imports() {
@@ -176,6 +188,7 @@ echo "arm64 check: $ARCH root in $ROOTFS, from $SRC; log $LOG"
 stage "emulation" enable_emulation
 stage "debootstrap" make_root
 stage "mounts" mount_api
+stage "host CAs" host_cas
 stage "install" "$SRC/tools/install.sh" --root "$ROOTFS"
 stage "reinstall idempotent" "$SRC/tools/install.sh" --root "$ROOTFS"
 stage "import every module" check_imports
