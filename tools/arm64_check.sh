@@ -83,6 +83,11 @@ make_root() {
 
 MOUNTED=()
 mount_api() {
+  # Pi OS has a boot config the installer appends to; a Debian root gets a stand-in so that step runs too
+  mkdir -p "$ROOTFS/boot/firmware"
+  [ -f "$ROOTFS/boot/firmware/config.txt" ] || printf '# stand-in for Raspberry Pi OS boot config
+[all]
+' > "$ROOTFS/boot/firmware/config.txt"
   local m
   for m in proc sys dev dev/pts; do
     mountpoint -q "$ROOTFS/$m" && continue
@@ -116,7 +121,7 @@ check_imports() {
   in_root /opt/parallax/.venv/bin/python - <<'EOF'
 import importlib, pkgutil, platform, sys
 import firmware
-names = [m.name for m in pkgutil.walk_packages(firmware.__path__, "firmware.")]
+names = [m.name for m in pkgutil.walk_packages(firmware.__path__, "firmware.") if not m.name.endswith("__main__")]
 failed = []
 for name in names:
     try:
