@@ -99,6 +99,21 @@ mount_api() {
     MOUNTED=("$ROOTFS/$m" "${MOUNTED[@]}")
   done
   cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+  if [ "$ARCH" != "$(dpkg --print-architecture)" ]; then
+    # qemu-user (7.2) shows emulated programs the host's x86 /proc/cpuinfo; onnxruntime's cpuinfo
+    # library finds no ARM processor in it and libonnxruntime.so segfaults while loading (sherpa-onnx
+    # links it). An aarch64 cpuinfo (Cortex-A72, one entry per host CPU, as /sys says) fixes the
+    # emulation only; on a Pi the kernel's own file is right. Cf. microsoft/onnxruntime#10038.
+    local n i fake="$WORK/cpuinfo-aarch64"
+    n="$(nproc --all)"
+    : > "$fake"
+    for ((i = 0; i < n; i++)); do
+      printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i" >> "$fake"
+    done
+    printf 'Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B (emulated)\n' >> "$fake"
+    mount --bind "$fake" "$ROOTFS/proc/cpuinfo"
+    MOUNTED=("$ROOTFS/proc/cpuinfo" "${MOUNTED[@]}")
+  fi
 }
 unmount_api() { local m; for m in "${MOUNTED[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap unmount_api EXIT
@@ -184,6 +199,14 @@ assert kinds["summary"] == 1, "the replay ended without a summary"
 EOF
 }
 
+doctor_runs() {
+  # no gadget, headset or GPIO in a chroot: the doctor must say so (exit 1) in valid JSON, not crash
+  local rc=0
+  in_root /opt/parallax/.venv/bin/parallax doctor --json > "$WORK/doctor.json" || rc=$?
+  cat "$WORK/doctor.json"
+  [ "$rc" -eq 1 ] && /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print({c["name"]: c["status"] for c in d["checks"]})' "$WORK/doctor.json"
+}
+
 enabled() {
   in_root systemctl is-enabled parallax-gadget.service parallax-bridge.service parallax-coach.service
   in_root id parallax
@@ -200,5 +223,6 @@ stage "import every module" check_imports
 stage "load every model" load_models
 stage "parallax intent" in_root /opt/parallax/.venv/bin/parallax --config /etc/parallax/parallax.toml intent "that's more than we budgeted"
 stage "replay a short call" short_call
+stage "parallax doctor" doctor_runs
 stage "units enabled" enabled
 report 0
