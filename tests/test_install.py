@@ -157,3 +157,27 @@ def test_unbuilt_models_stop_the_install_with_the_fix(fake_root: Path, tmp_path:
     (empty / "whisper-tiny.en").mkdir(parents=True)
     result = install(fake_root, "--models-from", str(empty))
     assert result.returncode == 1 and "parallax models build" in result.stderr
+
+
+def test_the_written_config_names_no_path_relative_to_a_checkout(fake_root: Path, built_models: Path) -> None:
+    """The defaults' relative paths resolve against the source tree; an installed package has none, so
+    the device config must make each absolute (intent.model_dir is relative to models_dir by design)."""
+    import dataclasses
+
+    from firmware.config import load_config
+
+    assert install(fake_root, "--models-from", str(built_models)).returncode == 0
+    config = load_config(fake_root / "etc/parallax/parallax.toml")
+    relative = []
+
+    def walk(obj: object, where: str) -> None:
+        for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{where}{f.name}.")
+            elif isinstance(value, Path) and not value.is_absolute():
+                relative.append(f"{where}{f.name}")
+
+    walk(config, "")
+    assert relative == ["intent.model_dir"]
+

@@ -165,9 +165,17 @@ write_config() {
   cat > "$R$ETC/parallax.toml.tmp" <<'EOF'
 # Parallax Edge device configuration. Written once by tools/install.sh and kept on upgrade.
 # Every setting and its default: the frozen dataclasses in firmware/*/config.py.
+# Every path is absolute here: the defaults' relative paths resolve against a source checkout, and the
+# firmware is installed as a package in /opt/parallax/.venv.
 [paths]
 models_dir = "/var/lib/parallax/models"
 state_dir = "/var/lib/parallax"
+
+[coach]
+playbook = "/var/lib/parallax/models/playbook/default.toml"
+
+[cues]
+pin_map = "/opt/parallax/src/board/pins.toml"
 EOF
   chmod 644 "$R$ETC/parallax.toml.tmp"
   mv "$R$ETC/parallax.toml.tmp" "$R$ETC/parallax.toml"
