@@ -15,7 +15,6 @@ of an error. Nothing here changes the system.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.util
 import json
 import logging
@@ -301,34 +300,24 @@ def check_certificates(probes: Probes) -> Check:
 # --- models, disk, clock, temperature, services -------------------------------------------------
 
 def verify_models(models_dir: Path) -> list[tuple[str, str | None]]:
-    """(model, error or None) for every model the box runs. The one place the doctor asks the
-    model store: the manifests' SHA-256 records (TOML for built models, JSON for the intent model)."""
+    """(model, error or None) for every model the box runs: the store's current version of each,
+    every file hashed against its manifest (:meth:`firmware.store.ModelStore.verify`)."""
     from firmware.errors import ModelError
-    from firmware.provision.build import resolve_names
-    from firmware.provision.manifest import load_manifest
+    from firmware.provision.build import BUNDLED_MODELS
+    from firmware.provision.manifest import DEFAULT_MODELS
+    from firmware.store import ModelStore
 
+    store = ModelStore(models_dir)
     results: list[tuple[str, str | None]] = []
     try:
-        names = resolve_names(models_dir, None)
-    except ModelError as exc:
-        return [("models", str(exc))]
-    for name in names:
-        try:
-            load_manifest(models_dir, name).verify()
-            results.append((name, None))
-        except ModelError as exc:
-            results.append((name, str(exc)))
-    intent = models_dir / "intent" / "manifest.json"
-    if intent.is_file():
-        try:
-            manifest = json.loads(intent.read_text())
-            model = intent.parent / str(manifest["model_file"])
-            digest = hashlib.sha256(model.read_bytes()).hexdigest()
-            results.append(("intent", None if digest == manifest["model_sha256"] else f"{model.name} does not match its manifest's SHA-256"))
-        except (OSError, ValueError, KeyError) as exc:
-            results.append(("intent", f"unreadable: {exc}"))
-    else:
-        results.append(("intent", f"no manifest at {intent}"))
+        for name in sorted({*DEFAULT_MODELS, *BUNDLED_MODELS, *store.names()}):
+            try:
+                manifest = store.verify(name)
+                results.append((f"{name} {manifest.version}", None))
+            except ModelError as exc:
+                results.append((name, str(exc)))
+    finally:
+        store.close()
     return results
 
 
@@ -337,8 +326,8 @@ def check_models(probes: Probes) -> Check:
     bad = [f"{name}: {err}" for name, err in results if err]
     if bad:
         return Check("models", "fail", "; ".join(bad),
-                     "reprovision the models: rerun tools/install.sh (or 'parallax models build' and copy them to the store)")
-    return Check("models", "ok", f"{len(results)} model(s) match their manifests ({', '.join(n for n, _ in results)})")
+                     "reprovision: 'parallax models rollback NAME' to the previous version, or rerun tools/install.sh")
+    return Check("models", "ok", f"{len(results)} current model version(s) match their manifests ({', '.join(n for n, _ in results)})")
 
 
 def check_disk(probes: Probes) -> Check:

@@ -43,10 +43,10 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_call(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo call rendered with espeak-ng; its ground truth sits beside it as JSON."""
-    from firmware.demo.render import render_call
+    from firmware.testing.render import render_call
 
     wav = tmp_path_factory.mktemp("demo") / "demo_call.wav"
-    render_call(REPO / "firmware" / "demo" / "call.toml", wav)
+    render_call(REPO / "firmware" / "testing" / "demo_call.toml", wav)
     return wav
 
 

@@ -8,7 +8,7 @@ import pytest
 from firmware.audio.bridge import Bridge, Devices, capture_periods
 from firmware.audio.config import SLIP_FRAMES, BridgeConfig
 from firmware.audio.drift import FillController, FractionalResampler, SampleFifo, SlipResampler
-from firmware.audio.paced import ClockedPcm, SimClock
+from firmware.testing.paced import ClockedPcm, SimClock
 
 RATE = 48000
 

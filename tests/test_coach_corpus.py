@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from coach_support import Run, make_config
 
-from firmware.coach.evaluate import (
+from firmware.testing.evaluate import (
     dynamic_moments,
     expected_dynamics,
     expected_moments,
@@ -16,7 +16,7 @@ from firmware.coach.evaluate import (
     tips,
     tips_while_rep_speaks,
 )
-from firmware.coach.truth import load_truth
+from firmware.testing.truth import load_truth
 
 pytestmark = pytest.mark.corpus
 

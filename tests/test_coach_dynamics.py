@@ -8,8 +8,8 @@ from coach_support import Run, make_config
 
 from firmware.coach.config import DynamicsConfig
 from firmware.coach.pace import PaceTracker, count_questions, count_words, ends_with_question
-from firmware.coach.truth import TruthCall, TruthUtterance
 from firmware.events import Moment
+from firmware.testing.truth import TruthCall, TruthUtterance
 
 
 def words_at(wpm: float, seconds: float) -> str:

@@ -18,10 +18,10 @@ from firmware.audio.wavfile import iter_call_frames
 from firmware.bus import EventBus
 from firmware.coach.build import CoachBox
 from firmware.coach.session import CoachedSession
-from firmware.coach.evaluate import dynamic_moments, expected_dynamics, match, tips_while_rep_speaks
-from firmware.coach.truth import TruthCall, load_truth
 from firmware.cues.pins import make_pin_factory
 from firmware.events import Event, Utterance
+from firmware.testing.evaluate import dynamic_moments, expected_dynamics, match, tips_while_rep_speaks
+from firmware.testing.truth import TruthCall, load_truth
 
 pytestmark = [pytest.mark.corpus, pytest.mark.model]
 

@@ -13,13 +13,11 @@ from coach_support import make_config
 from firmware.audio.frames import FrameActivity
 from firmware.coach.build import CoachBox
 from firmware.coach.config import CoachConfig, ReadingConfig
-from firmware.coach.playbook import INTENT_KINDS
 from firmware.coach.reading import IntentScorer
 from firmware.config import Config
 from firmware.cues.pins import make_pin_factory
 from firmware.events import Event, Moment, Partial, Utterance
-
-LABELS = (*INTENT_KINDS, "other")
+from firmware.intent.labels import INTENT_KINDS, LABELS
 
 
 class TableScorer:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.coach.truth import load_truth
-from firmware.intent.dataset import is_heldout, read_examples
+from firmware.testing.dataset import is_heldout, read_examples
+from firmware.testing.truth import load_truth
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))

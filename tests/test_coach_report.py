@@ -9,8 +9,8 @@ from pathlib import Path
 from coach_support import Run, make_config, synthetic_call
 
 from firmware.coach.report import write_report
-from firmware.coach.truth import stream
 from firmware.events import Event, Summary, Utterance
+from firmware.testing.truth import stream
 
 
 class _Collect(HTMLParser):

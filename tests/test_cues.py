@@ -138,6 +138,32 @@ def test_button_gestures(pins: PinMap, factory) -> None:  # type: ignore[no-unty
         button.close()
 
 
+def test_long_press_enters_pairing_and_a_shorter_hold_does_not(pins: PinMap, factory) -> None:  # type: ignore[no-untyped-def]
+    actions: list[str] = []
+    button = CoachButton(
+        pins.button,
+        on_dismiss=lambda: actions.append("dismiss"),
+        on_snooze=lambda: actions.append("snooze"),
+        on_mute=lambda: actions.append("mute"),
+        hold_s=0.1,
+        pin_factory=factory,
+    )
+    try:
+        with pytest.raises(ValueError):
+            button.on_long_press(lambda: actions.append("pair"), 0.05)
+        button.on_long_press(lambda: actions.append("pair"), 0.4)
+        press(factory, pins.button, hold_s=0.2)  # a snooze hold, released before the long press
+        time.sleep(0.4)
+        assert actions == ["snooze"]
+        factory.pin(pins.button).drive_low()
+        wait_until(lambda: actions == ["snooze", "snooze", "pair"])  # held on: snooze, then pairing
+        factory.pin(pins.button).drive_high()
+        time.sleep(0.05)
+        assert actions == ["snooze", "snooze", "pair"]  # the release adds nothing
+    finally:
+        button.close()
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -225,36 +225,39 @@ def test_certificates_valid_expiring_expired_corrupt(box: Probes) -> None:
 
 # --- models ---------------------------------------------------------------------------------------
 
-def _built(name: str) -> bool:
-    return (ROOT / "models" / name / "build.json").is_file()
+FAMILIES = {"whisper-tiny.en": "whisper", "silero-vad": "silero-vad", "intent": "intent", "playbook": "playbook"}
 
 
-@pytest.mark.model
-@pytest.mark.skipif(not (_built("whisper-tiny.en") and _built("silero-vad")), reason="models not built (parallax models build)")
-def test_models_intact_then_corrupt(box: Probes) -> None:
-    def link_tree(src: Path, dst: Path) -> None:
-        shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns("__pycache__"))
+def make_store(root: Path) -> None:
+    """A model store with every model the box runs (small stand-in files, real manifests and pointers)."""
+    from firmware.store import write_manifest
 
-    for name in ("whisper-tiny.en", "silero-vad", "intent"):
-        link_tree(ROOT / "models" / name, box.models_dir / name)
+    for name, family in FAMILIES.items():
+        version = root / name / "1"
+        version.mkdir(parents=True)
+        (version / "model.bin").write_bytes(name.encode() * 100)
+        write_manifest(version, name=name, version="1", family=family, licence="MIT", files={"model": "model.bin"})
+        (root / name / "current").symlink_to("1")
+
+
+def test_models_intact_then_corrupt_then_missing(box: Probes) -> None:
+    make_store(box.models_dir)
     c = check_models(box)
-    assert c.status == "ok" and "whisper-tiny.en" in c.detail and "intent" in c.detail
-    vad = box.models_dir / "silero-vad/silero_vad.onnx"
+    assert c.status == "ok" and "whisper-tiny.en 1" in c.detail and "playbook 1" in c.detail
+    vad = box.models_dir / "silero-vad/1/model.bin"
     data = bytearray(vad.read_bytes())
-    data[100] ^= 0xFF
-    vad.unlink()  # a new file: the hard-linked original stays intact
+    data[10] ^= 0xFF
     vad.write_bytes(bytes(data))
     c = check_models(box)
-    assert c.status == "fail" and "silero-vad" in c.detail and "reprovision" in c.fix
-    model = box.models_dir / "intent/intent.tflite"
-    model.unlink()
-    model.write_bytes(b"not a model")
-    assert "intent" in check_models(box).detail
+    assert c.status == "fail" and "silero-vad" in c.detail and "corrupt" in c.detail and "rollback" in c.fix
+    (box.models_dir / "intent/current").unlink()
+    c = check_models(box)
+    assert "intent: model intent: no current version" in c.detail
 
 
 def test_missing_models(box: Probes) -> None:
     c = check_models(box)
-    assert c.status == "fail"
+    assert c.status == "fail" and "whisper-tiny.en" in c.detail
 
 
 # --- clock, temperature, services ----------------------------------------------------------------
@@ -306,7 +309,7 @@ def test_services(box: Probes) -> None:
 def test_a_healthy_box_apart_from_models(box: Probes) -> None:
     results = run_checks(box)
     by_name = {c.name: c for c in results}
-    assert [n for n, c in by_name.items() if c.status != "ok"] == ["mqtt", "certificates", "models"]
+    assert [n for n, c in by_name.items() if c.status != "ok"] == ["mqtt", "certificates", "models"]  # an empty store
     assert not healthy(results) and healthy([c for c in results if c.name != "models"])
 
 

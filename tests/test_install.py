@@ -46,13 +46,13 @@ def fake_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def built_models(tmp_path: Path) -> Path:
+    """A checkout's model store: a version folder and a current pointer per model."""
     models = tmp_path / "models"
-    for name in ("whisper-tiny.en", "silero-vad"):
-        (models / name).mkdir(parents=True)
-        (models / name / "build.json").write_text("{}\n")
-        (models / name / "manifest.toml").write_text(f'name = "{name}"\n')
-    (models / "intent").mkdir()
-    (models / "intent/manifest.json").write_text("{}\n")
+    for name in ("whisper-tiny.en", "silero-vad", "intent", "playbook"):
+        (models / name / "1").mkdir(parents=True)
+        (models / name / "1" / "manifest.toml").write_text(f'name = "{name}"\n')
+        (models / name / "current").symlink_to("1")
+    (models / "intent/data").mkdir()  # training data beside the store: not a model, not installed
     return models
 
 
@@ -88,7 +88,8 @@ def test_install_lays_down_the_box(fake_root: Path, built_models: Path) -> None:
     assert 'models_dir = "/var/lib/parallax/models"' in (fake_root / "etc/parallax/parallax.toml").read_text()
     state = fake_root / "var/lib/parallax"
     assert state.stat().st_uid == int(user[2]) and oct(state.stat().st_mode & 0o777) == "0o750"
-    assert (state / "models/whisper-tiny.en/build.json").is_file() and (state / "models/intent/manifest.json").is_file()
+    assert (state / "models/whisper-tiny.en/1/manifest.toml").is_file() and os.readlink(state / "models/intent/current") == "1"
+    assert not (state / "models/intent/data").exists()
     # board files, byte for byte, and the gadget script executable
     for src, dst in [("board/asound.conf", "etc/asound.conf"), ("board/tmpfiles.d/parallax.conf", "etc/tmpfiles.d/parallax.conf"),
                      ("board/sysctl.d/90-parallax.conf", "etc/sysctl.d/90-parallax.conf"),
@@ -150,6 +151,19 @@ def test_bad_usage_is_one_line_and_status_2(fake_root: Path) -> None:
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     missing = subprocess.run([str(INSTALL), "--root", str(fake_root / "nope")], capture_output=True, text=True)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+
+
+def test_upgrade_stages_a_new_version_but_keeps_the_boxs_current(fake_root: Path, built_models: Path) -> None:
+    assert install(fake_root, "--models-from", str(built_models)).returncode == 0
+    whisper = built_models / "whisper-tiny.en"
+    (whisper / "2").mkdir()
+    (whisper / "2/manifest.toml").write_text("v2\n")
+    (whisper / "current").unlink()
+    (whisper / "current").symlink_to("2")
+    again = install(fake_root, "--models-from", str(built_models))
+    assert again.returncode == 0 and "whisper-tiny.en 2" in again.stdout
+    box = fake_root / "var/lib/parallax/models/whisper-tiny.en"
+    assert (box / "2/manifest.toml").is_file() and os.readlink(box / "current") == "1"  # the fleet decides
 
 
 def test_unbuilt_models_stop_the_install_with_the_fix(fake_root: Path, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.speech.spoken import cardinal, ordinal, spoken_form
+from firmware.testing.spoken import cardinal, ordinal, spoken_form
 
 
 @pytest.mark.parametrize(

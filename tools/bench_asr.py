@@ -32,7 +32,7 @@ CORPUS = REPO.parent / "shared" / "corpus" / "dev" / "calls"
 
 
 def normalise(text: str) -> str:
-    from firmware.speech.spoken import spoken_form
+    from firmware.testing.spoken import spoken_form
 
     # Whisper writes "800" and "40%" where the scripts say "eight hundred", "forty percent".
     text = spoken_form(text).lower().replace("-", " ")
@@ -164,7 +164,7 @@ def main() -> int:
     from firmware.bus import EventBus
     from firmware.config import Config
     from firmware.events import Utterance
-    from firmware.provision.manifest import load_manifest
+    from firmware.provision.manifest import RECIPES_DIR, read_recipe
     from firmware.replay import replay_call
     from firmware.runtime import CallSession, load_engines
     from firmware.speech.guards import clean_transcript
@@ -185,7 +185,7 @@ def main() -> int:
     plain = engines.recognizer
     timed = TimedRecognizer(plain)
     engines = dataclasses.replace(engines, recognizer=timed)
-    fw = None if args.no_baseline else faster_whisper_model(load_manifest(REPO / "models", args.model))
+    fw = None if args.no_baseline else faster_whisper_model(read_recipe(RECIPES_DIR / f"{args.model}.toml"))
 
     refs: dict[str, list[str]] = {"rep": [], "buyer": []}
     hyps: dict[str, list[str]] = {"rep": [], "buyer": []}

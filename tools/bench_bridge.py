@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from firmware.audio.bridge import Bridge, Devices, buffered_terms, capture_periods, latency_frames  # noqa: E402
 from firmware.audio.config import SLIP_FRAMES, BridgeConfig  # noqa: E402
-from firmware.audio.paced import ClockedPcm, RealClock, SimClock, tone  # noqa: E402
+from firmware.testing.paced import ClockedPcm, RealClock, SimClock, tone  # noqa: E402
 
 RATE = 48000
 
@@ -230,7 +230,7 @@ def bench_io_floor(config: BridgeConfig, seconds: float) -> dict[str, float]:
     the floor under the bridge's CPU figure on this machine, measured under the same load."""
     import threading
 
-    from firmware.audio.testbed import clocked_devices
+    from firmware.testing.testbed import clocked_devices
 
     devices = clocked_devices(config, RealClock())
     pcms = [devices.headset_capture, devices.headset_playback, devices.host_capture, devices.host_playback]
@@ -274,7 +274,7 @@ def bench_io_floor(config: BridgeConfig, seconds: float) -> dict[str, float]:
 
 
 def bench_realtime(config: BridgeConfig, seconds: float, load: bool, host_ppm: float) -> dict[str, float]:
-    from firmware.audio.testbed import alsa_config_path, clocked_devices, write_alsa_config
+    from firmware.testing.testbed import alsa_config_path, clocked_devices, write_alsa_config
 
     section(f"Real time, {seconds:g} s on real libasound (file/null PCMs), computer clock {host_ppm:+g} ppm, coach {'flat out' if load else 'absent'}")
     root = Path(tempfile.mkdtemp(prefix="parallax-bench-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))

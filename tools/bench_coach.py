@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from firmware.coach.build import build_coach  # noqa: E402
-from firmware.coach.evaluate import (  # noqa: E402
+from firmware.testing.evaluate import (  # noqa: E402
     dynamic_moments,
     expected_dynamics,
     expected_moments,
@@ -42,11 +42,11 @@ from firmware.coach.evaluate import (  # noqa: E402
     tips,
     tips_while_rep_speaks,
 )
-from firmware.coach.truth import TruthCall, drive, load_truth  # noqa: E402
 from firmware.config import Config, PathsConfig, load_config  # noqa: E402
 from firmware.cues.pins import make_pin_factory  # noqa: E402
 from firmware.events import Event, Partial, Utterance  # noqa: E402
 from firmware.intent.classifier import IntentClassifier  # noqa: E402
+from firmware.testing.truth import TruthCall, drive, load_truth  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 

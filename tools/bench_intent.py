@@ -30,8 +30,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from firmware.intent.dataset import LABELS, is_heldout, read_examples, read_transcripts  # noqa: E402
-from firmware.intent.metrics import Report, evaluate  # noqa: E402
+from firmware.intent.labels import LABELS  # noqa: E402
+from firmware.testing.dataset import is_heldout, read_examples, read_transcripts  # noqa: E402
+from firmware.testing.metrics import Report, evaluate  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 DATA = REPO / "models" / "intent" / "data"
@@ -118,7 +119,7 @@ def main() -> int:
         load()
         loads.append((time.perf_counter() - t0) * 1000.0)
     load_ms = statistics.median(loads)
-    model_path = (args.model_dir or REPO / "models" / "intent") / "intent.tflite"
+    model_path = (args.model_dir or REPO / "models" / "intent" / "current") / "intent.tflite"
     model_kb = model_path.stat().st_size / 1024
 
     figures: dict[str, float | int | str] = {}

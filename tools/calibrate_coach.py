@@ -42,8 +42,8 @@ sys.path.insert(0, str(REPO / "tools"))
 from bench_coach import run_recorded, score  # noqa: E402
 
 from firmware.coach.config import ReadingConfig  # noqa: E402
-from firmware.coach.truth import load_truth  # noqa: E402
 from firmware.config import Config, PathsConfig, load_config  # noqa: E402
+from firmware.testing.truth import load_truth  # noqa: E402
 
 GRID: dict[str, tuple[float, ...]] = {
     "final_min_confidence": (0.0, 0.35, 0.4, 0.45, 0.5),

@@ -162,21 +162,7 @@ write_config() {
     say "config: $ETC/parallax.toml kept"
     return
   fi
-  cat > "$R$ETC/parallax.toml.tmp" <<'EOF'
-# Parallax Edge device configuration. Written once by tools/install.sh and kept on upgrade.
-# Every setting and its default: the frozen dataclasses in firmware/*/config.py.
-# Every path is absolute here: the defaults' relative paths resolve against a source checkout, and the
-# firmware is installed as a package in /opt/parallax/.venv.
-[paths]
-models_dir = "/var/lib/parallax/models"
-state_dir = "/var/lib/parallax"
-
-[coach]
-playbook = "/var/lib/parallax/models/playbook/default.toml"
-
-[cues]
-pin_map = "/opt/parallax/src/board/pins.toml"
-EOF
+  install -m 644 "$SRC/board/parallax.toml" "$R$ETC/parallax.toml.tmp"
   chmod 644 "$R$ETC/parallax.toml.tmp"
   mv "$R$ETC/parallax.toml.tmp" "$R$ETC/parallax.toml"
   say "config: $ETC/parallax.toml written"
@@ -191,26 +177,37 @@ make_state() {
 }
 
 provision_models() {
-  # The built models (whisper-tiny.en, silero-vad) plus the committed intent model and playbook,
-  # copied from the checkout's models/ (built there by `parallax models build`, or by
-  # tools/bootstrap) into the store; each manifest's SHA-256 records are checked on the target.
-  local src="$MODELS_FROM" uid gid name
+  # The checkout's model store (models/<name>/<version>/ + current; built there by `parallax models
+  # build`, as tools/bootstrap does) into the device's store. A version already on the box is never
+  # rewritten, and `current` is set only where the box has none: on upgrade the fleet's choice stands
+  # (a newer version from the checkout is staged, for `parallax models activate`).
+  local src="$MODELS_FROM" uid gid name ver dst
   [ -d "$src" ] || die "no models at $src (--models-from DIR)"
   uid="$(id_of passwd parallax)"; gid="$(id_of group parallax)"
-  for name in whisper-tiny.en silero-vad; do
-    [ -f "$src/$name/build.json" ] || die "model $name is not built in $src: run 'parallax models build' there first"
+  for name in whisper-tiny.en silero-vad intent playbook; do
+    [ -L "$src/$name/current" ] || die "model $name has no current version in $src: run 'parallax models build' there first"
   done
   say "models: provisioning into $STATE/models"
   for name in "$src"/*/; do
     name="$(basename "$name")"
-    [ "$name" = ".cache" ] && continue
-    mkdir -p "$R$STATE/models/$name"
-    cp -R --preserve=mode,timestamps "$src/$name/." "$R$STATE/models/$name/"
-    rm -rf "$R$STATE/models/$name/__pycache__"
+    [ -L "$src/$name/current" ] || continue
+    ver="$(readlink "$src/$name/current")"
+    dst="$R$STATE/models/$name"
+    mkdir -p "$dst"
+    if [ ! -d "$dst/$ver" ]; then
+      rm -rf "$dst/.$ver.installing"
+      cp -R --preserve=mode,timestamps "$src/$name/$ver" "$dst/.$ver.installing"
+      mv "$dst/.$ver.installing" "$dst/$ver"
+      echo "    $name $ver"
+    fi
+    if [ ! -L "$dst/current" ]; then
+      ln -sfn "$ver" "$dst/.current.installing"
+      mv -T "$dst/.current.installing" "$dst/current"
+    fi
   done
   chown -R "$uid:$gid" "$R$STATE/models"
   if [ "$SKIP_VENV" -eq 0 ]; then
-    in_target "$VENV/bin/parallax" --config "$ETC/parallax.toml" models verify >/dev/null \
+    in_target runuser -u parallax -- "$VENV/bin/parallax" --config "$ETC/parallax.toml" models verify >/dev/null \
       || die "the provisioned models failed verification ($VENV/bin/parallax models verify)"
     say "models: verified"
   fi

@@ -9,7 +9,7 @@ mu-law 300-3400 Hz phone line with ~20 dB line noise) and a JSON ground truth wi
 (measured on the rendered timeline with the corpus definitions).
 
 Every line is a held-out sentence of ``models/intent/data/utterances.tsv``
-(``firmware.intent.dataset.is_heldout``): the intent model never trained on them, and nothing comes
+(``firmware.testing.dataset.is_heldout``): the intent model never trained on them, and nothing comes
 from the dev corpus. The call's shape follows the dev calls' statistics: alternate rep and buyer
 turns, the rep's turn ending on a question (or a proposed next step) before the buyer answers,
 about nine buyer intents of different kinds and two to four ``other`` lines per call, some buyer
@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from firmware.intent.dataset import FALLBACK_LABEL, LABELS, Example, is_heldout, read_examples  # noqa: E402
+from firmware.intent.labels import FALLBACK_LABEL, LABELS  # noqa: E402
+from firmware.testing.dataset import Example, is_heldout, read_examples  # noqa: E402
 
 DATA = REPO / "models" / "intent" / "data" / "utterances.tsv"
 RATE_HZ = 16000
@@ -197,7 +198,7 @@ def _mic_channel(rep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.Generator) -> dict[str, object]:
     """Voice and place the lines; write ``<call_id>.wav`` and ``<call_id>.json`` into ``out_dir``."""
-    from firmware.demo.render import _speak, write_call  # the project's espeak-ng voicing and call layout
+    from firmware.testing.render import _speak, write_call  # the project's espeak-ng voicing and call layout
     from render_intent_asr import line_channel  # the dev-matched phone line
 
     clips, placed, cursor = [], [], 0.5

@@ -66,8 +66,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from firmware.config import load_config
-    from firmware.demo.render import RATE_HZ, _phone_line, _speak  # same channel model as the demo calls
     from firmware.speech.recognizer import load_recognizer
+    from firmware.testing.render import RATE_HZ, _phone_line, _speak  # same channel model as the demo calls
 
     config = load_config(None)
     recognizer = load_recognizer(config.paths.resolve(config.paths.models_dir), config.speech.recognizer)

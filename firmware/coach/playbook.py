@@ -17,14 +17,11 @@ from typing import Any
 
 from firmware.coach.config import SKILL_LEVELS, SkillLevel
 from firmware.errors import PlaybookError
+from firmware.intent.labels import INTENT_KINDS
 from firmware.tomlfile import read_toml
 
 SCHEMA_VERSION = 1
 MAX_TIP_CHARS = 60
-INTENT_KINDS = (
-    "objection_price", "objection_timing", "objection_authority", "objection_need", "objection_risk",
-    "competitor_mention", "buying_signal", "pain_point", "product_question", "next_step",
-)  # fmt: skip
 DYNAMIC_KINDS = (
     "rep_monologue", "rep_fast_speech", "interruption", "long_silence", "quick_reply", "talk_ratio",
     "few_questions",

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from firmware.coach.config import DeliveryConfig, ReadingConfig
-from firmware.coach.playbook import INTENT_KINDS, Playbook
+from firmware.coach.playbook import Playbook
 from firmware.events import Partial, Utterance
+from firmware.intent.labels import INTENT_KINDS
 
 _NAMED_COMPETITOR_CONFIDENCE = 0.8
 _OTHER = "other"

@@ -9,10 +9,11 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-from firmware.coach.playbook import INTENT_KINDS
 from firmware.cues.spec import COLOURS
 from firmware.events import Event, Moment, Summary, Tip, Utterance
+from firmware.intent.labels import INTENT_KINDS
 
 PX_PER_S = 8
 LEFT = 90
@@ -35,7 +36,9 @@ def moment_colour(kind: str) -> str:
     return f"rgb({int(r * 230)},{int(g * 200)},{int(b * 230)})"
 
 
-def render_report(events: Iterable[Event], title: str = "Call replay") -> str:
+def render_report(events: Iterable[Event], title: str = "Call replay", phone: list[dict[str, Any]] | None = None) -> str:
+    """``phone``: the events as the phone decoded them (``parallax demo``); None: the events the
+    box sends its phone, through the phone allowlist, as published on the bus."""
     events = list(events)
     utterances = [e for e in events if isinstance(e, Utterance)]
     moments = [e for e in events if isinstance(e, Moment)]
@@ -77,11 +80,59 @@ def render_report(events: Iterable[Event], title: str = "Call replay") -> str:
         )
         svg += _cue_marks(tip, x, 20 + 4 * LANE_H)
     svg.append("</svg>")
-    return _page(title, summary, moments, tips, "\n".join(svg))
+    if phone is None:
+        phone = _to_phone(events)
+    return _page(title, summary, moments, tips, "\n".join(svg), phone)
 
 
-def write_report(events: Iterable[Event], path: Path, title: str = "Call replay") -> None:
-    Path(path).write_text(render_report(events, title), encoding="utf-8")
+def write_report(events: Iterable[Event], path: Path, title: str = "Call replay",
+                 phone: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """Written atomically (a temp file beside it, then renamed)."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(render_report(events, title, phone))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_PHONE_TYPES = ("tip", "status", "recap", "control_result")
+
+
+def _to_phone(events: list[Event]) -> list[dict[str, Any]]:
+    from firmware.outward import outward
+
+    out = []
+    for e in events:
+        if e.type in _PHONE_TYPES:
+            wire = outward("phone", e)
+            if wire is not None:
+                out.append(wire)
+    return out
+
+
+def _phone_row(e: dict[str, Any]) -> str:
+    kind = str(e.get("type"))
+    if kind == "tip":
+        what = f"{e.get('moment', '')}: {e.get('text', '')} (priority {e.get('priority', '')}, shown {e.get('ttl_s', '')} s)"
+    elif kind == "status":
+        state = "call active" if e.get("call_active") else "no call"
+        state += ", muted" if e.get("muted") else ""
+        state += f", snoozed until {e['snoozed_until_s']:.0f} s" if isinstance(e.get("snoozed_until_s"), (int, float)) else ""
+        what = state
+    elif kind == "recap":
+        what = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("type", "v", "t", "call_id"))
+    else:
+        what = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("type", "v", "t"))
+    t = e.get("t")
+    return f"<tr><td>{t:.1f} s</td><td>{_esc(kind)}</td><td>{_esc(what)}</td></tr>" if isinstance(t, (int, float)) else ""
 
 
 def _x(t: float) -> int:
@@ -132,7 +183,9 @@ def _figures(summary: Summary | None) -> Mapping[str, object]:
     return {"duration_s": summary.duration_s, **summary.extra}
 
 
-def _page(title: str, summary: Summary | None, moments: list[Moment], tips: list[Tip], svg: str) -> str:
+def _page(title: str, summary: Summary | None, moments: list[Moment], tips: list[Tip], svg: str,
+          phone: list[dict[str, Any]]) -> str:  # fmt: skip
+    phone_rows = "".join(_phone_row(e) for e in phone)
     figures = "".join(
         f"<tr><th>{_esc(str(k))}</th><td>{_esc(f'{v:.3g}' if isinstance(v, float) else str(v))}</td></tr>"
         for k, v in _figures(summary).items()
@@ -162,6 +215,8 @@ table {{ border-collapse: collapse; margin: 8px 0 16px; }} th, td {{ text-align:
 <p>{len(moments)} moments, {len(tips)} tips. {legend}</p>
 <div class="scroll">{svg}</div>
 <h2>Tips</h2><table><tr><th>time</th><th>moment</th><th>text</th><th>cues</th></tr>{tip_rows}</table>
+<h2>What reached the phone</h2><p>{len(phone)} events over Bluetooth LE (the phone allowlist: tips, status, recap, control results).</p>
+<table class="phone"><tr><th>time</th><th>type</th><th>content</th></tr>{phone_rows}</table>
 <h2>Figures</h2><table>{figures}</table>
 </body></html>
 """

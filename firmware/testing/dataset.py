@@ -1,4 +1,4 @@
-"""The intent labels and the training-data files: reading them and the fixed held-out split.
+"""The intent training-data files: reading them and the fixed held-out split.
 
 Shared by the training tool, the benchmark and the tests, so all three agree on which
 sentences the model never saw. The split is a hash of each sentence id, so appending new
@@ -13,24 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.errors import ModelError
+from firmware.intent.labels import LABELS
 
-LABELS: tuple[str, ...] = (
-    "objection_price",
-    "objection_timing",
-    "objection_authority",
-    "objection_need",
-    "objection_risk",
-    "competitor_mention",
-    "buying_signal",
-    "pain_point",
-    "product_question",
-    "next_step",
-    "other",
-)
-FALLBACK_LABEL = "other"
-# By definition objections, pain, buying signals and competitor talk come from the buyer; the rep's
-# own lines can only propose a next step, ask about the product, or be anything else.
-REP_LABELS: tuple[str, ...] = ("product_question", "next_step", "other")
 HELDOUT_PERCENT = 15
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from firmware.coach.playbook import INTENT_KINDS
-from firmware.coach.truth import TruthCall
 from firmware.events import Moment, Tip
+from firmware.intent.labels import INTENT_KINDS
+from firmware.testing.truth import TruthCall
 
 GROUND_TRUTH_DYNAMICS = ("rep_monologue", "rep_fast_speech", "interruption", "long_silence")
 

@@ -6,7 +6,7 @@ float32 files (``infile``), the playbacks write raw float32 files through ``null
 must point at ``/usr/share/alsa/alsa.conf`` plus that file before libasound first loads its
 configuration (:func:`alsa_config_path` gives the value). Because those plugins move data as
 fast as they are asked, :func:`clocked_devices` wraps each real
-:class:`~firmware.audio.pcm.AlsaPcm` in a :class:`~firmware.audio.paced.ClockedPcm` that
+:class:`~firmware.audio.pcm.AlsaPcm` in a :class:`~firmware.testing.paced.ClockedPcm` that
 gives it a USB device's clock (headset and host clocks can be offset by ``ppm``).
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from firmware.audio.bridge import Devices, capture_periods
 from firmware.audio.config import BridgeConfig
-from firmware.audio.paced import ClockedPcm, ClockLike
 from firmware.audio.pcm import AlsaPcm
+from firmware.testing.paced import ClockedPcm, ClockLike
 
 SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
 

@@ -1,1 +1,0 @@
-"""The demo call: a short scripted sales call rendered to audio with espeak-ng."""
