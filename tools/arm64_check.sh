@@ -124,8 +124,14 @@ host_cas() {
   # the root's pip must trust them too to reach PyPI. Nothing of the kind is needed on a Pi.
   local crts=(/usr/local/share/ca-certificates/*.crt)
   [ -e "${crts[0]}" ] || { echo "no local CAs on this machine"; return 0; }
+  local crt fresh=0
   mkdir -p "$ROOTFS/usr/local/share/ca-certificates"
-  cp "${crts[@]}" "$ROOTFS/usr/local/share/ca-certificates/"
+  for crt in "${crts[@]}"; do
+    cmp -s "$crt" "$ROOTFS/usr/local/share/ca-certificates/$(basename "$crt")" && continue
+    cp "$crt" "$ROOTFS/usr/local/share/ca-certificates/"
+    fresh=1
+  done
+  [ "$fresh" -eq 1 ] || { echo "already trusted"; return 0; }
   if [ -x "$ROOTFS/usr/sbin/update-ca-certificates" ]; then
     in_root update-ca-certificates  # else ca-certificates' own install runs it (tools/install.sh)
   fi
@@ -197,20 +203,32 @@ with wave.open(out, "wb") as w:
 EOF
   in_root /opt/parallax/.venv/bin/parallax --config /etc/parallax/parallax.toml replay /tmp/short_call.wav --json /tmp/short_call.jsonl \
     || return 1
-  /usr/bin/python3 - "$ROOTFS/tmp/short_call.jsonl" <<'EOF'
-import collections, glob, json, re, sys
+  # The same clip through the same models on the build machine, when it has the firmware's venv:
+  # emulation must change nothing but the speed (an emulation fault shows up as noise, not an error).
+  local host_py="${HOST_PYTHON:-$SRC/.venv/bin/python}"
+  rm -f "$WORK/host_short_call.jsonl"
+  if [ -x "$host_py" ]; then
+    (cd "$SRC" && "$host_py" -m firmware replay "$ROOTFS/tmp/short_call.wav" --json "$WORK/host_short_call.jsonl" >/dev/null) || return 1
+  fi
+  /usr/bin/python3 - "$ROOTFS/tmp/short_call.jsonl" "$WORK/host_short_call.jsonl" <<'EOF'
+import collections, difflib, glob, json, os, re, sys
 events = [json.loads(line) for line in open(sys.argv[1])]
 kinds = collections.Counter(e["type"] for e in events)
 print(dict(kinds))
 assert kinds["summary"] == 1, "the replay ended without a summary"
+heard = [e["text"] for e in events if e["type"] == "utterance"]
+if os.path.exists(sys.argv[2]):
+    host = [json.loads(line)["text"] for line in open(sys.argv[2]) if json.loads(line)["type"] == "utterance"]
+    ratio = difflib.SequenceMatcher(None, " | ".join(heard), " | ".join(host)).ratio()
+    print(f"aarch64 transcripts vs the build machine's: {'identical' if heard == host else f'similarity {ratio:.3f}'}")
+    assert ratio >= 0.9, "the emulated box heard something else than the build machine"
 truths = sorted(glob.glob("/work/shared/corpus/dev/calls/*.json"))
-if truths:  # the words heard must be the words said (emulation faults show up as noise, not errors)
+if truths:  # and against what was said (the buyer is phone-band: tiny.en misses about half of it anywhere)
     words = lambda text: set(re.findall(r"[a-z']{3,}", text.lower()))
     said = set().union(*(words(u["text"]) for u in json.load(open(truths[0]))["utterances"] if u["start"] < 20))
-    heard = set().union(*(words(e["text"]) for e in events if e["type"] == "utterance"))
-    found = len(said & heard) / max(1, len(said))
-    print(f"{len(said & heard)}/{len(said)} of the words said in the first 20 s were transcribed ({100 * found:.0f} %)")
-    assert found >= 0.5, "the transcripts do not match the call"
+    found = words(" ".join(heard)) & said
+    print(f"{len(found)}/{len(said)} of the words said in the first 20 s were transcribed ({100 * len(found) / max(1, len(said)):.0f} %)")
+    assert len(found) >= 0.3 * len(said), "the transcripts do not match the call"
 EOF
 }
 
