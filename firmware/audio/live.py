@@ -88,12 +88,18 @@ def run_live(
     stop: threading.Event,
     *,
     idle_end_s: float = 2.0,
+    on_tick: Callable[[], object] | None = None,
 ) -> None:
-    """Feed packets to ``coach`` until ``stop`` is set; a silent bridge ends the current call."""
+    """Feed packets to ``coach`` until ``stop`` is set; a silent bridge ends the current call.
+
+    ``on_tick`` is called on this thread once per pass of the loop (at least every 0.2 s while
+    it runs): the process's systemd watchdog ping, so a loop stuck in a session stops it."""
     idle_s = 0.0
     poll_s = min(0.2, idle_end_s)
     try:
         while not stop.is_set():
+            if on_tick is not None:
+                on_tick()
             packet = reader.receive(timeout_s=poll_s)
             if packet is None:
                 idle_s += poll_s

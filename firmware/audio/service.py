@@ -2,40 +2,73 @@
 
 Everything here runs off the audio thread. :class:`CallStatePublisher` drains the bridge's
 call changes (a DropQueue the audio thread offers to) and writes the state file;
-:func:`sd_notify` speaks systemd's notify protocol (READY, WATCHDOG) without a dependency.
+:func:`supervise` is the process's main loop, feeding systemd's watchdog (:mod:`firmware.systemd`)
+only while the audio thread advances.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import logging
+import math
 import os
 import queue
-import socket
 import threading
+import time
+from collections.abc import Callable
 
 from firmware.audio.bridge import Bridge
 from firmware.audio.callstate import CallChange, write_state
 from firmware.events import CallState
+from firmware.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
 
-def sd_notify(message: str) -> bool:
-    """Send ``message`` to systemd when run as a notify unit; False when not under systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # abstract namespace
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
-    except OSError as exc:
-        log.debug("sd_notify failed: %s", exc)
-        return False
-    return True
+def supervise(
+    bridge: Bridge,
+    stop: threading.Event,
+    notifier: Notifier,
+    *,
+    stats_interval_s: float = 0.0,
+    duration_s: float = 0.0,
+    poll_s: float = 0.5,
+    periodic: Callable[[], None] | None = None,
+    periodic_s: float = 30.0,
+) -> int:
+    """The bridge process's main loop: watch the audio thread until ``stop`` (or ``duration_s``).
+
+    ``periodic`` runs on this (non-real-time) thread at the first poll and then every
+    ``periodic_s`` (the counters file the fleet agent reads); it must not raise.
+
+    The watchdog is fed only while the audio thread's cycle count advances, so a stalled or
+    wedged audio thread (not just a dead process) stops the pings and systemd restarts the
+    bridge. Returns 1 when the audio thread died (the service manager restarts it), else 0.
+    """
+    started = last_stats = time.monotonic()
+    last_periodic = -math.inf
+    last_cycles = -1
+    notifier.ready(f"passing audio (cycle {bridge.config.cycle_s * 1000:.0f} ms)")
+    while not stop.wait(poll_s):
+        if not bridge.running:
+            log.error("bridge thread stopped; exiting for the service manager to restart")
+            return 1
+        cycles = bridge.cycles
+        if cycles != last_cycles:  # only a loop that moves keeps the watchdog fed
+            notifier.kick()
+            last_cycles = cycles
+        now = time.monotonic()
+        if periodic is not None and now - last_periodic >= periodic_s:
+            periodic()
+            last_periodic = now
+        if stats_interval_s and now - last_stats >= stats_interval_s:
+            log.info("bridge %s", json.dumps(bridge.stats()))
+            last_stats = now
+        if duration_s and now - started >= duration_s:
+            break
+    return 0
 
 
 def lock_memory() -> bool:

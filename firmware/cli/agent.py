@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from firmware.config import load_config
     from firmware.fleet.agent import Agent
+    from firmware.systemd import Notifier
 
     config = load_config(args.config)
     from firmware.fleet.storeadapter import open_store
@@ -34,13 +36,23 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    notifier = Notifier()
     agent.start()
     try:
+        notifier.ready("fleet agent running")
         if args.once:
             agent.wait_connected(15)
             stop.wait(1.0)
         else:
-            stop.wait()
+            # The watchdog is fed only while the agent's worker threads live: a dead worker means
+            # no updates and no telemetry, and systemd restarts the agent (the journal resumes it).
+            while not stop.wait(1.0) and agent.alive():
+                notifier.kick()
+            if not stop.is_set():
+                print("parallax: error: a fleet agent thread died; exiting for the service manager", file=sys.stderr)
+                return 1
     finally:
+        notifier.stopping()
         agent.stop()
+        notifier.close()
     return 0

@@ -11,7 +11,6 @@ import logging.handlers
 import queue
 import signal
 import threading
-import time
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -28,9 +27,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from firmware.audio.bridge import Bridge, latency_frames
-    from firmware.audio.service import CallStatePublisher, lock_memory, sd_notify
+    from firmware.audio.service import CallStatePublisher, lock_memory, supervise
     from firmware.config import load_config
     from firmware.errors import ConfigError
+    from firmware.systemd import Notifier
 
     full_config = load_config(args.config)
     config = full_config.bridge
@@ -61,32 +61,21 @@ def run(args: argparse.Namespace) -> int:
     gc.collect()
     gc.disable()
     bridge.start()
-    sd_notify("READY=1")
-    started = time.monotonic()
-    last_cycles, last_stats, last_counters = -1, started, 0.0
+    notifier = Notifier()
     state_dir = full_config.paths.resolve(full_config.paths.state_dir)
     try:
-        while not stop.wait(0.5):
-            if not bridge.running:
-                log.error("bridge thread stopped; exiting for the service manager to restart")
-                return 1
-            if bridge.cycles != last_cycles:  # only a loop that moves keeps the watchdog fed
-                sd_notify("WATCHDOG=1")
-                last_cycles = bridge.cycles
-            now = time.monotonic()
-            if now - last_counters >= COUNTERS_EVERY_S:
-                _write_counters(bridge, state_dir)
-                last_counters = now
-            if args.stats_interval and now - last_stats >= args.stats_interval:
-                log.info("bridge %s", json.dumps(bridge.stats()))
-                last_stats = now
-            if args.duration and now - started >= args.duration:
-                break
+        code = supervise(
+            bridge, stop, notifier, stats_interval_s=args.stats_interval, duration_s=args.duration,
+            periodic=lambda: _write_counters(bridge, state_dir), periodic_s=COUNTERS_EVERY_S,
+        )  # fmt: skip
     finally:
-        sd_notify("STOPPING=1")
+        notifier.stopping()
         bridge.stop()
         publisher.stop()
         listener.stop()
+        notifier.close()
+    if code:
+        return code
     print(json.dumps(bridge.stats()))
     return 0
 

@@ -42,6 +42,7 @@ COMMANDS: tuple[str, ...] = (
     "pair",
     "agent",
     "admin",
+    "doctor",
 )
 
 log = logging.getLogger("firmware")

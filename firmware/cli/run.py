@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware.runtime import ModelFollower
     from firmware.coach.build import CoachBox
     from firmware.speech.leak import LeakStore
+    from firmware.systemd import Notifier
 
     if args.idle_end <= 0:
         raise ConfigError("--idle-end must be > 0")
@@ -117,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         # The headset's earpiece leak is measured on each call and kept for the next one.
         leak_store = LeakStore.in_dir(config.paths.resolve(config.paths.state_dir))
         coach = LiveCoach(session_opener(config, follower, coach_box, bus, leak_store=leak_store), bus)
-        run_live(reader, coach, stop, idle_end_s=args.idle_end)
+        notifier = stack.enter_context(closing(Notifier()))
+        notifier.ready("waiting for the bridge's taps")
+        try:
+            run_live(reader, coach, stop, idle_end_s=args.idle_end, on_tick=notifier.kick)
+        finally:
+            notifier.stopping()
     return 0
 
 

@@ -167,6 +167,10 @@ class Agent:
             t.start()
             self._threads.append(t)
 
+    def alive(self) -> bool:
+        """True while every thread the agent started still runs (the process's watchdog feeds on it)."""
+        return all(t.is_alive() for t in self._threads)
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
