@@ -126,7 +126,8 @@ def test_each_unit_reaches_only_its_devices() -> None:
 
 
 def test_writable_state_is_where_each_needs_it() -> None:
-    assert read_unit("parallax-bridge.service")["Service"]["ReadWritePaths"] == ["/run/parallax"]
+    # the bridge writes its call state, and its counters file for the fleet agent, nothing else
+    assert read_unit("parallax-bridge.service")["Service"]["ReadWritePaths"] == ["/run/parallax /var/lib/parallax/counters"]
     assert read_unit("parallax-coach.service")["Service"]["ReadWritePaths"] == ["/run/parallax /var/lib/parallax"]
     assert read_unit("parallax-agent.service")["Service"]["ReadWritePaths"] == ["/var/lib/parallax"]
 
