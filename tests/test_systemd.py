@@ -319,3 +319,36 @@ def test_coach_process_notifies_ready_after_loading_then_pings_and_stops(systemd
     assert proc.returncode == 0, err
     assert systemd.wait_for("STOPPING=1")
     assert "Traceback" not in err
+
+
+class FakeAgent:
+    """Stands in for firmware.fleet.agent.Agent: its threads live until ``die`` is called."""
+
+    def __init__(self) -> None:
+        self.dead = threading.Event()
+
+    def alive(self) -> bool:
+        return not self.dead.is_set()
+
+
+def test_agent_loop_pings_while_its_threads_live_and_exits_when_one_dies(systemd: FakeSystemd) -> None:
+    from firmware.cli.agent import serve
+
+    agent, stop = FakeAgent(), threading.Event()
+    notifier = Notifier(env_for(systemd, watchdog_ms=100))
+    result: list[bool] = []
+    loop = threading.Thread(target=lambda: result.append(serve(agent, stop, notifier, poll_s=0.02)))
+    loop.start()
+    time.sleep(0.4)
+    pings = systemd.count("WATCHDOG=1")
+    assert pings >= 2, "a live agent keeps the watchdog fed"
+    agent.dead.set()
+    loop.join(timeout=5)
+    assert result == [False], "a dead agent thread ends the main loop, so systemd restarts the process"
+    settled = systemd.count("WATCHDOG=1")
+    time.sleep(0.3)
+    assert systemd.count("WATCHDOG=1") == settled, "no pings once a thread died"
+
+    stop.set()  # a stopped agent (SIGTERM) ends the loop cleanly
+    assert serve(FakeAgent(), stop, notifier, poll_s=0.02) is True
+    notifier.close()

@@ -11,6 +11,10 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from firmware.systemd import Notifier
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,16 +47,29 @@ def run(args: argparse.Namespace) -> int:
         if args.once:
             agent.wait_connected(15)
             stop.wait(1.0)
-        else:
-            # The watchdog is fed only while the agent's worker threads live: a dead worker means
-            # no updates and no telemetry, and systemd restarts the agent (the journal resumes it).
-            while not stop.wait(1.0) and agent.alive():
-                notifier.kick()
-            if not stop.is_set():
-                print("parallax: error: a fleet agent thread died; exiting for the service manager", file=sys.stderr)
-                return 1
+        elif not serve(agent, stop, notifier):
+            print("parallax: error: a fleet agent thread died; exiting for the service manager", file=sys.stderr)
+            return 1
     finally:
         notifier.stopping()
         agent.stop()
         notifier.close()
     return 0
+
+
+class _Supervised(Protocol):
+    def alive(self) -> bool: ...
+
+
+def serve(agent: _Supervised, stop: threading.Event, notifier: Notifier, poll_s: float = 1.0) -> bool:
+    """The agent process's main loop: feed systemd's watchdog while every agent thread lives.
+
+    A dead worker means no updates and no telemetry: the pings stop, and this returns False so the
+    process exits and systemd restarts it (the update journal resumes where it was). True once
+    ``stop`` is set.
+    """
+    while not stop.wait(poll_s):
+        if not agent.alive():
+            return False
+        notifier.kick()
+    return True
