@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from firmware.events import Speaker
+
+MAX_BEAM_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,19 @@ class RecognizerConfig:
     # 500 scored as well as 1000 on the dev calls, at 15% less CPU and ~75 MB less peak memory
     # (the encoder's attention grows with the square of its input).
     tail_paddings: int = 500
+    # "greedy": sherpa-onnx's own decoder (the lightest). "beam": our beam search over the same
+    # ONNX encoder/decoder through onnxruntime (firmware/speech/whisper_beam.py), keeping
+    # beam_size hypotheses; its cost grows with beam_size (see board/README.md for the Pi budget).
+    decoding: Literal["greedy", "beam"] = "greedy"
+    beam_size: int = 2
+
+    def __post_init__(self) -> None:
+        if self.num_threads < 1:
+            raise ValueError(f"speech.recognizer.num_threads must be at least 1, got {self.num_threads}")
+        if not 1 <= self.beam_size <= MAX_BEAM_SIZE:
+            raise ValueError(f"speech.recognizer.beam_size must be between 1 and {MAX_BEAM_SIZE}, got {self.beam_size}")
+        if self.decoding not in ("greedy", "beam"):
+            raise ValueError(f"speech.recognizer.decoding must be 'greedy' or 'beam', got {self.decoding!r}")
 
 
 @dataclass(frozen=True)
