@@ -24,7 +24,7 @@ N_CLIPS = 6
 
 # -- config ------------------------------------------------------------------------------------
 def test_decoding_defaults_and_toml(tmp_path: Path) -> None:
-    assert RecognizerConfig().decoding == "greedy"
+    assert RecognizerConfig().decoding == "beam" and RecognizerConfig().beam_size == 2
     path = tmp_path / "p.toml"
     path.write_text('[speech.recognizer]\ndecoding = "beam"\nbeam_size = 3\n')
     config = load_config(path)
@@ -111,7 +111,7 @@ def test_beam_size_one_is_greedy_on_real_clips(beam_model, clips) -> None:  # ty
 
 @pytest.mark.model
 @pytest.mark.corpus
-def test_beam_size_one_agrees_with_sherpa_onnx_greedy(beam_model, clips, engines) -> None:  # type: ignore[no-untyped-def]
+def test_beam_size_one_agrees_with_sherpa_onnx_greedy(beam_model, clips, models_dir: Path) -> None:  # type: ignore[no-untyped-def]
     """Same files, same features, same stopping rule: the shipped greedy path's words, where it is sure.
 
     Not bit-exact: sherpa-onnx bundles its own onnxruntime build (1.28) whose int8 kernels round
@@ -121,8 +121,12 @@ def test_beam_size_one_agrees_with_sherpa_onnx_greedy(beam_model, clips, engines
     """
     import jiwer
 
+    from firmware.provision.manifest import load_manifest
+    from firmware.speech.whisper import WhisperRecognizer
+
+    greedy = WhisperRecognizer(load_manifest(models_dir, "whisper-tiny.en"), RecognizerConfig(decoding="greedy"))
     ours = [" ".join(_words(beam_model.transcribe(s, beam_size=1))) for s, _, _ in clips]
-    theirs = [" ".join(_words(engines.recognizer.transcribe(s))) for s, _, _ in clips]
+    theirs = [" ".join(_words(greedy.transcribe(s))) for s, _, _ in clips]
     rep_lines = [i for i, (_, _, speaker) in enumerate(clips) if speaker == "rep"]
     assert all(ours[i] == theirs[i] for i in rep_lines), [(ours[i], theirs[i]) for i in rep_lines]
     assert jiwer.wer(" ".join(theirs), " ".join(ours)) <= 0.15

@@ -93,7 +93,12 @@ def main() -> int:
     ap.add_argument("--beams", default="1,2,3,4,5")
     ap.add_argument("--prompt-beam", type=int, default=0, help="also decode with the playbook's names as a prompt at this beam size")
     ap.add_argument("--pipeline-cpu", default="", help="k=v,k=v recogniser settings for a whole-pipeline CPU run per call")
+    ap.add_argument("--shard", default="", help="i/k: only every k-th call from the i-th (parallel runs on a loaded machine)")
+    ap.add_argument("--save", type=Path, help="write this run's references, transcripts and CPU to a JSON file")
+    ap.add_argument("--merge", type=Path, nargs="+", help="print the tables for saved runs pooled together (no decoding)")
     args = ap.parse_args()
+    if args.merge:
+        return report([run for p in args.merge for run in json.loads(p.read_text())])
 
     from firmware.bus import EventBus
     from firmware.config import Config
@@ -118,10 +123,13 @@ def main() -> int:
         settings.append(f"beam {args.prompt_beam} + names")
     overrides = dict(kv.split("=", 1) for kv in args.pipeline_cpu.split(",") if kv)
 
-    figures: dict[str, object] = {"beams": beams, "prompt": prompt_text}
+    runs: list[dict] = []  # type: ignore[type-arg]
     for spec in args.corpus or ["dev-kokoro"]:
         folder = corpus_dir(spec)
         calls = sorted(folder.glob("*.wav"))[: args.calls or None]
+        if args.shard:
+            index, count = (int(x) for x in args.shard.split("/"))
+            calls = calls[index::count]
         if not calls:
             print(f"no calls at {folder}", file=sys.stderr)
             return 2
@@ -155,10 +163,10 @@ def main() -> int:
                 started = time.thread_time()
                 encoded = engine.encode(samples)
                 encode_s = time.thread_time() - started
-                runs = [(f"beam {b}", b, []) for b in beams]
+                decodes = [(f"beam {b}", b, []) for b in beams]
                 if args.prompt_beam:
-                    runs.append((settings[-1], args.prompt_beam, prompt))
-                for name, beam, pr in runs:
+                    decodes.append((settings[-1], args.prompt_beam, prompt))
+                for name, beam, pr in decodes:
                     started = time.thread_time()
                     text = engine.text(engine.search(*encoded, beam_size=beam, prompt=pr))
                     cpu[name] += encode_s + time.thread_time() - started
@@ -170,24 +178,52 @@ def main() -> int:
                 worst_pipeline = max(worst_pipeline, pipeline_cpu(call, overrides))
             print(f"  {spec}: {call.stem} done", file=sys.stderr, flush=True)
         cpu[settings[0]] = timed.cpu_s
-        sherpa_rtf = timed.cpu_s / timed.audio_s if timed.audio_s else float("nan")
+        runs.append({"corpus": spec if spec in CORPORA else Path(spec).name, "calls": [c.stem for c in calls],
+                     "settings": settings, "refs": refs, "hyps": hyps, "cpu_s": cpu, "audio_s": audio_s,
+                     "sherpa_audio_s": timed.audio_s, "prompt": prompt_text,
+                     "pipeline": {"settings": args.pipeline_cpu, "worst_cpu_s_per_call_s": worst_pipeline} if overrides else None})
+    if args.save:
+        args.save.write_text(json.dumps(runs))
+    return report(runs)
+
+
+def report(runs: list[dict]) -> int:  # type: ignore[type-arg]
+    """Pool runs of the same corpus (shards), print a table per corpus, then the JSON line."""
+    pooled: dict[str, dict] = {}  # type: ignore[type-arg]
+    for run in runs:
+        into = pooled.setdefault(run["corpus"], {"calls": [], "settings": run["settings"], "audio_s": 0.0, "sherpa_audio_s": 0.0,
+                                                 "refs": {"rep": [], "buyer": []}, "cpu_s": {},
+                                                 "hyps": {s: {"rep": [], "buyer": []} for s in run["settings"]}, "pipeline": []})
+        into["calls"] += run["calls"]
+        into["audio_s"] += run["audio_s"]
+        into["sherpa_audio_s"] += run["sherpa_audio_s"]
+        for party in ("rep", "buyer"):
+            into["refs"][party] += run["refs"][party]
+            for s in into["settings"]:
+                into["hyps"][s][party] += run["hyps"][s][party]
+        for s in into["settings"]:
+            into["cpu_s"][s] = into["cpu_s"].get(s, 0.0) + run["cpu_s"][s]
+        if run.get("pipeline"):
+            into["pipeline"].append(run["pipeline"])
+    figures: dict[str, object] = {"prompt": runs[0]["prompt"] if runs else ""}
+    for corpus, run in pooled.items():
+        settings, refs, hyps = run["settings"], run["refs"], run["hyps"]
         rows = []
         for s in settings:
-            rtf = sherpa_rtf if s == settings[0] else cpu[s] / audio_s
-            rows.append((s, wer(refs["rep"], hyps[s]["rep"]), wer(refs["buyer"], hyps[s]["buyer"]), rtf))
+            audio = run["sherpa_audio_s"] if s == settings[0] else run["audio_s"]
+            rows.append((s, wer(refs["rep"], hyps[s]["rep"]), wer(refs["buyer"], hyps[s]["buyer"]), run["cpu_s"][s] / audio))
         greedy_rtf = rows[0][3]
-        print(f"\nDecoding levers on {spec} ({len(calls)} calls, {audio_s:.0f} s of segments)\n")
+        print(f"\nDecoding levers on {corpus} ({len(run['calls'])} calls, {run['audio_s']:.0f} s of segments)\n")
         print(f"{'setting':24s} {'WER rep':>8s} {'WER buyer':>10s} {'CPU-s/audio-s':>14s} {'x greedy':>9s}")
-        key = spec if spec in CORPORA else Path(spec).name
         for s, wr, wb, rtf in rows:
             print(f"{s:24s} {wr:8.1%} {wb:10.1%} {rtf:14.4f} {rtf / greedy_rtf:9.2f}")
             slug = s.split(" (")[0].replace(" + ", "_").replace(" ", "")
-            figures[f"{key}_{slug}_wer_rep"] = round(wr, 4)
-            figures[f"{key}_{slug}_wer_buyer"] = round(wb, 4)
-            figures[f"{key}_{slug}_cpu_s_per_audio_s"] = round(rtf, 4)
-        if overrides:
-            print(f"whole pipeline with {args.pipeline_cpu}: {worst_pipeline:.3f} CPU-s per call-s (worst call)")
-            figures[f"{key}_pipeline_cpu_s_per_call_s"] = round(worst_pipeline, 4)
+            figures[f"{corpus}_{slug}_wer_rep"] = round(wr, 4)
+            figures[f"{corpus}_{slug}_wer_buyer"] = round(wb, 4)
+            figures[f"{corpus}_{slug}_cpu_s_per_audio_s"] = round(rtf, 4)
+        for pipe in run["pipeline"]:
+            print(f"whole pipeline with {pipe['settings']}: {pipe['worst_cpu_s_per_call_s']:.3f} CPU-s per call-s (worst call)")
+            figures[f"{corpus}_pipeline_cpu_s_per_call_s"] = round(pipe["worst_cpu_s_per_call_s"], 4)
     print(json.dumps(figures))
     return 0
 

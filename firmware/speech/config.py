@@ -64,10 +64,13 @@ class RecognizerConfig:
     # 500 scored as well as 1000 on the dev calls, at 15% less CPU and ~75 MB less peak memory
     # (the encoder's attention grows with the square of its input).
     tail_paddings: int = 500
-    # "greedy": sherpa-onnx's own decoder (the lightest). "beam": our beam search over the same
-    # ONNX encoder/decoder through onnxruntime (firmware/speech/whisper_beam.py), keeping
-    # beam_size hypotheses; its cost grows with beam_size (see board/README.md for the Pi budget).
-    decoding: Literal["greedy", "beam"] = "greedy"
+    # "beam": our beam search over the same ONNX encoder/decoder through onnxruntime
+    # (firmware/speech/whisper_beam.py), keeping beam_size hypotheses. "greedy": sherpa-onnx's own
+    # decoder, the lightest. Chosen on the calibration set (12 calls, tools/bench_decoding.py):
+    # buyer WER 7.2% greedy -> 5.6% beam 2 -> 5.1% beam 3, rep 3.4 -> 2.7 -> 2.6%, at 1.25x and
+    # 1.6x the recogniser's CPU. Beam 3's half point does not pay on a Pi 4B (recogniser RTF ~0.88
+    # on one core against ~0.68 for beam 2; board/README.md); beam 4-5 were no better on dev-kokoro.
+    decoding: Literal["greedy", "beam"] = "beam"
     beam_size: int = 2
 
     def __post_init__(self) -> None:
