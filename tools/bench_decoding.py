@@ -93,6 +93,7 @@ def main() -> int:
     ap.add_argument("--beams", default="1,2,3,4,5")
     ap.add_argument("--prompt-beam", type=int, default=0, help="also decode with the playbook's names as a prompt at this beam size")
     ap.add_argument("--pipeline-cpu", default="", help="k=v,k=v recogniser settings for a whole-pipeline CPU run per call")
+    ap.add_argument("--no-band-fill", action="store_true", help="turn the phone-band fill off ([speech] band_fill_db unset)")
     ap.add_argument("--shard", default="", help="i/k: only every k-th call from the i-th (parallel runs on a loaded machine)")
     ap.add_argument("--save", type=Path, help="write this run's references, transcripts and CPU to a JSON file")
     ap.add_argument("--merge", type=Path, nargs="+", help="print the tables for saved runs pooled together (no decoding)")
@@ -110,7 +111,12 @@ def main() -> int:
     from firmware.speech.whisper_beam import WhisperOnnx
 
     base = Config()
-    config = dataclasses.replace(base, speech=dataclasses.replace(base.speech, partial_parties=()))
+    # Today's greedy path is the baseline the pipeline runs; the beam settings decode its segments again.
+    speech = dataclasses.replace(base.speech, partial_parties=(),
+                                 recognizer=dataclasses.replace(base.speech.recognizer, decoding="greedy"))
+    if args.no_band_fill:
+        speech = dataclasses.replace(speech, band_fill_db=None)
+    config = dataclasses.replace(base, speech=speech)
     rcfg = config.speech.recognizer
     manifest = load_manifest(config.paths.resolve(config.paths.models_dir), rcfg.model)
     engine = WhisperOnnx(manifest.file("encoder"), manifest.file("decoder"), manifest.file("tokens"),
@@ -178,7 +184,7 @@ def main() -> int:
                 worst_pipeline = max(worst_pipeline, pipeline_cpu(call, overrides))
             print(f"  {spec}: {call.stem} done", file=sys.stderr, flush=True)
         cpu[settings[0]] = timed.cpu_s
-        runs.append({"corpus": spec if spec in CORPORA else Path(spec).name, "calls": [c.stem for c in calls],
+        runs.append({"corpus": (spec if spec in CORPORA else Path(spec).name) + (" (no band fill)" if args.no_band_fill else ""), "calls": [c.stem for c in calls],
                      "settings": settings, "refs": refs, "hyps": hyps, "cpu_s": cpu, "audio_s": audio_s,
                      "sherpa_audio_s": timed.audio_s, "prompt": prompt_text,
                      "pipeline": {"settings": args.pipeline_cpu, "worst_cpu_s_per_call_s": worst_pipeline} if overrides else None})
