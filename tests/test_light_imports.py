@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 
 # Top-level modules none of these starts may import, plus the dev-only room.
-HEAVY = ("numpy", "sherpa_onnx", "onnxruntime", "tflite_runtime", "ai_edge_litert", "alsaaudio", "bleak", "paho")
+HEAVY = ("numpy", "sherpa_onnx", "onnxruntime", "kaldi_native_fbank", "tflite_runtime", "ai_edge_litert", "alsaaudio", "bleak", "paho")
 TESTING = "firmware.testing"
 
 # Subcommands that are dev tools by design: `parallax demo` renders its call with the test room's

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from firmware.events import Speaker
 from firmware.settings import Checked, rule, setting
+
+MAX_BEAM_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,14 @@ class RecognizerConfig(Checked):
     # 500 scored as well as 1000 on the dev calls, at 15% less CPU and ~75 MB less peak memory
     # (the encoder's attention grows with the square of its input).
     tail_paddings: int = setting(500, ge=-1, le=3000)
+    # "beam": our beam search over the same ONNX encoder/decoder through onnxruntime
+    # (firmware/speech/whisper_beam.py), keeping beam_size hypotheses. "greedy": sherpa-onnx's own
+    # decoder, the lightest. Chosen on the calibration set (12 calls, tools/bench_decoding.py):
+    # buyer WER 7.2% greedy -> 5.6% beam 2 -> 5.1% beam 3, rep 3.4 -> 2.7 -> 2.6%, at 1.25x and
+    # 1.6x the recogniser's CPU. Beam 3's half point does not pay on a Pi 4B (recogniser RTF ~0.88
+    # on one core against ~0.68 for beam 2; board/README.md); beam 4-5 were no better on dev-kokoro.
+    decoding: Literal["greedy", "beam"] = setting("beam")
+    beam_size: int = setting(2, ge=1, le=MAX_BEAM_SIZE)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from firmware.errors import ModelError
 from firmware.speech.config import RecognizerConfig
 
 if TYPE_CHECKING:
+    from firmware.speech.recognizer import Recognizer
     from firmware.store import Manifest
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,12 @@ class WhisperRecognizer:
             raise ModelError(f"model {manifest.name} failed to load: {exc}") from None
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, config: RecognizerConfig) -> WhisperRecognizer:
+    def from_manifest(cls, manifest: Manifest, config: RecognizerConfig) -> Recognizer:
+        """sherpa-onnx's greedy decoder, or our beam search over the same files (``decoding``)."""
+        if config.decoding == "beam":
+            from firmware.speech.whisper_beam import BeamWhisperRecognizer  # lazy: onnxruntime
+
+            return BeamWhisperRecognizer(manifest, config)
         return cls(manifest, config)
 
     def transcribe(self, samples: PcmF32) -> str:
