@@ -80,14 +80,18 @@ def test_forty_calls_cover_lines_noise_leaks_voices_and_openings() -> None:
     assert {c.leak_db for c in conditions} == set(rc.LEAK_DB)
     assert all((c.opus_kbps is None) == (c.line == "pstn") for c in conditions)
     groups = {(lines[0].voice[:2], next(line.voice for line in lines if line.speaker == "buyer")[:2]) for _, lines, _ in planned}
-    assert {g for _, g in groups} == {r for r, _ in groups} == {"af", "am", "bf", "bm"}
+    assert len(groups) == 16  # every pairing of American/British female/male reps and buyers
+    # Each conversation is heard over both kinds of line, with other noise or leak levels.
+    for (_, a, ca), (_, b, cb) in zip(planned[::2], planned[1::2]):
+        assert a is b and {ca.line, cb.line} == {"pstn", "voip"} and (ca.snr_db, ca.leak_db) != (cb.snr_db, cb.leak_db)
+    assert len({id(lines) for _, lines, _ in rc.plan_corpus(40, seed=1, per_script=1)}) == 40
     assert len({line.voice for _, lines, _ in planned for line in lines}) >= 16
     for _, lines, _ in planned:
         first = next(i for i, line in enumerate(lines) if line.label != "other")
         opening = lines[:first]
         assert sum(line.speaker == "buyer" for line in opening) >= 2  # greeting and small talk, no moment
         moments = [line.label for line in lines if line.speaker == "buyer" and line.label != "other"]
-        assert len(moments) >= 4 and len(set(moments)) == len(moments)
+        assert len(moments) >= 3 and len(set(moments)) == len(moments)
         assert all(line.label in ("other", "next_step") for line in lines if line.speaker == "rep")
         assert not any("{" in line.text for line in lines)
 
@@ -155,5 +159,7 @@ def test_calls_are_reproducible_and_a_corpus_can_grow(tmp_path: Path) -> None:
     [a] = rc.render_corpus(tmp_path / "a", 1, seed=3, voicer=voicer)
     spoken = voicer.speech_s
     b = rc.render_corpus(tmp_path / "b", 2, seed=3, voicer=voicer)
-    assert voicer.speech_s > spoken  # only the second call's lines were new
+    assert voicer.speech_s == spoken  # the second call is the first conversation over VoIP: nothing new to say
+    rc.render_corpus(tmp_path / "b", 3, seed=3, voicer=voicer)
+    assert voicer.speech_s > spoken  # the third is a new conversation; the first two were not rendered again
     assert b[0].read_bytes() == a.read_bytes() and b[0].with_suffix(".wav").read_bytes() == a.with_suffix(".wav").read_bytes()

@@ -6,9 +6,12 @@ So nothing in them comes from what was tuned on: the sentences are filled from t
 ``tools/calibration_bank.toml``, written for this set and checked against the intent model's
 data (training and held-out rows) and the dev calls (tests/test_render_calibration.py).
 
+Each conversation is heard twice by default (``--per-script 2``), once over each kind of line
+with other noise and leak levels: synthesis costs ~0.8 CPU-s per second of speech.
+
 Each call, in the dev corpus format (``OUT/calls/<call_id>.wav`` + ``.json``, see the dev
 README), opens with greetings and small talk, then alternates the rep's questions with the
-buyer's answers (four to six moments of different kinds, perhaps a filler line) and closes on a
+buyer's answers (three to five moments of different kinds, perhaps a filler line) and closes on a
 proposed next step. Voices are Kokoro-82M's English packs, all four groups (American and British,
 female and male) for both parties. Conditions are spread over the calls, recorded in the truth
 JSON under ``conditions``:
@@ -21,7 +24,7 @@ JSON under ``conditions``:
 
 Clips are cached by text, voice, speed and renderer (``OUT/clips``), so a corpus re-renders with
 other conditions in seconds. Deterministic from ``--seed``; the first N calls do not depend on how
-many follow; ``--shard i/k`` renders every k-th call for parallel runs. Runs niced.
+many follow; ``--shard i/k`` renders every k-th conversation for parallel runs. Runs niced.
 
     python tools/render_calibration.py models/.cache/calibration --calls 40 --seed 1
 """
@@ -128,14 +131,18 @@ class _Deck:
         return left.pop()
 
 
-def call_conditions(n: int, rng: np.random.Generator) -> tuple[Conditions, tuple[str, str]]:
-    """Conditions and (rep, buyer) voices for call ``n``: every line, noise, leak and voice group
-    turns up across any 20 consecutive calls (latin-square-like cycling), the rest drawn."""
+def script_voices(k: int, rng: np.random.Generator) -> tuple[str, str]:
+    """(rep, buyer) voices of script ``k``: all 16 pairings of the four groups within 16 scripts."""
     groups = tuple(VOICE_GROUPS)
-    buyer_group = groups[n % 4]
-    rep_group = groups[(n // 4 + 1 + n) % 4]
+    buyer_group = groups[k % 4]
+    rep_group = groups[(k // 4 + 1 + k) % 4]
     rep_voice = str(rng.choice(VOICE_GROUPS[rep_group]))
-    buyer_voice = str(rng.choice([v for v in VOICE_GROUPS[buyer_group] if v != rep_voice]))
+    return rep_voice, str(rng.choice([v for v in VOICE_GROUPS[buyer_group] if v != rep_voice]))
+
+
+def call_conditions(n: int, rng: np.random.Generator) -> Conditions:
+    """The line of call ``n``: every line kind with every noise level within 10 consecutive calls,
+    every leak level within 5 (cycled), bit rates, losses and room noise drawn."""
     line = "pstn" if n % 2 == 0 else "voip"
     conditions = Conditions(
         line=line,
@@ -145,7 +152,7 @@ def call_conditions(n: int, rng: np.random.Generator) -> tuple[Conditions, tuple
         opus_kbps=int(rng.choice([12, 16, 20, 24])) if line == "voip" else None,
         packet_loss_pct=float(rng.choice([0.0, 1.0, 2.0, 3.0])) if line == "voip" else None,
     )
-    return conditions, (rep_voice, buyer_voice)
+    return conditions
 
 
 def plan_call(bank: dict[str, list[str]], rng: np.random.Generator, deck: _Deck, voices: tuple[str, str]) -> list[Line]:
@@ -172,14 +179,14 @@ def plan_call(bank: dict[str, list[str]], rng: np.random.Generator, deck: _Deck,
     buyer("opening", FALLBACK_LABEL)
     rep("smalltalk")
     buyer("smalltalk", FALLBACK_LABEL)
-    rep("agenda", "question")
-    # The body: four to six moments of different kinds, a filler answer or none among them.
-    kinds = [str(k) for k in rng.permutation(INTENTS)][: int(rng.integers(4, 7))]
-    answers = [(k, k) for k in kinds] + [("filler", FALLBACK_LABEL)] * int(rng.integers(0, 2))
+    rep(*(("agenda", "question") if rng.random() < 0.3 else ("question",)))
+    # The body: three to five moments of different kinds, perhaps a filler answer among them.
+    kinds = [str(k) for k in rng.permutation(INTENTS)][: int(rng.integers(3, 6))]
+    answers = [(k, k) for k in kinds] + [("filler", FALLBACK_LABEL)] * int(rng.random() < 0.3)
     answers = [answers[i] for i in rng.permutation(len(answers))]
     buyer(*answers[0])
     for key, label in answers[1:]:
-        rep(*(("statement", "question") if rng.random() < 0.25 else ("question",)))
+        rep(*(("statement", "question") if rng.random() < 0.15 else ("question",)))
         buyer(key, label)
     # The close: the rep proposes a next step; most buyers agree to one.
     rep("next_step", label="next_step")
@@ -187,7 +194,8 @@ def plan_call(bank: dict[str, list[str]], rng: np.random.Generator, deck: _Deck,
         buyer("next_step", "next_step")
     else:
         buyer("filler", FALLBACK_LABEL)
-    rep("closing")
+    if rng.random() < 0.3:
+        rep("closing")
     return lines
 
 
@@ -362,23 +370,31 @@ def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.G
     return truth
 
 
-def plan_corpus(calls: int, seed: int, bank: dict[str, list[str]] | None = None) -> list[tuple[str, list[Line], Conditions]]:
+def plan_corpus(calls: int, seed: int, bank: dict[str, list[str]] | None = None,
+                per_script: int = 2) -> list[tuple[str, list[Line], Conditions]]:  # fmt: skip
+    """The calls: script ``n // per_script`` over call ``n``'s line. With ``per_script`` 2 (the
+    default, which halves the synthesis: ~0.8 CPU-s per second of speech) each conversation is
+    heard once over PSTN and once over VoIP, with other noise and leak levels; 1 makes every call
+    its own conversation."""
     bank = bank or load_bank()
     deck = _Deck(np.random.default_rng([seed, 9999]))
+    scripts: list[list[Line]] = []
     planned = []
     for n in range(calls):
-        rng = np.random.default_rng([seed, n])
-        conditions, voices = call_conditions(n, rng)
-        lines = plan_call(bank, rng, deck, voices)
-        planned.append((f"kcal{n + 1:02d}_s{seed}_{conditions.line}", lines, conditions))
+        k = n // per_script
+        if k == len(scripts):
+            rng = np.random.default_rng([seed, 7777, k])
+            scripts.append(plan_call(bank, rng, deck, script_voices(k, rng)))
+        conditions = call_conditions(n, np.random.default_rng([seed, n]))
+        planned.append((f"kcal{n + 1:02d}_s{seed}_{conditions.line}", scripts[k], conditions))
     return planned
 
 
 def render_corpus(out: Path, calls: int, seed: int, voicer: Voicer, shard: tuple[int, int] = (0, 1),
-                  log: bool = False) -> list[Path]:  # fmt: skip
+                  log: bool = False, per_script: int = 2) -> list[Path]:  # fmt: skip
     written = []
-    for n, (call_id, lines, conditions) in enumerate(plan_corpus(calls, seed)):
-        if n % shard[1] != shard[0]:
+    for n, (call_id, lines, conditions) in enumerate(plan_corpus(calls, seed, per_script=per_script)):
+        if (n // per_script) % shard[1] != shard[0]:  # by conversation: a shard voices its own lines
             continue
         path = out / "calls" / f"{call_id}.json"
         if path.is_file() and path.with_suffix(".wav").is_file():
@@ -399,7 +415,9 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="output directory (calls go to OUT/calls/, clips to OUT/clips/)")
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--shard", default="0/1", help="i/k: render calls n with n %% k == i (parallel runs)")
+    parser.add_argument("--shard", default="0/1", help="i/k: render the conversations c with c %% k == i (parallel runs)")
+    parser.add_argument("--per-script", type=int, choices=(1, 2), default=2,
+                        help="calls per conversation: 2 (default) hears each over PSTN and VoIP; 1 = all distinct")
     parser.add_argument("--models", type=Path, default=REPO / "models", help="models dir (Kokoro assets in .cache/kokoro)")
     args = parser.parse_args()
     try:
@@ -414,7 +432,7 @@ def main() -> int:
 
     try:
         voicer = CachedVoicer(KokoroLines(args.models), args.out / "clips")
-        render_corpus(args.out, args.calls, args.seed, voicer, (i, k), log=True)
+        render_corpus(args.out, args.calls, args.seed, voicer, (i, k), log=True, per_script=args.per_script)
     except ParallaxError as exc:
         print(f"render_calibration: {exc}", file=sys.stderr)
         return 1
