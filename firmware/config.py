@@ -20,6 +20,7 @@ from firmware.coach.config import CoachConfig
 from firmware.cues.config import CuesConfig
 from firmware.errors import ConfigError
 from firmware.intent.config import IntentConfig
+from firmware.settings import Checked, SettingError, setting
 from firmware.speech.config import SpeechConfig
 from firmware.tomlfile import read_toml
 
@@ -28,17 +29,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
-class PathsConfig:
+class PathsConfig(Checked):
     # Relative paths resolve against the source tree, so a checkout works without install.
-    models_dir: Path = Path("models")
-    state_dir: Path = Path("/var/lib/parallax")
+    models_dir: Path = setting(Path("models"), nonempty=True)
+    state_dir: Path = setting(Path("/var/lib/parallax"), nonempty=True)
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else REPO_ROOT / path
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     paths: PathsConfig = field(default_factory=PathsConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
@@ -58,23 +59,31 @@ def load_config(path: Path | None = None) -> Config:
     if path is None:
         return Config()
     raw = read_toml(path, "config file", ConfigError)
-    return from_mapping(Config, raw, where=str(path))
+    try:
+        return from_mapping(Config, raw, where="")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def from_mapping(cls: type[T], raw: Any, where: str) -> T:
-    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys and wrong types."""
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys, wrong types and values
+    outside the declared ranges (``firmware.settings``). ``where`` is the table's dotted key path
+    ("" for the file's top level); every error names the full key."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+        raise ConfigError(f"{where or 'the file'}: expected a table, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - known)
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in raw.items()}
+        section = f"[{where}] " if where else ""
+        raise ConfigError(f"{section}unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    values = {name: _coerce(hints[name], value, f"{where}.{name}" if where else name) for name, value in raw.items()}
     try:
         return cls(**values)
+    except SettingError as exc:
+        raise ConfigError(exc.render(where)) from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where or 'the file'}: {exc}") from None
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import collections.abc
 import types
 import typing
 from collections.abc import Mapping
@@ -102,15 +103,24 @@ class Moment(Event):
 @_register
 @dataclass(frozen=True, kw_only=True)
 class Tip(Event):
-    """A tip shown to the rep for a moment; ``cues`` names the channels used (led, haptic, phone)."""
+    """A tip shown to the rep for a moment; ``cues`` names the channels used (led, haptic, phone).
+
+    ``tip_id`` is unique on the box across restarts ("<boot nonce>-<counter>", see
+    :class:`firmware.coach.tips.TipIds`), so a control from the phone can name the tip it acts on; ``ttl_s`` is how
+    long after ``t`` the tip stops being useful (the phone hides it then).
+    """
 
     type: ClassVar[str] = "tip"
+    tip_id: str
+    call_id: int
     moment: str
     text: str
+    priority: int
+    ttl_s: float
     cues: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        return f"TIP    {self.moment}: {self.text} [{', '.join(self.cues)}]"
+        return f"TIP    {self.moment}: {self.text} [{', '.join(self.cues)}] #{self.tip_id}"
 
 
 @_register
@@ -136,6 +146,12 @@ class Summary(Event):
     cpu_s: float
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # ``extra`` is flattened onto the wire: a figure named like a field would be read back as it.
+        clash = set(self.extra) & ({"type", "v"} | {f.name for f in dataclasses.fields(self)})
+        if clash:
+            raise ValueError(f"summary figures may not be named {', '.join(sorted(clash))}")
+
 
 @_register
 @dataclass(frozen=True, kw_only=True)
@@ -156,12 +172,105 @@ class CallState(Event):
         return f"{what} #{self.call_id}" + (f" ({self.reason})" if self.reason else "")
 
 
+ControlAction = Literal["dismiss", "snooze", "mute", "unmute", "skill", "persona", "helpful", "not_helpful"]
+ControlSource = Literal["button", "phone", "cli"]
+ControlOutcome = Literal["applied", "next_call", "refused"]
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class Control(Event):
+    """The rep asks the coach for something: from the box's button, the phone, or the command line.
+
+    ``tip_id`` names the tip acted on (dismiss, helpful, not_helpful; None = the one showing);
+    ``minutes`` is the snooze length (None = the configured one); ``value`` is the skill level or
+    persona name; ``call_id`` the call the sender believes is running (None = whichever is).
+    Every control is answered by a :class:`ControlResult`.
+    """
+
+    type: ClassVar[str] = "control"
+    action: ControlAction
+    source: ControlSource
+    tip_id: str | None = None
+    minutes: float | None = None
+    value: str | None = None
+    call_id: int | None = None
+
+    def describe(self) -> str:
+        args = [f"{k} {v}" for k, v in (("tip", self.tip_id), ("minutes", self.minutes), ("value", self.value)) if v is not None]
+        source = "command line" if self.source == "cli" else self.source
+        return f"CONTROL {self.action} from the {source}" + (f" ({', '.join(args)})" if args else "")
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class ControlResult(Event):
+    """What became of a control: applied now, kept for the next call, or refused (``reason`` says why)."""
+
+    type: ClassVar[str] = "control_result"
+    action: ControlAction
+    source: ControlSource
+    outcome: ControlOutcome
+    reason: str | None = None
+    tip_id: str | None = None
+    call_id: int | None = None
+
+    def describe(self) -> str:
+        return f"RESULT {self.action} {self.outcome.replace('_', ' ')}" + (f": {self.reason}" if self.reason else "")
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class Status(Event):
+    """The coach's state as the rep sees it; published whenever a call starts or ends, or mute or
+    snooze changes. ``snoozed_until_s`` is in call time, like ``t``."""
+
+    type: ClassVar[str] = "status"
+    call_active: bool
+    call_id: int | None = None
+    muted: bool = False
+    snoozed_until_s: float | None = None
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class RecapEvent(Event):
+    """The rep's private end-of-call recap, for their phone only (never the fleet)."""
+
+    type: ClassVar[str] = "recap"
+    call_id: int | None = None
+    duration_s: float
+    talk_ratio_rep: float | None = None
+    longest_monologue_s: float
+    questions_asked: int
+    went_well: str
+    try_next: str
+
+    def lines(self) -> list[str]:
+        ratio = "n/a" if self.talk_ratio_rep is None else f"{self.talk_ratio_rep:.0%}"
+        return [
+            f"You talked {ratio} of the time",
+            f"Longest monologue {self.longest_monologue_s:.0f} s",
+            f"Questions asked: {self.questions_asked}",
+            f"Went well: {self.went_well}",
+            f"Try next: {self.try_next}",
+        ]
+
+
+
 def event_types() -> Mapping[str, type[Event]]:
     return dict(_REGISTRY)
 
 
 def parse_event(obj: Mapping[str, Any] | str | bytes) -> Event:
-    """Validate a wire payload and return the typed event; raise EventSchemaError otherwise."""
+    """Validate a wire payload and return the typed event; raise EventSchemaError otherwise.
+
+    Fields this firmware does not know are ignored (a newer sender may add optional ones), except
+    on types with an ``extra`` mapping, which collect them. Known fields are checked strictly:
+    Literal values, element types of lists, no booleans where numbers belong. Lists come back as
+    tuples where the field is a tuple, so ``parse_event(e.to_json()) == e`` for every type (exactly
+    for times and figures at the wire's millisecond resolution; finer ones come back rounded).
+    """
     if isinstance(obj, (str, bytes)):
         try:
             obj = json.loads(obj)
@@ -174,61 +283,98 @@ def parse_event(obj: Mapping[str, Any] | str | bytes) -> Event:
     if cls is None:
         raise EventSchemaError(f"unknown event type {kind!r}")
     version = obj.get("v", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise EventSchemaError(f"event schema v{version} is not supported (this firmware speaks v{SCHEMA_VERSION})")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    has_extra = "extra" in hints
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in obj.items():
         if key in ("type", "v"):
             continue
-        if key in names and key != "extra":
-            _check_type(hints[key], value, f"{kind}.{key}")
-            kwargs[key] = value
-        elif "extra" in names:
+        if key in hints and key != "extra":
+            kwargs[key] = _check_type(hints[key], value, f"{kind}.{key}")
+        elif has_extra:
             extra[key] = value
-        else:
-            raise EventSchemaError(f"{kind}: unexpected field {key!r}")
-    if "extra" in names:
+        # else: a field from a newer schema; ignoring it is what keeps old readers working
+    if has_extra:
         kwargs["extra"] = extra
+    missing = [name for name, f in _fields(cls).items() if name not in kwargs and _required(f)]
+    if missing:
+        raise EventSchemaError(f"{kind}: missing field(s) {', '.join(missing)}")
     try:
         return cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise EventSchemaError(f"{kind}: {exc}") from None
 
 
-def _check_type(hint: Any, value: Any, where: str) -> None:
+def _fields(cls: type[Event]) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+_HINTS: dict[type[Event], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Event]) -> dict[str, Any]:
+    """The dataclass fields' resolved type hints (ClassVars left out), cached per type."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        resolved = typing.get_type_hints(cls)
+        hints = _HINTS[cls] = {name: resolved[name] for name in _fields(cls)}
+    return hints
+
+
+def _check_type(hint: Any, value: Any, where: str) -> Any:
+    """Return ``value`` as the field holds it (lists -> tuples, ints -> floats), or raise."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if hint is Any:
+        return value
     if origin is Literal:
-        if value not in args:
+        # `type(...) is` so that True does not pass for 1, nor 1 for True.
+        if not any(type(value) is type(a) and value == a for a in args):
             raise EventSchemaError(f"{where}: {value!r} is not one of {args}")
-        return
+        return value
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:
-                _check_type(option, value, where)
-                return
+                return _check_type(option, value, where)
             except EventSchemaError:
                 continue
         raise EventSchemaError(f"{where}: bad value {value!r}")
     if hint is type(None):
         if value is not None:
-            raise EventSchemaError(f"{where}: expected null")
-        return
+            raise EventSchemaError(f"{where}: expected null, got {value!r}")
+        return None
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EventSchemaError(f"{where}: expected a number, got {value!r}")
-        return
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise EventSchemaError(f"{where}: expected a list")
-        return
-    if origin is Mapping or origin is dict:
+        return float(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise EventSchemaError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_type(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise EventSchemaError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_check_type(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise EventSchemaError(f"{where}: expected a list, got {value!r}")
+        return [_check_type(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin in (Mapping, dict, collections.abc.Mapping):
         if not isinstance(value, Mapping):
-            raise EventSchemaError(f"{where}: expected an object")
-        return
-    if isinstance(hint, type) and hint is not Any:
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise EventSchemaError(f"{where}: expected an object, got {value!r}")
+        key_hint, value_hint = args if args else (Any, Any)
+        return {
+            _check_type(key_hint, k, f"{where} key"): _check_type(value_hint, v, f"{where}.{k}") for k, v in value.items()
+        }
+    if hint in (str, int, bool):
+        if type(value) is not hint:  # bool is an int subclass; neither passes for the other
             raise EventSchemaError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    raise EventSchemaError(f"{where}: no wire check for type {hint!r}")  # a schema bug, caught by the round-trip test

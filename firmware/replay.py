@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from firmware.audio.wavfile import iter_call_frames
-from firmware.events import Event, Summary, Utterance
+from firmware.events import ControlResult, Event, RecapEvent, Status, Summary, Utterance
 from firmware.runtime import CallSink
 
 
@@ -70,6 +70,22 @@ class TimelinePrinter:
         if isinstance(event, Summary):
             figures = ", ".join(f"{k}={_fmt(v)}" for k, v in event.extra.items())
             return f"{stamp} END   {event.duration_s:.1f} s of call, {event.cpu_s:.1f} CPU-s ({figures})"
+        if isinstance(event, Status):
+            if not event.call_active:
+                return f"{stamp} STATUS call #{event.call_id} over" if event.call_id is not None else f"{stamp} STATUS no call"
+            state = "coaching"
+            if event.muted:
+                state = "muted for the call"
+            elif event.snoozed_until_s is not None:
+                state = f"snoozed until {_clock(event.snoozed_until_s)}"
+            return f"{stamp} STATUS call #{event.call_id}: {state}"
+        if isinstance(event, ControlResult):
+            # Printed under its control, indented, so the pair reads as one exchange.
+            what = {"applied": "applied", "next_call": "kept for the next call", "refused": "refused"}[event.outcome]
+            return f"{stamp}   -> {event.action} {what}" + (f": {event.reason}" if event.reason else "")
+        if isinstance(event, RecapEvent):
+            indent = " " * (len(stamp) + 3)
+            return f"{stamp} RECAP  for the rep's phone\n" + "\n".join(indent + line for line in event.lines())
         describe = getattr(event, "describe", None)
         return f"{stamp} {describe()}" if callable(describe) else None
 

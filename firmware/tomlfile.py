@@ -17,5 +17,7 @@ def read_toml(path: Path, what: str, error: type[ParallaxError]) -> dict[str, An
         raise error(f"{what} not found: {path}") from None
     except IsADirectoryError:
         raise error(f"{what} {path} is a directory") from None
+    except PermissionError:
+        raise error(f"{what} {path} is not readable (permission denied)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{what} {path} is not valid TOML: {exc}") from None

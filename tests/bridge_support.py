@@ -8,9 +8,10 @@ the bridge thread on :func:`firmware.audio.rig.clocked_devices` in real time.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
-import time
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,13 +118,15 @@ def _alsa_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Te
 
 
 @pytest.fixture
-def rig(_alsa_session: tuple[TestbedFiles, Path], tmp_path: Path) -> BridgeRig:
+def rig(_alsa_session: tuple[TestbedFiles, Path], tmp_path: Path) -> Iterator[BridgeRig]:
     files, _ = _alsa_session
-    # a short socket path: AF_UNIX paths are limited to 107 bytes
-    sock_dir = Path("/tmp") / f"pxt-{os.getpid()}-{time.monotonic_ns()}"
-    sock_dir.mkdir()
+    # a short socket path: AF_UNIX paths are limited to 107 bytes; removed after the test
+    sock_dir = Path(tempfile.mkdtemp(prefix="pxt-", dir="/tmp"))
     config = replace(TEST_BRIDGE, tap_socket=sock_dir / "taps.sock", call_state_file=tmp_path / "call_state.json")
-    return BridgeRig(files, config, sock_dir)
+    try:
+        yield BridgeRig(files, config, sock_dir)
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def random_audio(seconds: float, seed: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from firmware.testing.truth import TruthCall, drive, load_truth
 
 FIXTURE_CALL = Path(__file__).parent / "fixtures" / "coach" / "synthetic_call.json"
 # Words the mastery file legitimately holds: its keys, the moment kinds, the skill levels.
-STATE_VOCABULARY = set("version reps moments pace words speech seen handled net skill default".split())
+STATE_VOCABULARY = set("version reps moments pace words speech seen handled net skill default helpful not".split())
 STATE_VOCABULARY |= {part for kind in MOMENT_KINDS for part in kind.split("_")} | set(SKILL_LEVELS)
 
 

@@ -115,7 +115,7 @@ def test_live_coach_opens_one_session_per_call_and_fills_gaps() -> None:
     bus = EventBus()
     events: list[Event] = []
     bus.subscribe(events.append)
-    coach = LiveCoach(lambda: RecordingSession(sessions), bus)
+    coach = LiveCoach(lambda call_id: RecordingSession(sessions), bus)
     coach.handle(packet(0, 0, 0.0))  # no call yet: nothing opened
     assert not sessions
     for seq in range(1, 6):
@@ -138,7 +138,7 @@ def test_live_coach_opens_one_session_per_call_and_fills_gaps() -> None:
 def test_run_live_ends_the_call_when_taps_stop(tmp_path: Path) -> None:
     sessions: list[RecordingSession] = []
     bus = EventBus()
-    coach = LiveCoach(lambda: RecordingSession(sessions), bus)
+    coach = LiveCoach(lambda call_id: RecordingSession(sessions), bus)
     stop = threading.Event()
     with TapReader(tmp_path / "taps.sock") as reader:
         worker = threading.Thread(target=run_live, args=(reader, coach, stop), kwargs={"idle_end_s": 0.3})

@@ -148,14 +148,20 @@ def test_summary_fields_and_recap(run: Run) -> None:
 
 def test_events_round_trip_the_wire_schema(run: Run) -> None:
     run.replay(synthetic_call())
+    # A call's own events: a status at each end, moments, tips, the recap.
+    assert [e.type for e in run.events][0] == "status" and [e.type for e in run.events][-2:] == ["recap", "status"]
+    assert {e.type for e in run.events} == {"status", "moment", "tip", "recap"}
     for event in run.events:
-        assert isinstance(event, (Moment, Tip))
         wire = event.to_dict()
         if isinstance(event, Moment):
             assert set(wire) == {"type", "v", "t", "kind", "speaker", "start", "end", "confidence"}
-        else:
-            assert set(wire) == {"type", "v", "t", "moment", "text", "cues"}
-        assert parse_event(event.to_json()).to_dict() == wire
+        elif isinstance(event, Tip):
+            assert set(wire) == {"type", "v", "t", "tip_id", "call_id", "moment", "text", "priority", "ttl_s", "cues"}
+            assert event.call_id == 1 and event.ttl_s == 10.0
+        back = parse_event(event.to_json())  # equal at the wire's millisecond resolution
+        assert type(back) is type(event) and back.to_dict() == wire
+    ids = [t.tip_id for t in tips(run.events)]
+    assert len(ids) > 1 and len(set(ids)) == len(ids)
 
 
 def test_rep_chosen_channels_are_honoured(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_simulate_prints_cues_and_writes_events_and_report(tmp_path: Path, capsy
     events = tmp_path / "events.jsonl"
     assert main(["--config", str(config), "coach", "simulate", str(FIXTURE_CALL), "--json", str(events), "--report", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "CUES   LED" in out and "TIP" in out and "recap for the rep's phone" in out
+    assert "CUES   LED" in out and "TIP" in out and "RECAP  for the rep's phone" in out
     lines = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
     assert {"utterance", "moment", "tip", "summary"} <= {e["type"] for e in lines}
     assert lines[-1]["type"] == "summary" and "talk_ratio_rep" in lines[-1]

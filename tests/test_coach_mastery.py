@@ -13,6 +13,7 @@ from coach_support import Run, make_config, synthetic_call
 from firmware.coach.config import MasteryConfig
 from firmware.coach.mastery import MasteryStore
 from firmware.errors import CoachStateError
+from firmware.events import Control
 from firmware.testing.evaluate import tips
 
 
@@ -88,7 +89,7 @@ def test_tips_fade_after_mastery_over_a_sequence_of_calls(tmp_path: Path) -> Non
     for _ in range(4):
         run = Run(make_config(state, skill="developing", min_gap_s=0.0))
         try:
-            run.coach.mute()
+            assert run.kit.control(Control(t=0.0, action="mute", source="cli")).outcome == "applied"
             run.replay(call)
             assert tips(run.events) == []
             stages.append(run.coach._mastery.stage("default", "pain_point", "developing"))

@@ -13,7 +13,7 @@ from firmware.coach.playbook import MAX_TIP_CHARS, MOMENT_KINDS, fill, load_play
 from firmware.coach.tips import TipWriter
 from firmware.errors import ConfigError, PlaybookError
 
-DEFAULT = Path(__file__).resolve().parent.parent / "models" / "playbook" / "default.toml"
+DEFAULT = Path(__file__).resolve().parent.parent / "models" / "playbook" / "current" / "playbook.toml"
 
 
 def raw_default() -> dict[str, Any]:

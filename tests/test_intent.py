@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import tomli_w
 
 from firmware.config import load_config
 from firmware.errors import ConfigError, ModelError
@@ -20,7 +22,7 @@ from firmware.intent.features import FeatureSpec, featurise, normalise
 from firmware.intent.labels import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL_DIR = REPO / "models" / "intent"
+MODEL_DIR = REPO / "models" / "intent" / "current"  # the committed version, through the store's pointer
 
 ODD_TEXTS = [
     "",
@@ -89,24 +91,30 @@ def test_below_the_threshold_the_answer_is_other() -> None:
 
 
 def test_default_threshold_is_the_calibrated_one(classifier: IntentClassifier) -> None:
-    manifest = json.loads((MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))
-    assert classifier.threshold == manifest["calibration"]["threshold"]
+    assert classifier.threshold == _options(MODEL_DIR)["calibration"]["threshold"]
     assert 0.0 <= classifier.threshold < 1.0
 
 
 def _copy_model(tmp_path: Path) -> Path:
     target = tmp_path / "intent"
     target.mkdir()
-    for name in ("intent.tflite", "manifest.json"):
+    for name in ("intent.tflite", "manifest.toml"):
         shutil.copy(MODEL_DIR / name, target / name)
     return target
 
 
-def _rewrite_manifest(model_dir: Path, **changes: object) -> None:
-    path = model_dir / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest.update(changes)
-    path.write_text(json.dumps(manifest), encoding="utf-8")
+def _options(model_dir: Path) -> dict[str, Any]:
+    return tomllib.loads((model_dir / "manifest.toml").read_text(encoding="utf-8"))["options"]  # type: ignore[no-any-return]
+
+
+def _rewrite_manifest(model_dir: Path, model_sha256: str | None = None, **options: object) -> None:
+    """Change the store manifest's [options] (labels, features, calibration) or the model's hash."""
+    path = model_dir / "manifest.toml"
+    manifest = tomllib.loads(path.read_text(encoding="utf-8"))
+    manifest["options"].update(options)
+    if model_sha256 is not None:
+        manifest["files"]["model"]["sha256"] = model_sha256
+    path.write_text(tomli_w.dumps(manifest), encoding="utf-8")
 
 
 def _one_line_model_error(model_dir: Path, match: str) -> None:
@@ -138,16 +146,16 @@ def test_missing_files_and_bad_manifests(tmp_path: Path) -> None:
     model_dir = _copy_model(tmp_path)
     (model_dir / "intent.tflite").unlink()
     _one_line_model_error(model_dir, "model file not found")
-    _one_line_model_error(tmp_path / "nowhere", "manifest not found")
-    (model_dir / "manifest.json").write_text("{not json", encoding="utf-8")
-    _one_line_model_error(model_dir, "unreadable")
-    (model_dir / "manifest.json").write_text("[]", encoding="utf-8")
-    _one_line_model_error(model_dir, "not format 1")
+    _one_line_model_error(tmp_path / "nowhere", "no model manifest")
+    (model_dir / "manifest.toml").write_text("{not toml", encoding="utf-8")
+    _one_line_model_error(model_dir, "not valid TOML")
+    (model_dir / "manifest.toml").write_text("format = 2", encoding="utf-8")
+    _one_line_model_error(model_dir, "'format' must be 1")
 
 
 def test_manifest_that_disagrees_with_the_model_is_rejected(tmp_path: Path) -> None:
     model_dir = _copy_model(tmp_path)
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _options(model_dir)
     _rewrite_manifest(model_dir, features={**manifest["features"], "buckets": 1024})
     _one_line_model_error(model_dir, "tensor shapes differ")
     _rewrite_manifest(model_dir, features=manifest["features"], labels=manifest["labels"][:-1])
@@ -159,7 +167,7 @@ def test_manifest_that_disagrees_with_the_model_is_rejected(tmp_path: Path) -> N
 def test_a_model_asking_for_features_this_runtime_lacks_is_refused(tmp_path: Path) -> None:
     # e.g. a newer model pushed to an older box: it must fail to load, not featurise wrongly
     model_dir = _copy_model(tmp_path)
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _options(model_dir)
     _rewrite_manifest(model_dir, features={**manifest["features"], "phoneme_ngrams": [2, 3]})
     _one_line_model_error(model_dir, "does not know: phoneme_ngrams")
 
@@ -219,7 +227,7 @@ def test_a_reps_line_is_never_a_buyer_only_label(classifier: IntentClassifier) -
 def test_per_speaker_thresholds_from_the_manifest(tmp_path: Path) -> None:
     text = "Your rival quoted us about half of that, so the price is a real problem."
     model_dir = _copy_model(tmp_path)
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _options(model_dir)
     calibration = {**manifest["calibration"], "threshold": 0.0, "threshold_by_speaker": {"buyer": 1.0, "rep": 0.0}}
     _rewrite_manifest(model_dir, calibration=calibration)
     classifier = IntentClassifier(model_dir)

@@ -55,7 +55,7 @@ def test_text_and_jsonl_are_exclusive() -> None:
 
 def test_a_corrupt_model_is_one_error_line_not_a_traceback(tmp_path: Path) -> None:
     model_dir = tmp_path / "intent"
-    shutil.copytree(REPO / "models" / "intent", model_dir, ignore=shutil.ignore_patterns("data"))
+    shutil.copytree(REPO / "models" / "intent" / "current", model_dir)
     (model_dir / "intent.tflite").write_bytes(b"\x00" * 100)
     config = tmp_path / "parallax.toml"
     config.write_text(f'[intent]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")

@@ -50,7 +50,7 @@ def _pipeline(models_dir: Path, recognizer: object, out: list[Utterance], *, que
     # Final-segment mechanics are tested without early transcripts unless a test asks for them.
     config = dataclasses.replace(Config().speech, queue_segments=queue,
                                  partial_parties=Config().speech.partial_parties if partials else ())
-    vad_path = models_dir / "silero-vad" / "silero_vad.onnx"
+    vad_path = models_dir / "silero-vad" / "current" / "silero_vad.onnx"
     pipeline = SpeechPipeline(config, lambda: SileroVad(vad_path, config.vad), recognizer, out.append,  # type: ignore[arg-type]
                               lockstep=lockstep)
     pipeline.start()

@@ -1,5 +1,7 @@
 """Privacy end to end: `parallax replay` through the real pipeline writes none of the call's words
-to any file, and logs none of them even at debug level. Runs on a fresh clone (the demo call)."""
+to any file, and logs none of them even at debug level; of its events, the fleet channel would
+carry no call word and no tip text, the phone channel only its allowlist. Runs on a fresh clone
+(the demo call)."""
 
 from __future__ import annotations
 
@@ -11,18 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from outward_support import assert_fleet_is_clean, assert_phone_is_the_reps_own, channel_bytes, firmware_vocabulary
 
-REPO = Path(__file__).resolve().parent.parent
+from firmware.events import Tip, parse_event
 
 pytestmark = pytest.mark.model
-
-
-def firmware_vocabulary() -> set[str]:
-    """Words the firmware itself contains (code, playbook): seeing one proves nothing about a call."""
-    words: set[str] = set()
-    for path in [*(REPO / "firmware").rglob("*.py"), *(REPO / "models" / "playbook").rglob("*.toml")]:
-        words |= {w.lower() for w in re.findall(r"[A-Za-z]+", path.read_text(encoding="utf-8"))}
-    return words
 
 
 def test_replay_leaves_no_words_in_files_or_logs(models_dir: Path, demo_call: Path, tmp_path: Path) -> None:
@@ -37,7 +32,8 @@ def test_replay_leaves_no_words_in_files_or_logs(models_dir: Path, demo_call: Pa
     config.write_text(f'[paths]\nmodels_dir = "{models_dir}"\nstate_dir = "{box / "state"}"\n')
     env = {**os.environ, "TMPDIR": str(box / "tmp"), "HOME": str(box / "home")}
     result = subprocess.run(
-        [sys.executable, "-m", "firmware", "-vv", "--config", str(config), "replay", str(demo_call)],
+        [sys.executable, "-m", "firmware", "-vv", "--config", str(config), "replay", str(demo_call),
+         "--json", str(tmp_path / "events.jsonl")],  # outside the box: the rep's own replay output
         cwd=box, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -50,3 +46,12 @@ def test_replay_leaves_no_words_in_files_or_logs(models_dir: Path, demo_call: Pa
         if path.is_file() and path != config:
             found = {w.lower() for w in re.findall(r"[A-Za-z]+", path.read_text(encoding="utf-8", errors="replace"))}
             assert not words & found, f"{path} holds call words: {sorted(words & found)}"
+
+    # Every event the call produced, through the outward channels as they attach.
+    events = [parse_event(line) for line in (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    tips = [e for e in events if isinstance(e, Tip)]
+    assert tips and any(e.type == "utterance" for e in events), "the call must exercise transcripts and tips"
+    sent = channel_bytes(events)
+    assert_fleet_is_clean(sent["fleet"], words, [t.text for t in tips])
+    assert_phone_is_the_reps_own(sent["phone"], words)
+    assert sum('"type": "tip"' in line for line in sent["phone"]) == len(tips)

@@ -19,8 +19,9 @@ from firmware.errors import ModelError, ProvisioningError
 from firmware.provision.build import build_models, is_up_to_date
 from firmware.provision.ct2 import parse_ct2
 from firmware.provision.fetch import WheelCache, WheelPin, pip_download, read_member
-from firmware.provision.manifest import load_manifest, read_manifest
+from firmware.provision.manifest import RECIPES_DIR, load_manifest, read_recipe
 from firmware.provision.whisper_graph import SUPPRESSED_LOGIT
+from firmware.store import ModelStore
 
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("provision_synth", REPO / "tests" / "fixtures" / "provision" / "synth.py")
@@ -123,32 +124,23 @@ def test_pip_failure_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     assert "\n" not in str(info.value)
 
 
-# --- manifests -----------------------------------------------------------------------------
+# --- recipes and manifests ------------------------------------------------------------------
 
 
-def _copy_manifest(models_dir: Path, name: str) -> Path:
-    target = models_dir / name
-    target.mkdir(parents=True)
-    shutil.copy(REPO / "models" / name / "manifest.toml", target / "manifest.toml")
-    return target
-
-
-def test_committed_manifests_parse() -> None:
+def test_committed_recipes_parse() -> None:
     for name, family, roles in (
         ("whisper-tiny.en", "whisper", {"encoder", "decoder", "tokens"}),
         ("whisper-base", "whisper", {"encoder", "decoder", "tokens"}),
         ("silero-vad", "silero-vad", {"model"}),
     ):
-        manifest = read_manifest(REPO / "models" / name / "manifest.toml")
-        assert manifest.family == family and set(manifest.files) == roles
-    assert read_manifest(REPO / "models" / "whisper-base" / "manifest.toml").options["language"] == "en"
+        recipe = read_recipe(RECIPES_DIR / f"{name}.toml")
+        assert recipe.family == family and set(recipe.files) == roles
+    assert read_recipe(RECIPES_DIR / "whisper-base.toml").options["language"] == "en"
 
 
 def test_unbuilt_model_names_the_build_command(tmp_path: Path) -> None:
-    _copy_manifest(tmp_path, "whisper-tiny.en")
     with pytest.raises(ModelError, match=r"^model whisper-tiny\.en is not built: run `parallax models build`$"):
         load_manifest(tmp_path, "whisper-tiny.en")
-    _copy_manifest(tmp_path, "whisper-base")
     with pytest.raises(ModelError, match=r"run `parallax models build --model whisper-base`"):
         load_manifest(tmp_path, "whisper-base")
 
@@ -157,23 +149,21 @@ def test_unbuilt_model_names_the_build_command(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("name = [", "not valid TOML"),
-        ('name = "other"\nversion="1"\nfamily="whisper"\nlicence="x"\n[files]\na="b"\n[source]\nb=1', "must match its folder"),
+        ('name = "other"\nversion="1"\nfamily="whisper"\nlicence="x"\n[files]\na="b"\n[source]\nb=1', "must match its file name"),
         ('name = "m"\nversion="1"\nfamily="kaldi"\nlicence="x"\n[files]\na="b"\n[source]\nb=1', "family 'kaldi'"),
         ('name = "m"\nversion="1"\nfamily="whisper"\nlicence="x"\n[files]\na="../b"\n[source]\nb=1', "plain file name"),
         ('name = "m"\nfamily="whisper"\nlicence="x"\n[files]\na="b"\n[source]\nb=1', "'version'"),
     ],
 )
-def test_malformed_manifest_is_one_line_error(tmp_path: Path, text: str, message: str) -> None:
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "manifest.toml").write_text(text, encoding="utf-8")
+def test_malformed_recipe_is_one_line_error(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "m.toml").write_text(text, encoding="utf-8")
     with pytest.raises(ModelError, match=re.escape(message)) as info:
-        load_manifest(tmp_path, "m")
+        read_recipe(tmp_path / "m.toml")
     assert "\n" not in str(info.value)
 
 
 def test_unknown_model_lists_what_exists(tmp_path: Path) -> None:
-    _copy_manifest(tmp_path, "silero-vad")
-    with pytest.raises(ModelError, match=r"unknown model 'nope'.*available: silero-vad"):
+    with pytest.raises(ModelError, match=r"unknown model 'nope'.*known: .*silero-vad"):
         load_manifest(tmp_path, "nope")
 
 
@@ -183,36 +173,51 @@ def test_runtime_api_imports_no_inference_engine() -> None:
     assert out.stdout.strip() == "[]"
 
 
-# --- builds --------------------------------------------------------------------------------
+# --- builds into the store -----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def synthetic_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def recipes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("recipes")
+
+
+@pytest.fixture(scope="module")
+def synthetic_build(tmp_path_factory: pytest.TempPathFactory, recipes: Path) -> Path:
     pytest.importorskip("onnx", reason="the build extra (onnx, onnxruntime) is not installed")
     pytest.importorskip("onnxruntime", reason="the build extra (onnx, onnxruntime) is not installed")
     models_dir = tmp_path_factory.mktemp("models")
-    synth.synthetic_whisper_setup(models_dir)
-    results = list(build_models(models_dir, ["whisper-synth"]))
+    synth.synthetic_whisper_setup(models_dir, recipes)
+    results = list(build_models(models_dir, ["whisper-synth"], recipes_dir=recipes))
     assert [r.rebuilt for r in results] == [True]
     return models_dir
 
 
-def test_synthetic_build_then_rerun_is_a_no_op(synthetic_build: Path) -> None:
+def _copy_store(store: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "models"
+    shutil.copytree(store, copy, symlinks=True)  # keep `current` a symlink
+    return copy
+
+
+def test_synthetic_build_then_rerun_is_a_no_op(synthetic_build: Path, recipes: Path) -> None:
     manifest = load_manifest(synthetic_build, "whisper-synth")
     manifest.verify()
+    assert manifest.directory == synthetic_build / "whisper-synth" / "1"
+    assert os.readlink(synthetic_build / "whisper-synth" / "current") == "1"
     stamps = {p.name: p.stat().st_mtime_ns for p in manifest.directory.iterdir()}
-    results = list(build_models(synthetic_build, ["whisper-synth"]))
+    results = list(build_models(synthetic_build, ["whisper-synth"], recipes_dir=recipes))
     assert [(r.name, r.rebuilt) for r in results] == [("whisper-synth", False)]
     assert {p.name: p.stat().st_mtime_ns for p in manifest.directory.iterdir()} == stamps
-    record = manifest.build_record()
-    assert set(record["outputs"]) == {"encoder.int8.onnx", "decoder.int8.onnx", "tokens.txt"}
-    assert "onnxruntime" in record["tools"] and record["inputs"]
+    assert {f.path for f in manifest.files.values()} == {"encoder.int8.onnx", "decoder.int8.onnx", "tokens.txt"}
+    assert "onnxruntime" in manifest.provenance["tools"] and manifest.provenance["inputs"]
+    assert manifest.options["language"] == "en"  # the recipe's [whisper] section, carried into the version
+    # nothing but the version, its pointer and the wheel cache: no build or staging leftovers
+    assert sorted(p.name for p in (synthetic_build / "whisper-synth").iterdir()) == ["1", "current"]
 
 
 def test_synthetic_tokens_file_round_trips_bytes(synthetic_build: Path) -> None:
     import base64
 
-    lines = (synthetic_build / "whisper-synth" / "tokens.txt").read_text().splitlines()
+    lines = (synthetic_build / "whisper-synth" / "current" / "tokens.txt").read_text().splitlines()
     assert len(lines) == 256  # ordinary tokens only; specials start at eot
     decoded = {int(i): base64.b64decode(b) for b, i in (line.split() for line in lines)}
     assert decoded[32] == b" " and decoded[ord("A")] == b"A" and decoded[255] == b"\xff"
@@ -288,9 +293,8 @@ def test_synthetic_decoder_suppresses_whisper_non_speech_tokens(synthetic_build:
         assert not suppressed[:, token_id].any(), token_id
 
 
-def test_corrupt_output_is_detected_and_rebuilt(synthetic_build: Path, tmp_path: Path) -> None:
-    models_dir = tmp_path / "models"
-    shutil.copytree(synthetic_build, models_dir)
+def test_corrupt_output_is_detected_and_rebuilt(synthetic_build: Path, recipes: Path, tmp_path: Path) -> None:
+    models_dir = _copy_store(synthetic_build, tmp_path)
     manifest = load_manifest(models_dir, "whisper-synth")
     decoder = manifest.file("decoder")
     data = bytearray(decoder.read_bytes())
@@ -298,56 +302,71 @@ def test_corrupt_output_is_detected_and_rebuilt(synthetic_build: Path, tmp_path:
     decoder.write_bytes(bytes(data))
     with pytest.raises(ModelError, match=r"decoder\.int8\.onnx is corrupt"):
         manifest.verify()
-    assert not is_up_to_date(manifest)
-    assert [r.rebuilt for r in build_models(models_dir, ["whisper-synth"])] == [True]
+    assert not is_up_to_date(ModelStore(models_dir), read_recipe(recipes / "whisper-synth.toml"))
+    assert [r.rebuilt for r in build_models(models_dir, ["whisper-synth"], recipes_dir=recipes)] == [True]
     load_manifest(models_dir, "whisper-synth").verify()
 
 
-def test_edited_manifest_means_rebuild(synthetic_build: Path, tmp_path: Path) -> None:
-    models_dir = tmp_path / "models"
-    shutil.copytree(synthetic_build, models_dir)
-    path = models_dir / "whisper-synth" / "manifest.toml"
-    path.write_text(path.read_text().replace('version = "1"', 'version = "2"', 1))
-    with pytest.raises(ModelError, match="built from a different manifest"):
-        load_manifest(models_dir, "whisper-synth")
+def test_a_new_recipe_version_is_built_beside_the_old_and_made_current(
+    synthetic_build: Path, recipes: Path, tmp_path: Path
+) -> None:
+    models_dir = _copy_store(synthetic_build, tmp_path)
+    edited = tmp_path / "recipes"
+    edited.mkdir()
+    text = (recipes / "whisper-synth.toml").read_text()
+    (edited / "whisper-synth.toml").write_text(text.replace('version = "1"', 'version = "2"', 1))
+    assert [r.rebuilt for r in build_models(models_dir, ["whisper-synth"], recipes_dir=edited)] == [True]
+    store = ModelStore(models_dir)
+    assert (store.current("whisper-synth"), store.previous("whisper-synth"), store.versions("whisper-synth")) == ("2", "1", ["1", "2"])
+    assert store.rollback("whisper-synth") == "1"
+    assert load_manifest(models_dir, "whisper-synth").version == "1"
 
 
 def test_corrupt_model_bin_in_wheel_fails_the_build(tmp_path: Path) -> None:
-    synth.synthetic_whisper_setup(tmp_path)
+    recipes = tmp_path / "recipes"
+    synth.synthetic_whisper_setup(tmp_path, recipes)
     wheel = next((tmp_path / ".cache").glob("*.whl"))
     import zipfile
 
     with zipfile.ZipFile(wheel) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     members["synth/model.bin"] = members["synth/model.bin"][:5000]
-    manifest_path = tmp_path / "whisper-synth" / "manifest.toml"
-    text = manifest_path.read_text()
+    recipe_path = recipes / "whisper-synth.toml"
+    text = recipe_path.read_text()
     old_wheel_sha = synth.sha256(wheel.read_bytes())
     new_wheel_sha = synth.write_wheel(wheel, members)
     text = text.replace(old_wheel_sha, new_wheel_sha)
     old_member_sha = re.search(r'member = "synth/model.bin"\nsha256 = "([0-9a-f]+)"', text).group(1)  # type: ignore[union-attr]
-    manifest_path.write_text(text.replace(old_member_sha, synth.sha256(members["synth/model.bin"])))
+    recipe_path.write_text(text.replace(old_member_sha, synth.sha256(members["synth/model.bin"])))
     with pytest.raises(ProvisioningError, match="truncated or corrupt"):
-        list(build_models(tmp_path, ["whisper-synth"]))
-    with pytest.raises(ModelError, match="is not built"):
+        list(build_models(tmp_path, ["whisper-synth"], recipes_dir=recipes))
+    with pytest.raises(ModelError, match="unknown model 'whisper-synth'"):
         load_manifest(tmp_path, "whisper-synth")
+    assert list((tmp_path / "whisper-synth").iterdir()) == []  # the failed build left nothing behind
 
 
-def test_cli_build_list_verify_and_errors(synthetic_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    models_dir = tmp_path / "models"
-    shutil.copytree(synthetic_build, models_dir)
+def test_cli_build_list_verify_and_errors(
+    synthetic_build: Path, recipes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import firmware.provision.build
+
+    monkeypatch.setattr(firmware.provision.build, "RECIPES_DIR", recipes)
+    models_dir = _copy_store(synthetic_build, tmp_path)
     config = tmp_path / "parallax.toml"
     config.write_text(f'[paths]\nmodels_dir = "{models_dir}"\n', encoding="utf-8")
     assert cli_main(["--config", str(config), "models", "build", "--model", "whisper-synth"]) == 0
     assert "whisper-synth: up to date" in capsys.readouterr().out
     assert cli_main(["--config", str(config), "models", "list"]) == 0
-    assert re.search(r"whisper-synth\s+whisper\s+1\s+yes\s+[\d.]+ MB", capsys.readouterr().out)
+    assert re.search(r"whisper-synth\s+whisper\s+1\s+-\s+1\s+[\d.]+ MB", capsys.readouterr().out)
     assert cli_main(["--config", str(config), "models", "build", "--model", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("parallax: error: unknown model(s) nope") and err.count("\n") == 1
-    (models_dir / "whisper-synth" / "tokens.txt").write_text("x 0\n")
+    assert cli_main(["--config", str(config), "models", "verify", "--model", "whisper-synth"]) == 0
+    assert capsys.readouterr().out == "whisper-synth 1 (current): ok\n"
+    (models_dir / "whisper-synth" / "current" / "tokens.txt").write_text("x 0\n")
     assert cli_main(["--config", str(config), "models", "verify", "--model", "whisper-synth"]) == 2
-    assert "tokens.txt is corrupt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tokens.txt is" in err and "parallax models build --model whisper-synth --force" in err
 
 
 # --- the real models (after `parallax models build`) ---------------------------------------

@@ -106,7 +106,7 @@ def _onset_delays(vad: object, audio: np.ndarray, lines: list[tuple[float, float
 
 
 def test_levelled_vad_flags_a_quiet_line_sooner_and_never_flags_its_noise(models_dir: Path, demo_call: Path) -> None:
-    vad_path = models_dir / "silero-vad" / "silero_vad.onnx"
+    vad_path = models_dir / "silero-vad" / "current" / "silero_vad.onnx"
     config = Config().speech
     level = config.vad_level
     assert "buyer" in level.parties and level.max_gain_db > 0
@@ -171,7 +171,7 @@ def test_closing_on_quiet_closes_sooner_with_the_same_segments(models_dir: Path,
     def run(close_on_quiet: bool) -> list[tuple[str, float, float, float]]:
         # Final segments only: early (partial) transcripts do not depend on when a segment closes.
         config = dataclasses.replace(Config().speech, close_on_quiet=close_on_quiet, partial_parties=())
-        vad_path = models_dir / "silero-vad" / "silero_vad.onnx"
+        vad_path = models_dir / "silero-vad" / "current" / "silero_vad.onnx"
         out: list = []  # type: ignore[type-arg]
         pipeline = SpeechPipeline(config, lambda: SileroVad(vad_path, config.vad), Echo(), out.append, lockstep=True)
         pipeline.start()

@@ -170,7 +170,7 @@ def main() -> int:
     import dataclasses
 
     from firmware.config import Config
-    from firmware.provision.manifest import load_manifest
+    from firmware.provision.manifest import RECIPES_DIR, read_recipe
     from firmware.runtime import load_engines
 
     base = Config()
@@ -190,7 +190,7 @@ def main() -> int:
         print("bench_asr: no corpus found (tools/render_calibration.py renders the calibration set)", file=sys.stderr)
         return 2
     engines = load_engines(config)
-    fw = None if args.no_baseline else faster_whisper_model(load_manifest(REPO / "models", args.model))
+    fw = None if args.no_baseline else faster_whisper_model(read_recipe(RECIPES_DIR / f"{args.model}.toml"))
     all_figures: dict[str, dict[str, object]] = {}
     for corpus in corpora:
         calls = [p.with_suffix(".wav") for p in corpus.calls][: args.calls or None]

@@ -119,7 +119,7 @@ def main() -> int:
         load()
         loads.append((time.perf_counter() - t0) * 1000.0)
     load_ms = statistics.median(loads)
-    model_path = (args.model_dir or REPO / "models" / "intent") / "intent.tflite"
+    model_path = (args.model_dir or REPO / "models" / "intent" / "current") / "intent.tflite"
     model_kb = model_path.stat().st_size / 1024
 
     figures: dict[str, float | int | str] = {}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train the on-device intent model: models/intent/{intent.tflite, manifest.json}.
+"""Train the on-device intent model: a model-store version, models/intent/<VERSION>/{intent.tflite, manifest.toml}.
 
 Needs TensorFlow (the ``train`` extra), which the device never installs. Keep it in its own venv:
 
@@ -13,6 +13,8 @@ is trained on; temperature and 'other' thresholds (text only, and for lines of a
 are calibrated on the held-out part. The dev corpus is read for reporting only, never for training
 or calibration.
 Deterministic: fixed seeds and TensorFlow's deterministic ops, so the same data gives the same model.
+The new version is not made current: `parallax models activate intent VERSION` does that (between
+calls, as on the box); bump VERSION for a model that differs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,26 @@ MODEL_DIR = REPO / "models" / "intent"
 DATA_DIR = MODEL_DIR / "data"
 DEV_TSV = REPO.parent / "shared" / "corpus" / "dev" / "utterances.tsv"
 VERSION = "1.4.0"
+
+
+def save_manifest(out: Path, manifest: dict) -> None:  # type: ignore[type-arg]
+    """Write the training's fields as the model store's one manifest format (file hashes included)."""
+    from firmware.store import write_manifest
+
+    write_manifest(
+        out, name="intent", version=manifest["version"], family="intent",
+        licence="Proprietary (Parallax; trained by tools/train_intent.py on models/intent/data)",
+        description="Hashed n-gram features into an int8 tflite network: an utterance -> one of the coach's labels",
+        files={"model": manifest["model_file"]},
+        options={key: manifest[key] for key in ("labels", "features", "calibration")},
+        provenance={key: manifest[key] for key in ("training", "metrics") if key in manifest},
+    )
+
+
+def load_manifest(out: Path) -> dict:  # type: ignore[type-arg]
+    from firmware.intent.classifier import read_manifest
+
+    return read_manifest(out)
 
 
 def sha256(path: Path) -> str:
@@ -192,7 +214,7 @@ def show(title: str, report: Report) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=MODEL_DIR)
+    parser.add_argument("--out", type=Path, default=MODEL_DIR / VERSION)
     parser.add_argument("--buckets", type=int, default=8192)
     parser.add_argument("--hidden", type=int, default=0, help="hidden units (0 = linear model)")
     parser.add_argument("--epochs", type=int, default=20)
@@ -254,7 +276,7 @@ def main() -> int:
             "data_sha256": {p.name: sha256(p) for p in (utterances, asr_file)},
         },
     }
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    save_manifest(args.out, manifest)
 
     # Calibration and the report run in a fresh process: tflite-runtime and TensorFlow clash when
     # both are loaded, and the shipped int8 model must be measured through the device's runtime.
@@ -269,8 +291,7 @@ def main() -> int:
 def calibrate_and_report(args: argparse.Namespace) -> int:
     from firmware.intent.classifier import IntentClassifier
 
-    manifest_path = args.out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = load_manifest(args.out)
     spec = FeatureSpec.from_dict(manifest["features"])
     examples = read_examples(args.data_dir / "utterances.tsv")
     transcripts = read_transcripts(args.data_dir / "asr_transcripts.tsv")
@@ -284,7 +305,7 @@ def calibrate_and_report(args: argparse.Namespace) -> int:
     logits = np.stack([classifier._logits(featurise(t, spec)) for t in cal_texts])
     temperature, threshold = calibrate(logits, np.array([LABELS.index(label) for label in cal_labels]))
     manifest["calibration"] = {"temperature": temperature, "threshold": threshold}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    save_manifest(args.out, manifest)
     print(f"calibrated on {len(cal_texts)} held-out texts: temperature {temperature}, threshold {threshold}")
     if args.speaker_threshold != "none":
         classifier = IntentClassifier(args.out)
@@ -293,7 +314,7 @@ def calibrate_and_report(args: argparse.Namespace) -> int:
         by_speaker = calibrate_speakers(probs, np.array([LABELS.index(label) for label in cal_labels]), cal_speakers,
                                         each=args.speaker_threshold == "each")
         manifest["calibration"]["threshold_by_speaker"] = by_speaker
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        save_manifest(args.out, manifest)
         print(f"thresholds by speaker (speaker-aware probabilities): {by_speaker}")
 
     classifier = IntentClassifier(args.out)
@@ -319,7 +340,7 @@ def calibrate_and_report(args: argparse.Namespace) -> int:
         metrics[f"macro_f1_{key}"] = round(report.macro_f1, 4)
         metrics[f"accuracy_{key}"] = round(report.accuracy, 4)
     manifest["metrics"] = metrics
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    save_manifest(args.out, manifest)
     model_kb = (args.out / manifest["model_file"]).stat().st_size / 1024
     print(json.dumps({"model_kb": round(model_kb, 1), **metrics}))
     return 0

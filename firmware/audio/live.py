@@ -28,7 +28,8 @@ MAX_GAP_FILL_FRAMES = 250  # 5 s: a longer gap means the coach was away; start t
 
 
 class LiveCoach:
-    def __init__(self, open_session: Callable[[], CallSink], bus: EventBus) -> None:
+    def __init__(self, open_session: Callable[[int], CallSink], bus: EventBus) -> None:
+        """``open_session(call_id)`` opens the session for the bridge's call ``call_id``."""
         self._open_session = open_session
         self._bus = bus
         self.session: CallSink | None = None
@@ -61,7 +62,7 @@ class LiveCoach:
         self.frames_fed += 1
 
     def _start(self, packet: TapPacket) -> None:
-        self.session = self._open_session()
+        self.session = self._open_session(packet.call_id)
         self.call_id = packet.call_id
         self.calls += 1
         self._last_seq = packet.seq - 1

@@ -46,13 +46,41 @@ def probe_wav(path: Path) -> WavInfo:
         raise AudioInputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AudioInputError(f"{path}: is a directory, not a WAV file") from None
+    except PermissionError:
+        raise AudioInputError(f"{path}: not readable (permission denied)") from None
     except (wave.Error, EOFError) as exc:
-        raise AudioInputError(f"{path}: not a readable PCM WAV file ({exc or 'file ends inside the header'})") from None
+        raise AudioInputError(_unreadable(Path(path), exc)) from None
+    if info.frames == 0:
+        raise AudioInputError(f"{path}: holds no audio (a WAV header with 0 frames)")
     if info.sample_width_bytes not in (1, 2, 3, 4):
         raise AudioInputError(f"{path}: unsupported sample width of {info.sample_width_bytes} bytes")
     if not 4000 <= info.rate_hz <= 192000:
         raise AudioInputError(f"{path}: sample rate {info.rate_hz} Hz is outside 4-192 kHz")
     return info
+
+
+# How to turn any audio file into one this reader takes (said with every format refusal).
+CONVERT_HINT = "convert it to 16-bit PCM, e.g. `sox IN -b 16 -e signed-integer OUT.wav` or `ffmpeg -i IN -c:a pcm_s16le OUT.wav`"
+# WAVE format tags worth naming in a refusal.
+_FORMAT_NAMES = {3: "32/64-bit float", 6: "A-law", 7: "mu-law", 0x55: "MP3", 0xFFFE: "extensible (float or >2 channels)"}
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """One line for a file ``wave`` refuses: what it is, and how to convert it when that helps."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    if size == 0:
+        return f"{path}: the file is empty (0 bytes), not a WAV recording"
+    reason = str(exc)
+    if reason.startswith("unknown format: "):
+        tag = int(reason.rsplit(" ", 1)[1])
+        name = _FORMAT_NAMES.get(tag, f"format tag {tag}")
+        return f"{path}: not a readable PCM WAV file ({name} samples; only integer PCM is read); {CONVERT_HINT}"
+    if isinstance(exc, EOFError) or not reason:
+        return f"{path}: not a readable PCM WAV file (it ends inside the header, at {size} bytes); {CONVERT_HINT}"
+    return f"{path}: not a readable PCM WAV file ({reason}); {CONVERT_HINT}"
 
 
 def parse_channel_map(text: str) -> tuple[int, int]:
@@ -61,9 +89,31 @@ def parse_channel_map(text: str) -> tuple[int, int]:
         rep, buyer = (int(part) for part in text.split(","))
     except ValueError:
         raise AudioInputError(f"--channels expects REP,BUYER channel numbers such as 0,1; got {text!r}") from None
-    if rep < 0 or buyer < 0 or rep == buyer:
-        raise AudioInputError(f"--channels needs two different channel numbers, got {text!r}")
+    if rep < 0 or buyer < 0:
+        raise AudioInputError(f"--channels takes channel numbers from 0 (the file's first channel), got {text!r}")
+    if rep == buyer:
+        raise AudioInputError(f"--channels needs two different channels for rep and buyer, got {text!r}")
     return rep, buyer
+
+
+def check_channels(info: WavInfo, channels: tuple[int, int], *, warn: bool = True) -> None:
+    """Refuse a file without the asked channels; warn (once) about channels that a replay ignores."""
+    rep_ch, buyer_ch = channels
+    path = info.path
+    if info.channels < 2:
+        raise AudioInputError(
+            f"{path}: has {info.channels} channel; a call needs two (rep and buyer, see --channels)"
+        )
+    if max(rep_ch, buyer_ch) >= info.channels:
+        raise AudioInputError(
+            f"{path}: has {info.channels} channels (0..{info.channels - 1}), --channels asks for {rep_ch},{buyer_ch}"
+        )
+    ignored = [ch for ch in range(info.channels) if ch not in channels]
+    if ignored and warn:
+        log.warning(
+            "%s has %d channels: replaying %d as the rep and %d as the buyer, ignoring channel%s %s (see --channels)",
+            path, info.channels, rep_ch, buyer_ch, "s" if len(ignored) > 1 else "", ", ".join(map(str, ignored)),
+        )
 
 
 def iter_call_frames(path: Path, channels: tuple[int, int] = (0, 1)) -> Iterator[CallFrame]:
@@ -71,14 +121,8 @@ def iter_call_frames(path: Path, channels: tuple[int, int] = (0, 1)) -> Iterator
     import soxr  # lazy: only replay and the taps resample
 
     info = probe_wav(path)
+    check_channels(info, channels, warn=False)  # the caller warned (or chose not to)
     rep_ch, buyer_ch = channels
-    if info.channels < 2:
-        raise AudioInputError(
-            f"{path}: has {info.channels} channel; a call needs two (rep and buyer, see --channels)"
-        )
-    if max(rep_ch, buyer_ch) >= info.channels:
-        raise AudioInputError(f"{path}: has {info.channels} channels, --channels asks for {rep_ch},{buyer_ch}")
-
     resamplers = None
     if info.rate_hz != ANALYSIS_RATE_HZ:
         resamplers = [soxr.ResampleStream(info.rate_hz, ANALYSIS_RATE_HZ, 1, dtype="float32") for _ in range(2)]

@@ -71,9 +71,11 @@ def _cached(cache_dir: Path, choice: str) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     from firmware.cli import replay
+    from firmware.cli.output import check_outputs
     from firmware.config import load_config
 
     config = load_config(args.config)
+    check_outputs({"--json": args.json_path}, (args.config,))  # before the render, not after it
     models_dir = config.paths.resolve(config.paths.models_dir)
     cache_dir = models_dir / ".cache" / "demo"
     wav = _cached(cache_dir, args.voices) or demo_call(cache_dir, choose_voicer(args.voices, models_dir))

@@ -21,8 +21,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.jsonl == (args.text is not None):
-        args.parser.error("give either TEXT or --jsonl (texts on stdin), not both")
+    from firmware.errors import InputError
+
+    if args.jsonl and args.text is not None:
+        raise InputError("give either TEXT or --jsonl (texts on stdin), not both")
+    if not args.jsonl and args.text is None:
+        raise InputError("nothing to classify: give either TEXT or --jsonl (texts on stdin), e.g. parallax intent \"too expensive\"")
+    if args.text is not None and not args.text.strip():
+        raise InputError("TEXT is empty: give the words to classify")
     from firmware.config import load_config
     from firmware.intent import load_classifier
 

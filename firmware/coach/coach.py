@@ -1,14 +1,17 @@
 """The coach: turns conversation dynamics and buyer intents into moments, and moments into tips.
 
-Inputs are the per-frame floor state (:class:`FrameActivity`) and transcribed, classified
-utterances from the bus; outputs are Moment and Tip events (``publish``), the box's cues and
-the rep's phone. Frames and utterances come from different threads, so every entry point takes
+Inputs are the per-frame floor state (:class:`FrameActivity`), transcribed, classified
+utterances from the bus, and the rep's controls (through :meth:`CoachBox.control`); outputs are
+Moment, Tip, Control, ControlResult, Status and RecapEvent events (``publish``), the box's cues
+and the rep's phone. Frames and utterances come from different threads, so every entry point takes
 one lock. Conversation text is looked at and dropped: nothing here writes or logs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -17,20 +20,20 @@ from typing import Any
 
 from firmware.audio.frames import CallFrame, FrameActivity
 from firmware.coach.activity import ActivityTracker, DynamicHit
-from firmware.coach.config import SKILL_LEVELS, Channel, CoachConfig
+from firmware.coach.config import MAX_SNOOZE_S, SKILL_LEVELS, Channel, CoachConfig
 from firmware.coach.mastery import MasteryStore
 from firmware.coach.onset import RepOnsetGuard
 from firmware.coach.pace import PaceTracker, count_questions
 from firmware.coach.playbook import Playbook
 from firmware.coach.policy import Candidate, DeliveryPolicy
 from firmware.coach.reading import BuyerReader, IntentScorer
-from firmware.coach.recap import Recap, compose_recap
+from firmware.coach.recap import compose_recap
 from firmware.coach.replies import ReplyWatch
-from firmware.coach.sinks import PhoneSink, PhoneTip
-from firmware.coach.tips import TipWriter
+from firmware.coach.sinks import PhoneSink
+from firmware.coach.tips import TipIds, TipWriter
 from firmware.cues.spec import CueSink, CueSpec
 from firmware.errors import CoachStateError, ConfigError
-from firmware.events import Event, Moment, Partial, Tip, Utterance
+from firmware.events import Control, ControlOutcome, ControlResult, Event, Moment, Partial, RecapEvent, Status, Tip, Utterance
 from firmware.intent.labels import INTENT_KINDS
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,18 @@ class _Delivered:
     t: float
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    outcome: ControlOutcome
+    reason: str | None = None
+    tip_id: str | None = None
+    status_changed: bool = False
+
+
+def _refused(reason: str, tip_id: str | None = None) -> _Outcome:
+    return _Outcome("refused", reason, tip_id)
+
+
 class Coach:
     def __init__(
         self,
@@ -57,9 +72,13 @@ class Coach:
         publish: Callable[[Event], None],
         rep_id: str = "default",
         intent: IntentScorer | None = None,
+        *,
+        call_id: int = 0,
+        tip_ids: TipIds | None = None,
     ) -> None:
         """``intent``: the classifier that labelled the transcripts; given it, the coach also reads
-        whole buyer turns and weighs the rep's preceding question (see :mod:`reading`)."""
+        whole buyer turns and weighs the rep's preceding question (see :mod:`reading`).
+        ``call_id`` goes on every tip; ``tip_ids`` is the box's id source (one per process)."""
         self._cfg = config
         self._playbook = playbook
         self._cues = cues
@@ -67,6 +86,8 @@ class Coach:
         self._mastery = mastery
         self._publish = publish
         self.rep_id = rep_id
+        self.call_id = call_id
+        self._tip_ids = tip_ids if tip_ids is not None else TipIds()
         self._lock = threading.RLock()
         self.skill = mastery.skill(rep_id, config.skill_level)
         self.channels: tuple[Channel, ...] = config.delivery.channels
@@ -88,6 +109,9 @@ class Coach:
         self._questions_checked = False
         self._snooze_showing = False
         self._ended = False
+        self._showing: Tip | None = None  # the tip the rep sees now (until dismissed, replaced or stale)
+        self._tip_kinds: dict[str, str] = {}  # this call's tip ids -> moment kind (helpful / not helpful)
+        self._rated: set[str] = set()
 
     # -- inputs ----------------------------------------------------------------------------
     def on_activity(self, frame: FrameActivity) -> None:
@@ -103,6 +127,7 @@ class Coach:
             if self._snooze_showing and not self._policy.silenced(self.now):
                 self._snooze_showing = False
                 self._cues.status("idle")  # the snooze ran out: coaching is back
+                self._announce_status()
             self._try_deliver()
 
     def on_audio(self, frame: CallFrame) -> None:
@@ -132,28 +157,135 @@ class Coach:
             self._settle_replies()
             self._try_deliver()
 
-    # -- controls (button, phone) ----------------------------------------------------------
-    def dismiss(self) -> None:
-        with self._lock:
-            self._cues.clear()
-            self._phone.dismiss_tip()
+    # -- controls (button, phone, cli): reached through CoachBox.control only ---------------
+    def handle_control(self, control: Control) -> ControlResult | None:
+        """Apply one control to this call; publish it, its result and any status change.
 
-    def snooze(self) -> None:
+        None (nothing published) if the call has ended: the box answers it as between calls.
+        Thread-safe (any thread); never blocks on I/O (the mastery counters are saved at the
+        call's end). ``control.t`` is restamped with this call's time: the sender's clock is not
+        the call's.
+        """
         with self._lock:
-            self._policy.snooze(self.now)
-            self._cues.clear()
-            self._phone.dismiss_tip()
-            if not self._policy.muted:
-                self._snooze_showing = True
-                self._cues.status("snoozed")
+            if self._ended:
+                return None
+            control = dataclasses.replace(control, t=self.now)
+            self._publish(control)
+            if control.call_id is not None and control.call_id != self.call_id:
+                done = _refused(f"call {control.call_id} is not running (call {self.call_id} is)")
+            else:
+                done = self._apply(control)
+            result = ControlResult(
+                t=self.now, action=control.action, source=control.source, outcome=done.outcome, reason=done.reason,
+                tip_id=done.tip_id if done.tip_id is not None else control.tip_id, call_id=self.call_id,
+            )  # fmt: skip
+            self._publish(result)
+            self._phone.send(result)
+            if done.status_changed:
+                self._announce_status()
+            return result
 
-    def mute(self) -> None:
-        with self._lock:
+    def _apply(self, c: Control) -> _Outcome:
+        if c.action == "dismiss":
+            return self._dismiss(c.tip_id)
+        if c.action == "snooze":
+            return self._snooze(c.minutes)
+        if c.action == "mute":
+            if self._policy.muted:
+                return _Outcome("applied", "already muted")
             self._policy.mute()
             self._snooze_showing = False
-            self._cues.clear()
-            self._phone.dismiss_tip()
+            self._hide_tip()
             self._cues.status("muted")
+            return _Outcome("applied", status_changed=True)
+        if c.action == "unmute":
+            if not self._policy.muted:
+                return _Outcome("applied", "was not muted")
+            self._policy.muted = False
+            self._snooze_showing = self._policy.silenced(self.now)
+            self._cues.status("snoozed" if self._snooze_showing else "idle")
+            return _Outcome("applied", status_changed=True)
+        if c.action == "skill":
+            if c.value not in SKILL_LEVELS:
+                return _refused(f"unknown skill level {c.value!r} (choose from {', '.join(SKILL_LEVELS)})")
+            self.skill = c.value  # type: ignore[assignment]  (checked just above)
+            self._mastery.set_skill(self.rep_id, self.skill)
+            return _Outcome("applied")
+        if c.action == "persona":
+            reason = persona_problem(self._playbook, c.value)
+            if reason is not None:
+                return _refused(reason)
+            self._tips.set_persona(c.value)
+            return _Outcome("applied")
+        return self._rate(c.tip_id, helpful=c.action == "helpful")
+
+    def _dismiss(self, tip_id: str | None) -> _Outcome:
+        showing = self._showing_tip()
+        if showing is None or (tip_id is not None and tip_id != showing.tip_id):
+            return _refused(self._not_showing(tip_id), tip_id)
+        self._hide_tip()
+        return _Outcome("applied", tip_id=showing.tip_id)
+
+    def _snooze(self, minutes: float | None) -> _Outcome:
+        seconds = self._cfg.delivery.snooze_s if minutes is None else minutes * 60.0
+        if not (math.isfinite(seconds) and 0 < seconds <= MAX_SNOOZE_S):
+            return _refused(f"snooze minutes must be within (0, {MAX_SNOOZE_S / 60:.0f}]")
+        self._policy.snooze(self.now, seconds)
+        self._hide_tip()
+        if not self._policy.muted:
+            self._snooze_showing = True
+            self._cues.status("snoozed")
+        return _Outcome("applied", status_changed=True)
+
+    def _rate(self, tip_id: str | None, *, helpful: bool) -> _Outcome:
+        if tip_id is None:
+            showing = self._showing_tip()
+            if showing is None:
+                return _refused("no tip is showing; name the tip to rate")
+            tip_id = showing.tip_id
+        kind = self._tip_kinds.get(tip_id)
+        if kind is None:
+            return _refused(f"unknown tip {tip_id} (not from this call)", tip_id)
+        if tip_id in self._rated:
+            return _refused(f"tip {tip_id} is already rated", tip_id)
+        self._rated.add(tip_id)
+        self._mastery.rate_tip(self.rep_id, kind, helpful=helpful)
+        return _Outcome("applied", tip_id=tip_id)
+
+    def _showing_tip(self) -> Tip | None:
+        tip = self._showing
+        if tip is not None and self.now - tip.t > tip.ttl_s:
+            self._showing = tip = None  # stale: the phone has hidden it and the LED is out
+        return tip
+
+    def _not_showing(self, tip_id: str | None) -> str:
+        if tip_id is None:
+            return "no tip is showing"
+        if tip_id in self._tip_kinds:
+            return f"tip {tip_id} is no longer showing"
+        return f"unknown tip {tip_id} (not from this call)"
+
+    def _hide_tip(self) -> None:
+        self._showing = None
+        self._cues.clear()
+
+    def status(self) -> Status:
+        with self._lock:
+            snoozed = not self._policy.muted and self._policy.silenced(self.now)
+            return Status(
+                t=self.now, call_active=not self._ended, call_id=self.call_id, muted=self._policy.muted,
+                snoozed_until_s=self._policy.snoozed_until if snoozed else None,
+            )  # fmt: skip
+
+    def announce_status(self) -> None:
+        """Publish the current :class:`Status` and send it to the phone (call start, changes, end)."""
+        with self._lock:
+            self._announce_status()
+
+    def _announce_status(self) -> None:
+        status = self.status()
+        self._publish(status)
+        self._phone.send(status)
 
     def set_channels(self, channels: tuple[Channel, ...]) -> None:
         unknown = set(channels) - {"led", "haptic", "phone"}
@@ -163,6 +295,7 @@ class Coach:
             self.channels = tuple(dict.fromkeys(channels))
 
     def set_persona(self, persona: str | None) -> None:
+        """Raises ConfigError for a persona the playbook does not have (see also the persona control)."""
         with self._lock:
             self._tips.set_persona(persona)
 
@@ -179,7 +312,7 @@ class Coach:
         return self._policy.silenced(self.now) and not self._policy.muted
 
     # -- call end --------------------------------------------------------------------------
-    def end_call(self, t: float) -> Recap:
+    def end_call(self, t: float) -> RecapEvent:
         with self._lock:
             if self._ended:
                 raise RuntimeError("call already ended")
@@ -190,17 +323,23 @@ class Coach:
             self._ended = True
             self._record_avoidable()
             self._mastery.add_pace(self.rep_id, self._pace.words, self._pace.speech_s)
-            try:
-                self._mastery.save()
-            except CoachStateError as exc:
-                # Losing one call's counters must not cost the rep the recap (or the call's summary).
-                log.warning("%s", exc)
-            recap = compose_recap(self.figures(), self.moment_counts, self._handled_well, self._cfg.dynamics)
-            if "phone" in self.channels:
-                self._phone.send_recap(recap)
+            recap = compose_recap(
+                self.figures(), self.moment_counts, self._handled_well, self._cfg.dynamics, call_id=self.call_id
+            )
+            self._showing = None
             self._cues.clear()
             self._cues.status("idle")  # mute and snooze last for this call only
-            return recap
+            self._publish(recap)
+            if "phone" in self.channels:
+                self._phone.send(recap)
+            self._announce_status()
+        # Written outside the lock: a control arriving now is answered without waiting on the disk.
+        try:
+            self._mastery.save()
+        except CoachStateError as exc:
+            # Losing one call's counters must not cost the rep the recap (or the call's summary).
+            log.warning("%s", exc)
+        return recap
 
     def figures(self) -> dict[str, Any]:
         with self._lock:
@@ -312,10 +451,17 @@ class Coach:
         if used:
             self._cues.tip(cue)
         if "phone" in self.channels:
-            self._phone.send_tip(PhoneTip(t=self.now, moment=cand.kind, text=cand.text, priority=cand.priority))
             used.append("phone")
+        tip = Tip(
+            t=self.now, tip_id=self._tip_ids.next(), call_id=self.call_id, moment=cand.kind, text=cand.text,
+            priority=cand.priority, ttl_s=self._cfg.delivery.tip_ttl_s, cues=tuple(used),
+        )  # fmt: skip
+        if "phone" in self.channels:
+            self._phone.send(tip)
         self._delivered.append(_Delivered(cand.kind, self.now))
-        self._publish(Tip(t=self.now, moment=cand.kind, text=cand.text, cues=tuple(used)))
+        self._showing = tip
+        self._tip_kinds[tip.tip_id] = cand.kind
+        self._publish(tip)
 
     def _tips_for_since(self, kind: str, t: float) -> Callable[[float], bool]:
         def tipped_before(until: float) -> bool:
@@ -350,3 +496,10 @@ class Coach:
         for kind in _AVOIDABLE:
             happened = self.moment_counts[kind] > 0
             self._mastery.record(self.rep_id, kind, handled_well=not happened, tipped=kind in tipped)
+
+
+def persona_problem(playbook: Playbook, persona: str | None) -> str | None:
+    """Why ``persona`` cannot be set (None when it can): the persona control's one check."""
+    if persona is None or persona not in playbook.personas:
+        return f"unknown persona {persona!r} (playbook has: {', '.join(playbook.personas) or 'none'})"
+    return None

@@ -2,8 +2,9 @@
 
 The file holds counters and nothing else (no transcript text, no tip text, no times): for each
 rep and moment kind how often the moment came up, how often it was handled well without a tip,
-and a net score that makes tips fade as the rep improves. It is written atomically (temp file
-in the same directory, then ``os.replace``) with mode 0600 and survives restarts.
+a net score that makes tips fade as the rep improves, and how often the rep rated its tips
+helpful or not. It is written atomically (temp file in the same directory, then ``os.replace``)
+with mode 0600 and survives restarts.
 """
 
 from __future__ import annotations
@@ -86,19 +87,43 @@ class MasteryStore:
             elif not handled_well:
                 entry["net"] = max(entry["net"] - 1, -self._cfg.off_at)
 
+    def rate_tip(self, rep_id: str, kind: str, *, helpful: bool) -> None:
+        """The rep's rating of a tip for ``kind``: a counter per answer, nothing else (no tip, no time)."""
+        key = "helpful" if helpful else "not_helpful"
+        with self._lock:
+            entry = self._rep(rep_id).setdefault("moments", {}).setdefault(kind, {"seen": 0, "handled": 0, "net": 0})
+            entry[key] = entry.get(key, 0) + 1
+
     def add_pace(self, rep_id: str, words: int, speech_s: float) -> None:
         with self._lock:
             pace = self._rep(rep_id).setdefault("pace", {"words": 0, "speech_s": 0.0})
             pace["words"] += int(words)
             pace["speech_s"] = round(pace["speech_s"] + float(speech_s), 3)
 
-    def reset(self, rep_id: str | None = None) -> None:
+    def reps(self) -> list[str]:
+        """The rep ids the file holds counters or a skill level for."""
+        with self._lock:
+            return sorted(self._reps)
+
+    def reset(self, rep_id: str | None = None) -> list[str]:
+        """Forget one rep (or all); return the reps forgotten. Writes only when one was."""
         with self._lock:
             if rep_id is None:
+                gone = sorted(self._reps)
                 self._reps.clear()
             else:
-                self._reps.pop(rep_id, None)
-        self.save()
+                gone = [rep_id] if self._reps.pop(rep_id, None) is not None else []
+        if gone:
+            self.save()
+        return gone
+
+    @classmethod
+    def clear(cls, path: Path, config: MasteryConfig | None = None) -> MasteryStore:
+        """An empty store written over ``path`` without reading it: the way out of a corrupt file."""
+        store = cls.__new__(cls)
+        store.path, store._cfg, store._lock, store._reps = Path(path), config or MasteryConfig(), threading.Lock(), {}
+        store.save()
+        return store
 
     def save(self) -> None:
         with self._lock:
@@ -152,6 +177,8 @@ def _valid_rep(rep: Any) -> bool:
         return False
     for entry in moments.values():
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), int) for k in ("seen", "handled", "net")):
+            return False
+        if not all(isinstance(entry.get(k, 0), int) for k in ("helpful", "not_helpful")):
             return False
     pace = rep.get("pace", {"words": 0, "speech_s": 0.0})
     return isinstance(pace, dict) and isinstance(pace.get("words"), int) and isinstance(pace.get("speech_s"), (int, float))

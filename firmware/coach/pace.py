@@ -144,7 +144,9 @@ class PaceTracker:
         return words * 60.0 / seconds if seconds >= self._cfg.baseline_min_speech_s else None
 
     def projected_questions(self, elapsed_s: float) -> float | None:
-        if elapsed_s <= 0:
+        """Questions per expected call at this rate; None before ``few_questions_check_s`` (and on a
+        call that never got that far): extrapolating a minute to half an hour is noise, not a figure."""
+        if elapsed_s <= 0 or elapsed_s < self._cfg.few_questions_check_s:
             return None
         return self.questions * self._cfg.expected_call_s / elapsed_s
 

@@ -101,8 +101,9 @@ class DeliveryPolicy:
     def pending_kinds(self) -> set[str]:
         return {c.kind for c in self._pending.values()}
 
-    def snooze(self, now: float) -> None:
-        self.snoozed_until = now + self.config.snooze_s
+    def snooze(self, now: float, seconds: float | None = None) -> None:
+        """Hold tips back for ``seconds`` (None: the configured snooze) from ``now``."""
+        self.snoozed_until = now + (self.config.snooze_s if seconds is None else seconds)
         self._drop_all()
 
     def mute(self) -> None:

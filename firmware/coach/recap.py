@@ -1,35 +1,17 @@
-"""The short private recap the rep gets on their phone when a call ends."""
+"""The short private recap the rep gets on their phone when a call ends (a :class:`RecapEvent`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from firmware.coach.config import DynamicsConfig
+from firmware.events import RecapEvent
 
 
-@dataclass(frozen=True)
-class Recap:
-    duration_s: float
-    talk_ratio_rep: float | None
-    longest_monologue_s: float
-    questions_asked: int
-    went_well: str
-    try_next: str
-
-    def lines(self) -> list[str]:
-        ratio = "n/a" if self.talk_ratio_rep is None else f"{self.talk_ratio_rep:.0%}"
-        return [
-            f"You talked {ratio} of the time",
-            f"Longest monologue {self.longest_monologue_s:.0f} s",
-            f"Questions asked: {self.questions_asked}",
-            f"Went well: {self.went_well}",
-            f"Try next: {self.try_next}",
-        ]
-
-
-def compose_recap(figures: Mapping[str, Any], counts: Mapping[str, int], handled_well: int, cfg: DynamicsConfig) -> Recap:
+def compose_recap(
+    figures: Mapping[str, Any], counts: Mapping[str, int], handled_well: int, cfg: DynamicsConfig, *, call_id: int | None = None
+) -> RecapEvent:
     """Pick one strength and one thing to try from the call's figures and moment counts."""
     ratio = figures.get("talk_ratio_rep")
     questions = int(figures.get("questions_asked", 0))
@@ -58,8 +40,11 @@ def compose_recap(figures: Mapping[str, Any], counts: Mapping[str, int], handled
         tries.append("aim to talk less than half the time")
     if projected is not None and projected < cfg.questions_target_min:
         tries.append("ask a few more open questions")
-    return Recap(
-        duration_s=float(figures.get("duration_s", 0.0)),
+    duration_s = float(figures.get("duration_s", 0.0))
+    return RecapEvent(
+        t=duration_s,
+        call_id=call_id,
+        duration_s=duration_s,
         talk_ratio_rep=ratio,
         longest_monologue_s=float(figures.get("longest_monologue_s", 0.0)),
         questions_asked=questions,

@@ -17,10 +17,13 @@ from firmware.runtime import CallSession
 
 
 class CoachedSession:
-    def __init__(self, session: CallSession, box: CoachBox, bus: EventBus) -> None:
+    def __init__(self, session: CallSession, box: CoachBox, bus: EventBus, call_id: int | None = None) -> None:
+        """``call_id``: the bridge's id for the call (None: the box numbers calls itself)."""
         self.session = session
         self._box = box
-        self.coach: Coach = box.start_call(bus.publish, intent=session.engines.intent)
+        self.coach: Coach = box.start_call(
+            bus.publish, intent=session.engines.intent, call_id=call_id, playbook=session.engines.playbook
+        )
         self._unsubscribe = bus.subscribe(self.coach.on_event)
         session.on_activity(self._on_activity)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import secrets
+import threading
 from collections import Counter
 
 from firmware.coach.playbook import MomentPlay, Playbook, fill
@@ -9,6 +12,23 @@ from firmware.errors import ConfigError
 
 # Keyword hits before a persona is trusted from what the buyer says.
 _PERSONA_MIN_HITS = 2
+
+
+class TipIds:
+    """Tip ids unique on the box across restarts: "<8 hex boot nonce>-<counter>".
+
+    The nonce is drawn once per process from the OS's random source, so two boots collide with
+    odds of 1 in 2**32 per pair and nothing needs to be written to disk for it. Thread-safe.
+    """
+
+    def __init__(self, nonce: str | None = None) -> None:
+        self.nonce = nonce if nonce is not None else secrets.token_hex(4)
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            return f"{self.nonce}-{next(self._counter)}"
 
 
 class TipWriter:

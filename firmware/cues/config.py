@@ -6,26 +6,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from firmware.settings import Checked, setting
+
 PinFactoryName = Literal["default", "mock"]
 
 
 @dataclass(frozen=True)
-class CuesConfig:
+class CuesConfig(Checked):
     # board/pins.toml maps the RGB LED, the haptic motor and the button to BCM pins.
-    pin_map: Path = Path("board/pins.toml")
+    pin_map: Path = setting(Path("board/pins.toml"), nonempty=True)
     # "default" lets gpiozero choose (lgpio on a Pi 5); "mock" is for machines without GPIO.
-    pin_factory: PinFactoryName = "default"
-    led_brightness: float = 0.6
-    tick_s: float = 0.08
-    tick_gap_s: float = 0.12
+    pin_factory: PinFactoryName = setting("default")
+    led_brightness: float = setting(0.6, gt=0.0, le=1.0)
+    tick_s: float = setting(0.08, gt=0.0, le=2.0)
+    tick_gap_s: float = setting(0.12, gt=0.0, le=2.0)
     # How long the LED shows a tip before going dark again.
-    tip_led_s: float = 8.0
-    button_hold_s: float = 2.0
-    double_press_s: float = 0.4
+    tip_led_s: float = setting(8.0, gt=0.0, le=600.0)
+    button_hold_s: float = setting(2.0, gt=0.0, le=10.0)
+    double_press_s: float = setting(0.4, gt=0.0, le=2.0)
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.led_brightness <= 1.0:
-            raise ValueError("led_brightness must be within (0, 1]")
-        for name in ("tick_s", "tick_gap_s", "tip_led_s", "button_hold_s", "double_press_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")

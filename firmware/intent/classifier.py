@@ -8,7 +8,6 @@ huge, non-English or binary junk comes back as a valid label, never an exception
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import threading
@@ -24,8 +23,7 @@ from firmware.intent.labels import FALLBACK_LABEL, REP_LABELS
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_NAME = "manifest.toml"
 
 
 class IntentResult(NamedTuple):
@@ -57,16 +55,24 @@ def _make_interpreter(model: bytes, num_threads: int) -> Any:
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / MANIFEST_NAME
+    """The intent fields of a model-store version's ``manifest.toml`` (the one manifest format)."""
+    from firmware.store import read_manifest as read_store_manifest
+
+    manifest = read_store_manifest(Path(model_dir))
+    if manifest.family != "intent":
+        raise ModelError(f"{Path(model_dir) / MANIFEST_NAME} is a {manifest.family} model, not an intent model")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"intent model manifest not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"intent model manifest {path} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ModelError(f"intent model manifest {path} is not format {MANIFEST_FORMAT}")
-    return manifest
+        model = manifest.files["model"]
+    except KeyError:
+        raise ModelError(f"intent model manifest in {model_dir} is incomplete: no 'model' file") from None
+    return {
+        **manifest.options,
+        "version": manifest.version,
+        "model_file": model.path,
+        "model_sha256": model.sha256,
+        "training": manifest.provenance.get("training", {}),
+        "metrics": manifest.provenance.get("metrics", {}),
+    }
 
 
 class IntentClassifier:
@@ -166,13 +172,16 @@ class IntentClassifier:
 
 
 def load_classifier(models_dir: Path | None = None, config: IntentConfig | None = None) -> IntentClassifier:
-    """The classifier for ``config.model_dir`` under ``models_dir`` (defaults: the loaded configuration)."""
+    """The classifier for ``config.model_dir``: relative, the current version of that model in the
+    store at ``models_dir``; absolute, that version folder (defaults: the loaded configuration)."""
     if models_dir is None or config is None:
         from firmware.config import load_config
 
         loaded = load_config(None)
         models_dir = models_dir if models_dir is not None else loaded.paths.resolve(loaded.paths.models_dir)
         config = config if config is not None else loaded.intent
-    model_dir = config.model_dir if config.model_dir.is_absolute() else Path(models_dir) / config.model_dir
-    return IntentClassifier(model_dir, config)
+    if config.model_dir.is_absolute():
+        return IntentClassifier(config.model_dir, config)
+    from firmware.store import ModelStore
 
+    return IntentClassifier(ModelStore(Path(models_dir)).manifest(str(config.model_dir)).directory, config)

@@ -5,18 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware.settings import Checked, setting
+
 
 @dataclass(frozen=True)
-class IntentConfig:
-    # Folder holding intent.tflite and manifest.json; relative paths resolve against paths.models_dir.
-    model_dir: Path = Path("intent")
+class IntentConfig(Checked):
+    # Relative: the model-store entry whose current version runs (followed between calls);
+    # absolute: one version folder (intent.tflite + manifest.toml), fixed.
+    model_dir: Path = setting(Path("intent"), nonempty=True)
     # Below this confidence the answer is "other". Unset = the value calibrated at training time
     # (stored in the manifest), which is what the published accuracy figures were measured with.
-    threshold: float | None = None
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"intent.threshold must be between 0 and 1, got {self.threshold}")
-        if self.num_threads < 1:
-            raise ValueError(f"intent.num_threads must be at least 1, got {self.num_threads}")
+    threshold: float | None = setting(None, ge=0.0, le=1.0, optional=True)
+    num_threads: int = setting(1, ge=1, le=16)

@@ -7,12 +7,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from firmware.errors import ProvisioningError
-from firmware.provision.manifest import ModelManifest
+from firmware.provision.manifest import ModelRecipe
 from firmware.provision.progress import Progress
 from firmware.provision.sources import Source
 
 # (manifest, its parsed source, input bytes by role, progress) -> None; writes manifest.files.
-Builder = Callable[[ModelManifest, Source, Mapping[str, bytes], Progress], None]
+Builder = Callable[[ModelRecipe, Source, Mapping[str, bytes], Progress], None]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -21,7 +21,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def build_extract(manifest: ModelManifest, source: Source, inputs: Mapping[str, bytes], progress: Progress) -> None:
+def build_extract(manifest: ModelRecipe, source: Source, inputs: Mapping[str, bytes], progress: Progress) -> None:
     """Each input role is written verbatim to the runtime file of the same role."""
     if set(inputs) != set(manifest.files):
         raise ProvisioningError(f"model {manifest.name}: input roles {sorted(inputs)} do not match [files] {sorted(manifest.files)}")
@@ -29,7 +29,7 @@ def build_extract(manifest: ModelManifest, source: Source, inputs: Mapping[str, 
         _write_atomic(manifest.file(role), data)
 
 
-def build_ct2_whisper(manifest: ModelManifest, source: Source, inputs: Mapping[str, bytes], progress: Progress) -> None:
+def build_ct2_whisper(manifest: ModelRecipe, source: Source, inputs: Mapping[str, bytes], progress: Progress) -> None:
     from firmware.provision.whisper_convert import convert_whisper
     from firmware.provision.whisper_vocab import parse_vocabulary
 

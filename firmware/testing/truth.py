@@ -9,6 +9,7 @@ Utterance event ``event_delay_s`` after it ends, its label as the intent.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from firmware.errors import AudioInputError
 from firmware.events import Utterance
 
 FRAME_S = FRAME_MS / 1000.0
+# Longer than any sales call: a bound, so a typo in a time cannot make the stream endless.
+MAX_CALL_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,18 @@ def parse_truth(raw: Any, where: str) -> TruthCall:
         call_id = str(raw.get("call_id", where))
     except (KeyError, TypeError, ValueError) as exc:
         raise AudioInputError(f"{where}: not a call ground truth file ({exc!r})") from None
+    from firmware.coach.playbook import MOMENT_KINDS
+    from firmware.intent.labels import LABELS as labels
+    if not (math.isfinite(duration) and 0 <= duration <= MAX_CALL_S):
+        raise AudioInputError(f"{where}: duration_s {duration} is outside 0..{MAX_CALL_S:g} s")
     for i, u in enumerate(utterances):
-        if u.speaker not in ("rep", "buyer") or not 0 <= u.start < u.end:
+        if u.speaker not in ("rep", "buyer") or not 0 <= u.start < u.end <= MAX_CALL_S:
             raise AudioInputError(f"{where}: utterance {i} has a bad speaker or times")
+        if u.label not in labels:
+            raise AudioInputError(f"{where}: utterance {i} has the unknown label {u.label!r} (known: {', '.join(labels)})")
+    for kind in sorted({kind for kind, _ in moments} | {kind for kind, _, _ in dynamics}):
+        if kind not in MOMENT_KINDS:
+            raise AudioInputError(f"{where}: an expected moment has the unknown type {kind!r} (known: {', '.join(MOMENT_KINDS)})")
     if any(not 0 <= i < len(utterances) for _, i in moments):
         raise AudioInputError(f"{where}: an expected moment points past the utterances")
     return TruthCall(call_id, duration, utterances, moments, dynamics)
