@@ -116,6 +116,15 @@ class ReadingConfig(Checked):
     # calls (seed 2) that took no part in choosing either.
     fragment_max_words: int = setting(6, ge=0, le=1000)
     fragment_min_confidence: float = setting(0.8, ge=0.0, le=1.0)
+    # A competitor mention must name something: a playbook battlecard, or a word written like a
+    # product's name (capitalised mid-sentence, or CamelCase; not "I", a weekday, a month or a
+    # short acronym). Whisper capitalises names it knows; a reading of "competitor" over a line
+    # naming nothing is the classifier matching "we use", "we tried" or "already have" alone.
+    competitor_needs_name: bool = setting(False)
+    # The call's opening (greetings, small talk): buyer speech starting in the first opening_s
+    # seconds raises a moment only at opening_min_confidence or more.
+    opening_s: float = setting(0.0, ge=0.0, le=600.0)
+    opening_min_confidence: float = setting(1.0, ge=0.0, le=1.0)
 
 
 @dataclass(frozen=True)
