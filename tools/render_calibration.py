@@ -6,8 +6,9 @@ So nothing in them comes from what was tuned on: the sentences are filled from t
 ``tools/calibration_bank.toml``, written for this set and checked against the intent model's
 data (training and held-out rows) and the dev calls (tests/test_render_calibration.py).
 
-Each conversation is heard twice by default (``--per-script 2``), once over each kind of line
-with other noise and leak levels: synthesis costs ~0.8 CPU-s per second of speech.
+Each conversation is heard three times by default (``--per-script 3``), over PSTN and VoIP lines
+with other noise and leak levels each time: synthesis costs ~0.8 CPU-s per second of speech, and
+on a shared two-core machine 40 distinct conversations took longer than there was.
 
 Each call, in the dev corpus format (``OUT/calls/<call_id>.wav`` + ``.json``, see the dev
 README), opens with greetings and small talk, then alternates the rep's questions with the
@@ -316,7 +317,7 @@ class KokoroLines:
 
 
 def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.Generator, conditions: Conditions,
-                voicer: Voicer) -> dict[str, object]:  # fmt: skip
+                voicer: Voicer, conversation: int | None = None) -> dict[str, object]:  # fmt: skip
     clips, placed, cursor = [], [], 0.5
     for line in lines:
         clip = voicer.speak(line.text, line.voice, line.speed)
@@ -352,6 +353,7 @@ def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.G
         "channels": {"0": "rep", "1": "buyer"},
         "duration_s": round(total / RATE_HZ, 3),
         "source": f"held-out calibration set (tools/render_calibration.py v{VERSION}, {voicer.version})",
+        "conversation": conversation,  # calls with the same number are one script heard over other lines
         "voices": {"rep": lines[0].voice, "buyer": next(line.voice for line in lines if line.speaker == "buyer")},
         "conditions": {"line": conditions.line, "snr_db": conditions.snr_db, "leak_db": conditions.leak_db,
                        "room_snr_db": conditions.room_snr_db, "opus_kbps": conditions.opus_kbps,
@@ -371,11 +373,11 @@ def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.G
 
 
 def plan_corpus(calls: int, seed: int, bank: dict[str, list[str]] | None = None,
-                per_script: int = 2) -> list[tuple[str, list[Line], Conditions]]:  # fmt: skip
-    """The calls: script ``n // per_script`` over call ``n``'s line. With ``per_script`` 2 (the
-    default, which halves the synthesis: ~0.8 CPU-s per second of speech) each conversation is
-    heard once over PSTN and once over VoIP, with other noise and leak levels; 1 makes every call
-    its own conversation."""
+                per_script: int = 3) -> list[tuple[str, list[Line], Conditions]]:  # fmt: skip
+    """The calls: script ``n // per_script`` over call ``n``'s line. With ``per_script`` 3 (the
+    default, a third of the synthesis: ~0.8 CPU-s per second of speech) each conversation is heard
+    over three lines, PSTN and VoIP alternating, each with other noise and leak levels; 1 makes
+    every call its own conversation. Script k is the same whatever ``per_script``."""
     bank = bank or load_bank()
     deck = _Deck(np.random.default_rng([seed, 9999]))
     scripts: list[list[Line]] = []
@@ -391,7 +393,7 @@ def plan_corpus(calls: int, seed: int, bank: dict[str, list[str]] | None = None,
 
 
 def render_corpus(out: Path, calls: int, seed: int, voicer: Voicer, shard: tuple[int, int] = (0, 1),
-                  log: bool = False, per_script: int = 2) -> list[Path]:  # fmt: skip
+                  log: bool = False, per_script: int = 3) -> list[Path]:  # fmt: skip
     written = []
     for n, (call_id, lines, conditions) in enumerate(plan_corpus(calls, seed, per_script=per_script)):
         if (n // per_script) % shard[1] != shard[0]:  # by conversation: a shard voices its own lines
@@ -401,7 +403,8 @@ def render_corpus(out: Path, calls: int, seed: int, voicer: Voicer, shard: tuple
             written.append(path)
             continue
         started = time.monotonic()
-        truth = render_call(lines, call_id, out / "calls", np.random.default_rng([seed, n, 1]), conditions, voicer)
+        truth = render_call(lines, call_id, out / "calls", np.random.default_rng([seed, n, 1]), conditions, voicer,
+                            n // per_script)
         written.append(path)
         if log:
             print(f"{call_id}: {truth['duration_s']:.0f} s, {len(lines)} lines, "
@@ -416,8 +419,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--shard", default="0/1", help="i/k: render the conversations c with c %% k == i (parallel runs)")
-    parser.add_argument("--per-script", type=int, choices=(1, 2), default=2,
-                        help="calls per conversation: 2 (default) hears each over PSTN and VoIP; 1 = all distinct")
+    parser.add_argument("--per-script", type=int, choices=(1, 2, 3), default=3,
+                        help="calls per conversation, each over another line (default 3; 1 = all distinct)")
     parser.add_argument("--models", type=Path, default=REPO / "models", help="models dir (Kokoro assets in .cache/kokoro)")
     args = parser.parse_args()
     try:
