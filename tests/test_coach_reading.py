@@ -358,12 +358,12 @@ def test_the_opening_raises_only_sure_readings(tmp_path: Path) -> None:
     scorer = TableScorer({"the traffic was a nightmare this morning": {"pain_point": 0.7},
                           "it is far too expensive for us": {"objection_price": 0.97},
                           "we lose orders every single week because nobody sees them": {"pain_point": 0.7}})  # fmt: skip
-    with Call(_config(tmp_path, opening_s=20.0, opening_min_confidence=0.9), scorer) as call:
+    with Call(_config(tmp_path, opening_turns=2, opening_min_confidence=0.9), scorer) as call:
         call.rep(0.0, 2.0, "how was your weekend?")
         call.buyer(2.5, 5.0, "the traffic was a nightmare this morning")  # small talk read as a pain point
         call.rep(6.0, 8.0, "and the budget?")
-        call.buyer(8.5, 11.0, "it is far too expensive for us")  # sure enough even in the opening
-        call.rep(21.0, 23.0, "what goes wrong today?")
-        call.buyer(23.5, 26.0, "we lose orders every single week because nobody sees them")
-        call.frames(30.0)
-        assert [(m.kind, m.start) for m in call.moments()] == [("objection_price", 8.5), ("pain_point", 23.5)]
+        call.buyer(8.5, 11.0, "it is far too expensive for us")  # the second turn: sure enough even in the opening
+        call.rep(12.0, 14.0, "what goes wrong today?")
+        call.buyer(14.5, 17.0, "we lose orders every single week because nobody sees them")  # the third turn
+        call.frames(20.0)
+        assert [(m.kind, m.start) for m in call.moments()] == [("objection_price", 8.5), ("pain_point", 14.5)]

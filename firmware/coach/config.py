@@ -121,9 +121,10 @@ class ReadingConfig(Checked):
     # short acronym). Whisper capitalises names it knows; a reading of "competitor" over a line
     # naming nothing is the classifier matching "we use", "we tried" or "already have" alone.
     competitor_needs_name: bool = setting(False)
-    # The call's opening (greetings, small talk): buyer speech starting in the first opening_s
-    # seconds raises a moment only at opening_min_confidence or more.
-    opening_s: float = setting(0.0, ge=0.0, le=600.0)
+    # The call's opening (greetings, small talk): the buyer's first opening_turns turns raise a
+    # moment only at opening_min_confidence or more. Counted in turns, not seconds: openings run
+    # from five seconds to a minute, but the buyer's first answer is a greeting in nearly every call.
+    opening_turns: int = setting(0, ge=0, le=100)
     opening_min_confidence: float = setting(1.0, ge=0.0, le=1.0)
 
 

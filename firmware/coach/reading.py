@@ -24,8 +24,8 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
   moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls.
 - Evidence a kind needs (``competitor_needs_name``): a competitor mention names something, a
   battlecard or a word written like a product's name (:func:`competitor_like`).
-- The opening (``opening_s``): greetings and small talk come first in a call; a buyer segment
-  starting that early raises a moment only at ``opening_min_confidence``.
+- The opening (``opening_turns``): greetings and small talk come first in a call; the buyer's
+  first turns raise a moment only at ``opening_min_confidence``.
 - A final transcript of only a few words (``fragment_max_words``) read alone is a fragment, like a
   partial: a buyer's "To be honest," cut off by the VAD before the objection itself, is a short
   clip, and the recogniser's reading of a short clip is its least reliable one. So it must reach
@@ -103,6 +103,7 @@ class _Turn:
     texts: list[str] = field(default_factory=list)
     raised: set[str] = field(default_factory=set)
     watched: set[str] = field(default_factory=set)
+    index: int = 0  # the buyer's first turn of the call is 0
 
 
 class BuyerReader:
@@ -130,6 +131,7 @@ class BuyerReader:
             if play.invited_by and kind in INTENT_KINDS
         }
         self._turn: _Turn | None = None
+        self._turns = 0
         self._partials: dict[float, Reading | None] = {}  # segment start -> its latest partial reading
         # (end, kinds invited) of the rep's latest lines; their transcripts may arrive after the buyer starts.
         self._rep_lines: deque[tuple[float, frozenset[str]]] = deque(maxlen=8)
@@ -149,7 +151,7 @@ class BuyerReader:
     # -- the buyer -----------------------------------------------------------------------------
     def read_partial(self, p: Partial) -> list[Reading]:
         turn = self._enter(p.start, p.end)
-        reading = self._read(p.text, p.intent, p.confidence, self._context(turn), self._min_confidence, p.start)
+        reading = self._read(p.text, p.intent, p.confidence, self._context(turn), self._min_confidence, turn.index)
         before = self._partials.get(p.start)
         self._partials[p.start] = reading
         if reading is None or reading.kind in turn.raised:
@@ -172,9 +174,9 @@ class BuyerReader:
         context = self._context(turn)
         fragment = len(u.text.split()) <= self._cfg.fragment_max_words
         floor = self._fragment_floor if fragment else self._final_floor
-        readings = [self._read(u.text, u.intent, u.confidence, context, floor, u.start)]
+        readings = [self._read(u.text, u.intent, u.confidence, context, floor, turn.index)]
         if self._scorer is not None and turn.texts:
-            readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context, self._turn_floor, turn.start))
+            readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context, self._turn_floor, turn.index))
         turn.texts.append(u.text)
         new: list[Reading] = []
         watch: list[str] = []
@@ -198,7 +200,8 @@ class BuyerReader:
         ):
             turn = None
         if turn is None:
-            turn = self._turn = _Turn(start, start, end)
+            turn = self._turn = _Turn(start, start, end, index=self._turns)
+            self._turns += 1
         turn.last_start = max(turn.last_start, start)
         turn.last_end = max(turn.last_end, end)
         return turn
@@ -214,11 +217,11 @@ class BuyerReader:
 
     def _read(
         self, text: str, intent: str | None, confidence: float | None, context: frozenset[str], floor: float,
-        start: float = float("inf"),
+        turn_index: int = 0,
     ) -> Reading | None:
-        """What ``text`` (buyer speech from ``start``, call time) raises, if the reading clears
-        ``floor`` (and, with scores, the margin), in the opening its bar, and has its kind's evidence."""
-        if start < self._cfg.opening_s:
+        """What ``text`` (in the buyer's turn ``turn_index``) raises, if the reading clears ``floor``
+        (and, with scores, the margin), in the opening its bar, and has its kind's evidence."""
+        if turn_index < self._cfg.opening_turns:
             floor = max(floor, self._cfg.opening_min_confidence)
         clear = True
         if self._scorer is not None:
