@@ -85,6 +85,8 @@ class Call:
 
 
 def _config(tmp_path: Path, **reading: float) -> Config:
+    # Most of these calls are one or two buyer turns: the opening rule is off unless a test sets it.
+    reading = {"opening_turns": 0, **reading}
     base = make_config(tmp_path / "state")
     coach = dataclasses.replace(base.coach, reading=dataclasses.replace(ReadingConfig(), **reading))
     return dataclasses.replace(base, coach=coach)
@@ -355,6 +357,7 @@ def test_a_competitor_mention_needs_a_name_when_asked(tmp_path: Path, needs_name
 
 
 def test_the_opening_raises_only_sure_readings(tmp_path: Path) -> None:
+    assert ReadingConfig().opening_turns == 1  # the shipped rule holds the first turn; here two, to see both sides
     scorer = TableScorer({"the traffic was a nightmare this morning": {"pain_point": 0.7},
                           "it is far too expensive for us": {"objection_price": 0.97},
                           "we lose orders every single week because nobody sees them": {"pain_point": 0.7}})  # fmt: skip

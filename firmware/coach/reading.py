@@ -34,6 +34,7 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -52,9 +53,11 @@ _SENTENCE_END = re.compile(r"[.?!]+(?:\s+|$)")
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'&-]*")
+# Capitalised words that name no product: the pronoun, titles, and the days and months (from the
+# calendar module, in the C locale: English whatever the box's locale).
 _NOT_NAMES = frozenset(
-    "i i'm i'd i'll i've ok okay monday tuesday wednesday thursday friday saturday sunday january february "
-    "march april may june july august september october november december mr mrs ms dr".split()
+    ["i", "i'm", "i'd", "i'll", "i've", "ok", "mr", "mrs", "ms", "dr"]
+    + [name.lower() for name in (*calendar.day_name, *calendar.month_name) if name]
 )
 
 
