@@ -85,6 +85,8 @@ class Call:
 
 
 def _config(tmp_path: Path, **reading: float) -> Config:
+    # Most of these calls are one or two buyer turns: the opening rule is off unless a test sets it.
+    reading = {"opening_turns": 0, **reading}
     base = make_config(tmp_path / "state")
     coach = dataclasses.replace(base.coach, reading=dataclasses.replace(ReadingConfig(), **reading))
     return dataclasses.replace(base, coach=coach)
@@ -325,3 +327,46 @@ def test_by_default_a_weak_reading_of_the_whole_turn_is_no_moment(tmp_path: Path
         call.buyer(3.0, 4.0, "I'll be honest")
         call.buyer(4.5, 7.0, "nobody here would use it")
         assert call.moments() == []
+
+
+def test_competitor_like_names_and_what_is_not_one() -> None:
+    from firmware.coach.reading import competitor_like
+
+    assert competitor_like("We already use Gong for some of this.") == "Gong"
+    assert competitor_like("we moved to HubSpot last year") == "HubSpot"
+    assert competitor_like("Right now, honestly, it all runs through Tidewell.") == "Tidewell"
+    for nothing in ("we already use something for that", "Our CFO signs off on it.", "I'll call you on Tuesday, OK?",
+                    "We tried a tool like that in March and I hated it."):  # fmt: skip
+        assert competitor_like(nothing) is None, nothing
+
+
+@pytest.mark.parametrize("needs_name", [False, True])
+def test_a_competitor_mention_needs_a_name_when_asked(tmp_path: Path, needs_name: bool) -> None:
+    scorer = TableScorer({"we already have a tool for that": {"competitor_mention": 0.8},
+                          "we already have Tidewell for that": {"competitor_mention": 0.8},
+                          "we pay for Salesforce and it works": {"other": 0.5}})  # fmt: skip
+    with Call(_config(tmp_path, competitor_needs_name=needs_name), scorer) as call:
+        call.rep(0.0, 2.0, "what do you use now?")
+        call.buyer(2.5, 5.0, "we already have a tool for that")
+        call.rep(6.0, 8.0, "and the other office?")
+        call.buyer(8.5, 11.0, "we already have Tidewell for that")
+        call.rep(12.0, 14.0, "and finance?")
+        call.buyer(14.5, 17.0, "we pay for Salesforce and it works")  # a battlecard named outright
+        starts = [m.start for m in call.moments() if m.kind == "competitor_mention"]
+    assert starts == ([8.5, 14.5] if needs_name else [2.5, 8.5, 14.5])
+
+
+def test_the_opening_raises_only_sure_readings(tmp_path: Path) -> None:
+    assert ReadingConfig().opening_turns == 1  # the shipped rule holds the first turn; here two, to see both sides
+    scorer = TableScorer({"the traffic was a nightmare this morning": {"pain_point": 0.7},
+                          "it is far too expensive for us": {"objection_price": 0.97},
+                          "we lose orders every single week because nobody sees them": {"pain_point": 0.7}})  # fmt: skip
+    with Call(_config(tmp_path, opening_turns=2, opening_min_confidence=0.9), scorer) as call:
+        call.rep(0.0, 2.0, "how was your weekend?")
+        call.buyer(2.5, 5.0, "the traffic was a nightmare this morning")  # small talk read as a pain point
+        call.rep(6.0, 8.0, "and the budget?")
+        call.buyer(8.5, 11.0, "it is far too expensive for us")  # the second turn: sure enough even in the opening
+        call.rep(12.0, 14.0, "what goes wrong today?")
+        call.buyer(14.5, 17.0, "we lose orders every single week because nobody sees them")  # the third turn
+        call.frames(20.0)
+        assert [(m.kind, m.start) for m in call.moments()] == [("objection_price", 8.5), ("pain_point", 14.5)]

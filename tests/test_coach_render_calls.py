@@ -97,3 +97,21 @@ def test_a_rendered_call_matches_its_ground_truth(tmp_path: Path) -> None:
     [again] = render_calls.render_corpus(tmp_path / "b", calls=1, seed=5, max_buyer_turns=3)
     assert again.read_bytes() == path.read_bytes()
     assert again.with_suffix(".wav").read_bytes() == path.with_suffix(".wav").read_bytes()
+
+
+def test_kokoro_voices_each_espeak_speakers_counterpart(tmp_path: Path) -> None:
+    class Recording:
+        version, voice_key = "fake-kokoro/1", "kokoro"
+
+        def __init__(self) -> None:
+            self.voices: list[str] = []
+
+        def speak(self, text: str, voice: str, words_per_min: int) -> np.ndarray:
+            self.voices.append(voice)
+            return np.full(int(len(text.split()) * 0.3 * 16000), 0.1, np.float32)
+
+    voicer = Recording()
+    [path] = render_calls.render_corpus(tmp_path, calls=1, seed=5, max_buyer_turns=2, voicer=voicer)
+    truth = json.loads(path.read_text(encoding="utf-8"))
+    assert set(voicer.voices) <= set(render_calls.KOKORO_VOICES.values()) and len(set(voicer.voices)) == 2
+    assert set(truth["voices"].values()) == set(voicer.voices) and truth["voicer"] == "fake-kokoro/1"

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""ASR benchmark on the dev corpus calls.
+"""ASR benchmark on the evaluation corpora: the calibration calls, dev and dev-kokoro (each reported on
+its own; ``--corpus`` picks some).
 
 For each call it measures, with the box's own pipeline (VAD, segmentation, guards):
   - word error rate per party, and the same model's WER when fed the ground-truth spans (band-filled
     like the pipeline's segments);
-  - CPU seconds per call second of the whole replay (a subprocess, so its peak RSS is its own);
+  - CPU seconds per call second of the whole replay (a subprocess, so its peak RSS is its own),
+    on the first ``--cpu-calls`` calls of each corpus;
   - recogniser real-time factor with 1 thread on the pipeline's own VAD segments;
   - faster-whisper (CTranslate2 int8, the same weights) on the same segments, side by side;
   - with --latency, end of each buyer utterance to its utterance event at --speed 1.
 Prints a table, then one JSON line of figures.
 
-    .venv/bin/python tools/bench_asr.py [--model whisper-tiny.en] [--calls N] [--latency] [--no-baseline]
+    .venv/bin/python tools/bench_asr.py [--corpus NAME|DIR ...] [--model whisper-tiny.en] [--calls N] [--latency] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-CORPUS = REPO.parent / "shared" / "corpus" / "dev" / "calls"
+
+from firmware.testing.corpora import available, resolve  # noqa: E402
 
 
 def normalise(text: str) -> str:
@@ -157,19 +160,18 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=0, help="only the first N calls")
     ap.add_argument("--latency", action="store_true", help="also replay at --speed 1 to measure utterance latency")
     ap.add_argument("--no-baseline", action="store_true", help="skip faster-whisper")
-    ap.add_argument("--corpus", type=Path, default=CORPUS.parent,
-                    help="corpus directory with calls/ (default: the dev corpus; e.g. ../shared/corpus/dev-kokoro)")
+    ap.add_argument("--corpus", action="append", default=[],
+                    help="calibration, dev, dev-kokoro or a directory with calls/; repeatable "
+                         "(default: every known corpus present)")  # fmt: skip
+    ap.add_argument("--cpu-calls", type=int, default=3,
+                    help="measure CPU and memory (a subprocess replay each) on the first N calls of each corpus")
     args = ap.parse_args()
 
     import dataclasses
 
-    from firmware.bus import EventBus
     from firmware.config import Config
-    from firmware.events import Utterance
     from firmware.provision.manifest import RECIPES_DIR, read_recipe
-    from firmware.replay import replay_call
-    from firmware.runtime import CallSession, load_engines
-    from firmware.speech.guards import clean_transcript
+    from firmware.runtime import load_engines
 
     base = Config()
     # In-process runs score final transcripts on final segments: early (partial) transcripts are
@@ -179,15 +181,43 @@ def main() -> int:
         base, speech=dataclasses.replace(base.speech, partial_parties=(),
                                          recognizer=dataclasses.replace(base.speech.recognizer, model=args.model))
     )
-    calls = sorted((args.corpus / "calls").glob("*.wav"))[: args.calls or None]
-    if not calls:
-        print(f"no calls at {args.corpus / 'calls'}", file=sys.stderr)
+    try:
+        corpora = [resolve(spec) for spec in args.corpus] if args.corpus else available()
+    except ValueError as exc:
+        print(f"bench_asr: {exc}", file=sys.stderr)
+        return 2
+    if not corpora:
+        print("bench_asr: no corpus found (tools/render_calibration.py renders the calibration set)", file=sys.stderr)
         return 2
     engines = load_engines(config)
-    plain = engines.recognizer
-    timed = TimedRecognizer(plain)
-    engines = dataclasses.replace(engines, recognizer=timed)
     fw = None if args.no_baseline else faster_whisper_model(read_recipe(RECIPES_DIR / f"{args.model}.toml"))
+    all_figures: dict[str, dict[str, object]] = {}
+    for corpus in corpora:
+        calls = [p.with_suffix(".wav") for p in corpus.calls][: args.calls or None]
+        figures, rows = bench_corpus(calls, config, engines, fw, args)
+        print_corpus(corpus, args.model, figures, rows)
+        all_figures[corpus.name] = figures
+    if len(all_figures) > 1:
+        print("\n" + " | ".join(f"{name}: WER rep {f['wer_rep']:.1%}, buyer {f['wer_buyer']:.1%}"
+                                for name, f in all_figures.items()))  # fmt: skip
+    print(json.dumps({"model": args.model, "corpora": all_figures}))
+    return 0
+
+
+def bench_corpus(calls: list[Path], config: object, engines: object, fw: object, args: argparse.Namespace
+                 ) -> tuple[dict[str, object], list[tuple]]:  # type: ignore[type-arg]  # fmt: skip
+    """Every figure of one corpus's calls, and its per-call rows."""
+    import dataclasses
+
+    from firmware.bus import EventBus
+    from firmware.events import Utterance
+    from firmware.replay import replay_call
+    from firmware.runtime import CallSession
+    from firmware.speech.guards import clean_transcript
+
+    plain = engines.recognizer  # type: ignore[attr-defined]
+    timed = TimedRecognizer(plain)
+    engines = dataclasses.replace(engines, recognizer=timed)  # type: ignore[type-var]
 
     refs: dict[str, list[str]] = {"rep": [], "buyer": []}
     hyps: dict[str, list[str]] = {"rep": [], "buyer": []}
@@ -197,7 +227,10 @@ def main() -> int:
     cpu_per_s: list[float] = []
     peak_rss_mb = 0.0
     rows = []
-    for call in calls:
+    line_kinds: list[str] = []
+    per_call_refs: list[list[str]] = []
+    per_call_hyps: list[list[str]] = []
+    for n, call in enumerate(calls):
         truth = json.loads(call.with_suffix(".json").read_text())
         audio = read_call(call)
         bus = EventBus()
@@ -236,12 +269,18 @@ def main() -> int:
                                         max_words_per_s=rcfg.max_words_per_s, min_words=rcfg.min_words)
                 if text:
                     fw_hyps[segment.speaker].append(text)
-        sub_events, rss = replay_subprocess(call, args.model, "max")
-        summary = next(e for e in sub_events if e["type"] == "summary")
-        cpu_per_s.append(summary["cpu_s"] / summary["duration_s"])
-        peak_rss_mb = max(peak_rss_mb, rss)
+        cpu = rss = float("nan")
+        if n < args.cpu_calls:  # the device's CPU and memory: a subprocess replay, as the box runs
+            sub_events, rss = replay_subprocess(call, args.model, "max")
+            summary = next(e for e in sub_events if e["type"] == "summary")
+            cpu = summary["cpu_s"] / summary["duration_s"]
+            cpu_per_s.append(cpu)
+            peak_rss_mb = max(peak_rss_mb, rss)
         rows.append((truth["call_id"], wer(call_refs["rep"], call_hyps["rep"]), wer(call_refs["buyer"], call_hyps["buyer"]),
-                     cpu_per_s[-1], rss))
+                     cpu, rss, _conditions(truth)))
+        line_kinds.append(_conditions(truth))
+        per_call_refs.append(call_refs["buyer"])
+        per_call_hyps.append(call_hyps["buyer"])
 
     latency = []
     if args.latency:
@@ -269,9 +308,9 @@ def main() -> int:
         "wer_buyer": round(wer(refs["buyer"], hyps["buyer"]), 4),
         "wer_rep_gt_spans": round(wer(refs["rep"], span_hyps["rep"]), 4),
         "wer_buyer_gt_spans": round(wer(refs["buyer"], span_hyps["buyer"]), 4),
-        "cpu_s_per_call_s": round(max(cpu_per_s), 4),
+        "cpu_s_per_call_s": round(max(cpu_per_s), 4) if cpu_per_s else None,
         "rtf_1thread": round(timed.busy_s / timed.audio_s, 4) if timed.audio_s else None,
-        "peak_rss_mb": round(peak_rss_mb, 1),
+        "peak_rss_mb": round(peak_rss_mb, 1) if cpu_per_s else None,
     }
     if fw is not None:
         figures["rtf_1thread_faster_whisper"] = round(fw_busy / fw_audio, 4) if fw_audio else None
@@ -282,11 +321,28 @@ def main() -> int:
     if latency:
         figures["utterance_latency_median_s"] = round(median(latency), 3)
         figures["utterance_latency_p90_s"] = round(float(np.percentile(latency, 90)), 3)
+    # Buyer WER per kind of line (calibration calls: pstn/voip), pooled over its calls.
+    for kind in sorted({cond.split("/")[0] for cond in line_kinds if cond}):
+        picked = [(r, h) for cond, r, h in zip(line_kinds, per_call_refs, per_call_hyps) if cond.startswith(kind + "/")]
+        figures[f"wer_buyer_{kind}"] = round(wer([t for r, _ in picked for t in r], [t for _, h in picked for t in h]), 4)
+    return figures, rows
 
-    print(f"\nASR benchmark: {args.model}, {len(calls)} dev calls\n")
-    print(f"{'call':34s} {'WER rep':>8s} {'WER buyer':>10s} {'CPU-s/s':>8s} {'RSS MB':>7s}")
-    for name, wr, wb, cpu, rss in rows:
-        print(f"{name:34s} {wr:8.1%} {wb:10.1%} {cpu:8.3f} {rss:7.0f}")
+
+def _conditions(truth: dict) -> str:  # type: ignore[type-arg]
+    """A calibration call's line in a few characters, e.g. ``voip/16dB/leak-18``; '' for others."""
+    c = truth.get("conditions")
+    if not c:
+        return ""
+    leak = "none" if c["leak_db"] is None else f"{c['leak_db']:.0f}"
+    return f"{c['line']}/{c['snr_db']:.0f}dB/leak{leak}"
+
+
+def print_corpus(corpus: object, model: str, figures: dict[str, object], rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    print(f"\nASR benchmark: {model}, corpus {corpus.name} ({corpus.root}), {len(rows)} calls\n")  # type: ignore[attr-defined]
+    print(f"{'call':34s} {'WER rep':>8s} {'WER buyer':>10s} {'CPU-s/s':>8s} {'RSS MB':>7s}  line")
+    for name, wr, wb, cpu, rss, cond in rows:
+        cpu_s, rss_s = (f"{cpu:8.3f}", f"{rss:7.0f}") if cpu == cpu else (f"{'-':>8s}", f"{'-':>7s}")  # nan: not measured
+        print(f"{name:34s} {wr:8.1%} {wb:10.1%} {cpu_s} {rss_s}  {cond}")
     print()
     labels = {
         "wer_rep": "WER rep (pipeline)", "wer_rep_gt_spans": "WER rep (ground-truth spans)",
@@ -297,14 +353,13 @@ def main() -> int:
         "wer_buyer_faster_whisper": "WER buyer, faster-whisper, same segments",
         "peak_rss_mb": "peak RSS of replay (MB)", "utterance_latency_median_s": "buyer end -> event, median (s)",
         "utterance_latency_p90_s": "buyer end -> event, p90 (s)",
+        "wer_buyer_pstn": "WER buyer, PSTN calls", "wer_buyer_voip": "WER buyer, VoIP calls",
     }
     for key, label in labels.items():
-        if key in figures:
+        if figures.get(key) is not None:
             value = figures[key]
             shown = f"{value:.1%}" if key.startswith("wer") else f"{value}"
             print(f"  {label:38s} {shown}")
-    print(json.dumps(figures))
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark the coach on the dev calls: moments, dynamics, tip latency, tips while the rep speaks.
+"""Benchmark the coach on the evaluation corpora: moments, dynamics, tip latency, tips while the rep speaks.
+
+By default every corpus present is run and reported on its own: ``calibration`` (the held-out
+calibration calls, tools/render_calibration.py: choose on these), ``dev`` and ``dev-kokoro``
+(confirm only). ``--corpus NAME|DIR`` (repeatable) picks some.
 
   tools/bench_coach.py                      # the box's own pipeline (VAD, Whisper, intent), real time
   tools/bench_coach.py --speed max          # same, as fast as the machine goes (lockstep timing)
@@ -8,12 +12,13 @@
   tools/bench_coach.py --source recorded --record DIR  # the coach alone on those transcripts,
                                             # re-classified by today's intent model (seconds)
   tools/bench_coach.py ... --explain         # where each missed and each false moment came from
-  tools/bench_coach.py --corpus models/.cache/synthetic-calls ...  # other calls in the dev layout
-                                            # (tools/render_calls.py: the coach's calibration set)
+  tools/bench_coach.py --corpus dev-kokoro --corpus models/.cache/synthetic-calls ...
+                                            # named corpora or other calls in the dev layout
 
 A moment matches an expected one of the same kind within the utterance's span + 3 s; dynamics
 likewise within their span + 3 s. Tip latency runs from the end of the triggering buyer utterance
-(ground truth) to the tip event. Prints a table, then one JSON object as the very last line.
+(ground truth) to the tip event. Prints a table per corpus, then one JSON object as the very last line: each corpus's figures under
+``corpora`` (moment F1 included), keyed by its name.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from firmware.events import Event, Partial, Utterance  # noqa: E402
 from firmware.intent.classifier import IntentClassifier  # noqa: E402
 from firmware.testing.truth import TruthCall, drive, load_truth  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
+from firmware.testing.corpora import Corpus, available, resolve  # noqa: E402
 
 
 @dataclass
@@ -218,22 +223,26 @@ def explain(call: TruthCall, events: list[Event]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus directory with calls/ (default: the dev corpus)")
+    parser.add_argument("--corpus", action="append", default=[],
+                        help="calibration, dev, dev-kokoro or a directory with calls/; repeatable "
+                             "(default: every known corpus present)")  # fmt: skip
     parser.add_argument("--source", choices=("replay", "truth", "recorded"), default="replay")
-    parser.add_argument("--record", type=Path, help="replay: keep each call's pipeline output here; recorded: read it")
+    parser.add_argument("--record", type=Path, help="replay: keep each call's pipeline output here; recorded: read it "
+                                                    "(one subfolder per corpus when several are run)")
     parser.add_argument("--speed", default="1", help="replay speed factor, or 'max' (default 1 = real time)")
     parser.add_argument("--delay", type=float, default=0.6, help="truth source: utterance event delay after its end (s)")
     parser.add_argument("--config", type=Path, help="TOML configuration")
     parser.add_argument("--calls", nargs="*", help="call ids to run (default: all)")
     parser.add_argument("--explain", action="store_true", help="print where each missed and false moment came from")
     args = parser.parse_args()
-    calls_dir = args.corpus / "calls"
-    if not calls_dir.is_dir():
-        print(f"bench_coach: no calls/ directory under {args.corpus}", file=sys.stderr)
+    try:
+        corpora = [resolve(spec) for spec in args.corpus] if args.corpus else available()
+    except ValueError as exc:
+        print(f"bench_coach: {exc}", file=sys.stderr)
         return 2
-    paths = sorted(calls_dir.glob("*.json"))
-    if args.calls:
-        paths = [p for p in paths if p.stem in args.calls]
+    if not corpora:
+        print("bench_coach: no corpus found (tools/render_calibration.py renders the calibration set)", file=sys.stderr)
+        return 2
     speed = None if args.speed == "max" else float(args.speed)
     base = load_config(args.config) if args.config else Config()
     engines = None
@@ -251,6 +260,23 @@ def main() -> int:
             print("bench_coach: --source recorded needs --record DIR", file=sys.stderr)
             return 2
         classifier = load_classifier(base.paths.resolve(base.paths.models_dir), base.intent)
+    figures: dict[str, dict[str, object]] = {}
+    for corpus in corpora:
+        record = args.record / corpus.name if args.record is not None and len(corpora) > 1 else args.record
+        if record is not None and args.source == "replay":
+            record.mkdir(parents=True, exist_ok=True)
+        paths = [p for p in corpus.calls if not args.calls or p.stem in args.calls]
+        results = run_corpus(paths, args, base, engines, classifier, speed, record)
+        figures[corpus.name] = report(results, args.source, args.speed, corpus)
+    if len(figures) > 1:
+        print("\n" + " | ".join(f"{name}: F1 {f['moment_f1']} (P {f['moment_precision']}, R {f['moment_recall']})"
+                                for name, f in figures.items()))  # fmt: skip
+    print(json.dumps({"source": args.source, "corpora": figures}))
+    return 0
+
+
+def run_corpus(paths: list[Path], args: argparse.Namespace, base: Config, engines: object,
+               classifier: IntentClassifier | None, speed: float | None, record: Path | None) -> list[CallResult]:  # fmt: skip
     results = []
     for path in paths:
         call = load_truth(path)
@@ -260,18 +286,21 @@ def main() -> int:
             if args.source == "truth":
                 events = run_truth(call, config, args.delay)
             elif args.source == "recorded":
-                events = run_recorded(path.with_suffix(".wav"), args.record / f"{path.stem}.jsonl", config, classifier)
+                assert record is not None and classifier is not None
+                events = run_recorded(path.with_suffix(".wav"), record / f"{path.stem}.jsonl", config, classifier)
             else:
-                tape = args.record / f"{path.stem}.jsonl" if args.record is not None else None
+                tape = record / f"{path.stem}.jsonl" if record is not None else None
                 events = run_replay(path.with_suffix(".wav"), config, engines, speed, tape)
             results.append(score(call, events, time.monotonic() - started))
             if args.explain:
                 explain(call, events)
-    return report(results, args.source, args.speed)
+    return results
 
 
-def report(results: list[CallResult], source: str, speed: str) -> int:
-    print(f"coach benchmark: source={source} speed={speed if source == 'replay' else 'n/a'}")
+def report(results: list[CallResult], source: str, speed: str, corpus: Corpus | None = None) -> dict[str, object]:
+    """Print one corpus's table and summary; return its figures."""
+    where = f" corpus={corpus.name} ({corpus.root})" if corpus is not None else ""
+    print(f"\ncoach benchmark: source={source} speed={speed if source == 'replay' else 'n/a'}{where}")
     head = f"{'call':32} {'moments hit/found/exp':>22} {'dynamics hit/false/exp':>23} {'tips':>5} {'in rep speech':>14} {'latency med s':>14}"
     print(head)
     print("-" * len(head))
@@ -291,6 +320,9 @@ def report(results: list[CallResult], source: str, speed: str) -> int:
         "source": source,
         "moment_recall": round(hit / expected, 3) if expected else None,
         "moment_precision": round(hit / found, 3) if found else None,
+        "moment_f1": round(2 * hit / (found + expected), 3) if found + expected else None,
+        "moments_expected": expected,
+        "moments_raised": found,
         "dynamics_expected": sum(r.dynamics_expected for r in results),
         "dynamics_detected": sum(r.dynamics_hit for r in results),
         "dynamics_false": sum(r.dynamics_false for r in results),
@@ -304,14 +336,13 @@ def report(results: list[CallResult], source: str, speed: str) -> int:
     }
     print("-" * len(head))
     print(
-        f"moment recall {figures['moment_recall']}, precision {figures['moment_precision']}; dynamics "
+        f"moment recall {figures['moment_recall']}, precision {figures['moment_precision']}, F1 {figures['moment_f1']}; dynamics "
         f"{figures['dynamics_detected']}/{figures['dynamics_expected']} found, {figures['dynamics_false']} false; "
         f"tips {figures['tips_total']}, {figures['tips_while_rep_speaking']} while the rep speaks; "
         f"latency median {figures['tip_latency_median_s']} s (buyer transcripts arrive a median "
         f"{figures['buyer_transcript_delay_median_s']} s after the buyer stops)"
     )
-    print(json.dumps(figures))
-    return 0
+    return figures
 
 
 if __name__ == "__main__":

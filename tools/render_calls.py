@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Render synthetic sales calls in the dev corpus format, from the intent model's held-out sentences.
 
+Voiced by Kokoro-82M's natural voices (``--voices kokoro``, the default; firmware/testing/kokoro.py)
+or by espeak-ng (``--voices espeak``, what the coach's first calibration used). Note that the
+intent model's thresholds were calibrated on these held-out sentences: for choosing thresholds and
+rules on sentences nothing was tuned on, use tools/render_calibration.py.
+
 The coach's decision rule (how sure a reading must be before it becomes a moment) needs calls to be
 calibrated on that are not the dev calls. These are built like them: a 16 kHz two-channel WAV (ch0
 the rep's headset mic, ~30 dB room noise, the buyer leaking at -25 dB; ch1 the buyer over an 8 kHz
@@ -37,6 +42,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from firmware.intent.labels import FALLBACK_LABEL, LABELS  # noqa: E402
 from firmware.testing.dataset import Example, is_heldout, read_examples  # noqa: E402
+from firmware.testing.render import Voicer  # noqa: E402
 
 DATA = REPO / "models" / "intent" / "data" / "utterances.tsv"
 RATE_HZ = 16000
@@ -49,6 +55,8 @@ _FAST_WPM, _FAST_SPAN_S = 190.0, 5.0
 # dev call); the regional voices of render_intent_asr (Caribbean, Scottish, Welsh, Lancashire:
 # 0.69-0.76) would make calls much harder than the ones the coach is judged on.
 VOICES = ("en-gb+f2", "en-us+m3", "en-us+f4", "en-gb-x-rp+m2", "en-us+f2", "en-us-nyc+m4")
+# The same six speakers' Kokoro counterparts (accent and sex kept), for --voices kokoro.
+KOKORO_VOICES = dict(zip(VOICES, ("bf_emma", "am_michael", "af_sarah", "bm_george", "af_bella", "am_adam")))
 
 
 @dataclass(frozen=True)
@@ -196,14 +204,18 @@ def _mic_channel(rep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rep + rng.normal(0.0, speech_rms / 10 ** (rng.uniform(27.0, 33.0) / 20), len(rep))
 
 
-def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.Generator) -> dict[str, object]:
-    """Voice and place the lines; write ``<call_id>.wav`` and ``<call_id>.json`` into ``out_dir``."""
-    from firmware.testing.render import _speak, write_call  # the project's espeak-ng voicing and call layout
+def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.Generator,
+                voicer: Voicer | None = None) -> dict[str, object]:  # fmt: skip
+    """Voice and place the lines; write ``<call_id>.wav`` and ``<call_id>.json`` into ``out_dir``.
+    ``voicer`` defaults to espeak-ng; a Kokoro voicer speaks each espeak voice's counterpart."""
+    from firmware.testing.render import EspeakVoicer, write_call  # the project's voicers and call layout
     from render_intent_asr import line_channel  # the dev-matched phone line
 
+    voicer = voicer or EspeakVoicer()
+    kokoro = voicer.voice_key == "kokoro"
     clips, placed, cursor = [], [], 0.5
     for line in lines:
-        clip = _speak(line.text, line.voice, line.words_per_min) * 0.5
+        clip = voicer.speak(line.text, KOKORO_VOICES[line.voice] if kokoro else line.voice, line.words_per_min) * 0.5
         start = round(cursor + line.gap_s, 3)
         end = round(start + len(clip) / RATE_HZ, 3)
         clips.append(clip)
@@ -218,7 +230,9 @@ def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.G
         "channels": {"0": "rep", "1": "buyer"},
         "duration_s": round(total / RATE_HZ, 3),
         "source": "synthetic: intent held-out sentences (tools/render_calls.py)",
-        "voices": {speaker: next((line.voice for line in lines if line.speaker == speaker), None) for speaker in ("rep", "buyer")},
+        "voices": {speaker: next(((KOKORO_VOICES[line.voice] if kokoro else line.voice) for line in lines
+                                  if line.speaker == speaker), None) for speaker in ("rep", "buyer")},  # fmt: skip
+        "voicer": voicer.version,
         "utterances": placed,
         "expected": {
             "moments": [{"type": u["label"], "utterance_index": i} for i, u in enumerate(placed)
@@ -230,7 +244,8 @@ def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.G
     return truth
 
 
-def render_corpus(out: Path, calls: int, seed: int, data: Path = DATA, max_buyer_turns: int | None = None) -> list[Path]:
+def render_corpus(out: Path, calls: int, seed: int, data: Path = DATA, max_buyer_turns: int | None = None,
+                  voicer: Voicer | None = None) -> list[Path]:  # fmt: skip
     pools = heldout_pools(read_examples(data))
     rng = np.random.default_rng(seed)
     deck = _Deck(rng)  # one deck for the corpus: buyer sentences are not repeated across calls
@@ -241,7 +256,7 @@ def render_corpus(out: Path, calls: int, seed: int, data: Path = DATA, max_buyer
         if max_buyer_turns is not None:
             lines = _first_buyer_turns(lines, max_buyer_turns)
         call_id = f"scall{n + 1:02d}_seed{seed}"
-        render_call(lines, call_id, out / "calls", np.random.default_rng([seed, n]))
+        render_call(lines, call_id, out / "calls", np.random.default_rng([seed, n]), voicer)
         written.append(out / "calls" / f"{call_id}.json")
     return written
 
@@ -265,9 +280,22 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--data", type=Path, default=DATA, help="intent sentences TSV (its held-out rows are used)")
     parser.add_argument("--max-buyer-turns", type=int, help="cut each call after this many buyer turns")
+    parser.add_argument("--voices", choices=("kokoro", "espeak"), default="kokoro", help="Kokoro-82M (default) or espeak-ng")
     args = parser.parse_args()
     os.nice(10)  # batch work on a shared machine
-    for path in render_corpus(args.out, args.calls, args.seed, args.data, args.max_buyer_turns):
+    from firmware.errors import ParallaxError
+    from firmware.testing.render import EspeakVoicer, KokoroVoicer
+
+    try:
+        if args.voices == "kokoro":
+            from firmware.testing.kokoro import assets_dir, provision
+
+            provision(assets_dir(REPO / "models"))
+        voicer = KokoroVoicer(REPO / "models") if args.voices == "kokoro" else EspeakVoicer()
+    except ParallaxError as exc:
+        print(f"render_calls: {exc}", file=sys.stderr)
+        return 1
+    for path in render_corpus(args.out, args.calls, args.seed, args.data, args.max_buyer_turns, voicer):
         truth = json.loads(path.read_text(encoding="utf-8"))
         print(f"{path.stem}: {truth['duration_s']:.0f} s, {len(truth['utterances'])} utterances, "
               f"{len(truth['expected']['moments'])} moments, {len(truth['expected']['dynamics'])} dynamics")

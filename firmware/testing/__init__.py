@@ -12,7 +12,9 @@ cues, runtime) imports them; ``tests/test_light_imports.py`` checks that.
 - :mod:`~firmware.testing.dataset` - intent training-data readers and the fixed held-out split.
 - :mod:`~firmware.testing.metrics` - classification figures (precision/recall/F1, confusion).
 - :mod:`~firmware.testing.spoken` - numbers as spoken words, for scoring recogniser output.
-- :mod:`~firmware.testing.render` - render a scripted call to audio with espeak-ng
-  (``demo_call.toml`` is the ``parallax demo`` script).
+- :mod:`~firmware.testing.render` - render a scripted call to audio, voiced by Kokoro-82M or
+  espeak-ng (``demo_call.toml`` is the ``parallax demo`` script).
+- :mod:`~firmware.testing.kokoro` - Kokoro-82M natural voices: pinned assets from PyPI and npm, synthesis.
+- :mod:`~firmware.testing.corpora` - the evaluation corpora by name (calibration, dev, dev-kokoro).
 - :mod:`~firmware.testing.fakebluez` - a fake BlueZ on a private dbus-daemon, for bleak end to end.
 """

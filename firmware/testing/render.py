@@ -2,26 +2,38 @@
 
 Channel 0 is the rep's headset mic: wideband speech, a little room noise and the buyer leaking
 from the earpiece at -25 dB (``leak_db``). Channel 1 is the buyer over a phone line: 8 kHz, mu-law,
-300-3400 Hz, line noise. espeak-ng does the speaking (a Debian package, installed at set-up).
+300-3400 Hz, line noise.
+
+Who speaks is a :class:`Voicer`: :class:`KokoroVoicer` (natural neural voices, what the demo and
+the calibration calls use; see :mod:`firmware.testing.kokoro`) or :class:`EspeakVoicer` (espeak-ng,
+a Debian package: robotic, much harder for Whisper than people, but instant and needing no
+download, so the test fixtures use it). A script names a voice for each: ``rep_voice`` /
+``buyer_voice`` for espeak-ng, ``rep_kokoro`` / ``buyer_kokoro`` for Kokoro.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import json
 import shutil
 import subprocess
+import sys
 import tomllib
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from firmware.errors import AudioInputError
 
 RATE_HZ = 16000
+# Bump when the room, leak or line processing changes: part of the demo's cache key.
+RENDER_VERSION = 2
 _LEAK_DB = -25.0
 _LEAK_DELAY = 48  # samples: the 3 ms earpiece-to-mic path
 
@@ -56,6 +68,40 @@ def _speak(text: str, voice: str, words_per_min: int) -> np.ndarray:
     # Trim espeak's leading/trailing silence so the script's gaps are the real gaps.
     voiced = np.flatnonzero(np.abs(pcm) > 0.01)
     return pcm[voiced[0] : voiced[-1] + 1] if len(voiced) else pcm
+
+
+class Voicer(Protocol):
+    """Speaks one line. Called on the rendering thread; may take seconds (synthesis)."""
+
+    version: str  # changes whenever the same text and voice would sound different
+    voice_key: str  # the script key prefix naming this voicer's voices: f"{speaker}_{voice_key}"
+
+    def speak(self, text: str, voice: str, words_per_min: int) -> np.ndarray:
+        """16 kHz float32 speech, trimmed of leading and trailing silence."""
+        ...
+
+
+class EspeakVoicer:
+    version = "espeak-ng/1"
+    voice_key = "voice"
+
+    def speak(self, text: str, voice: str, words_per_min: int) -> np.ndarray:
+        return _speak(text, voice, words_per_min)
+
+
+class KokoroVoicer:
+    """Kokoro-82M voices; ``words_per_min`` is ignored (Kokoro keeps the voice's own pace)."""
+
+    voice_key = "kokoro"
+
+    def __init__(self, models_dir: Path, *, threads: int = 1) -> None:
+        from firmware.testing.kokoro import RENDERER_VERSION, Kokoro, KokoroAssets, assets_dir
+
+        self.version = RENDERER_VERSION
+        self._kokoro = Kokoro(KokoroAssets(assets_dir(models_dir)), threads=threads)
+
+    def speak(self, text: str, voice: str, words_per_min: int) -> np.ndarray:
+        return self._kokoro.speak(text, voice)
 
 
 def _phone_line(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -103,18 +149,22 @@ def write_call(
         w.writeframes(np.round(stereo * 32767).astype("<i2").tobytes())
 
 
-def render_call(script: Path, out_wav: Path, *, seed: int = 7, leak_db: float | None = _LEAK_DB,
-                room_noise_db: float = -50.0) -> dict[str, object]:
+def render_call(script: Path, out_wav: Path, *, seed: int = 7, voicer: Voicer | None = None,
+                leak_db: float | None = _LEAK_DB, room_noise_db: float = -50.0) -> dict[str, object]:
     """Write ``out_wav`` and ``out_wav.with_suffix('.json')`` (ground truth like the dev corpus).
 
-    ``leak_db``: the earpiece leak into the rep's mic relative to the buyer (None: no leak);
-    ``room_noise_db``: the mic's noise floor in dBFS."""
+    ``voicer`` defaults to espeak-ng; ``leak_db``: the earpiece leak into the rep's mic relative to
+    the buyer (None: no leak); ``room_noise_db``: the mic's noise floor in dBFS. The JSON is written
+    last, atomically, so a WAV with its JSON beside it is a complete render."""
+    voicer = voicer or EspeakVoicer()
     meta, lines = load_script(script)
     rng = np.random.default_rng(seed)
     clips, placed, cursor = [], [], 0.0
     for line in lines:
-        voice = meta["rep_voice"] if line.speaker == "rep" else meta["buyer_voice"]
-        clip = _speak(line.text, voice, 165 if line.speaker == "rep" else 155) * 0.5
+        key = f"{line.speaker}_{voicer.voice_key}"
+        if key not in meta:
+            raise AudioInputError(f"{script.name} names no {key} for its {voicer.version} voicer")
+        clip = voicer.speak(line.text, meta[key], 165 if line.speaker == "rep" else 155) * 0.5
         start = max(0.0, cursor + line.gap_s)
         clips.append(clip)
         placed.append({"speaker": line.speaker, "start": round(start, 3), "end": round(start + len(clip) / RATE_HZ, 3),
@@ -128,6 +178,31 @@ def render_call(script: Path, out_wav: Path, *, seed: int = 7, leak_db: float | 
         leak_db=leak_db,
     )  # fmt: skip
     truth = {"call_id": meta.get("call_id", out_wav.stem), "sample_rate": RATE_HZ, "channels": {"0": "rep", "1": "buyer"},
-             "duration_s": round(total / RATE_HZ, 3), "utterances": placed}
-    out_wav.with_suffix(".json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
+             "duration_s": round(total / RATE_HZ, 3), "voicer": voicer.version, "utterances": placed}
+    out_json = out_wav.with_suffix(".json")
+    tmp = out_json.with_name(f".{out_json.name}.tmp")
+    tmp.write_text(json.dumps(truth, indent=1), encoding="utf-8")
+    tmp.replace(out_json)
     return truth
+
+
+def cached_render_path(script: Path, cache_dir: Path, voicer_version: str, *, prefix: str) -> Path:
+    """Where the render of ``script`` by a voicer of ``voicer_version`` is cached: the key covers
+    the script's bytes (its text, gaps and voices), the voicer and :data:`RENDER_VERSION`."""
+    digest = hashlib.sha256(script.read_bytes())
+    digest.update(f"\0{voicer_version}\0render/{RENDER_VERSION}".encode())
+    return cache_dir / f"{prefix}-{digest.hexdigest()[:12]}.wav"
+
+
+def render_cached(script: Path, cache_dir: Path, voicer: Voicer | None = None, *, prefix: str) -> Path:
+    """Render ``script`` unless its render is cached; return the WAV (its truth JSON beside it).
+    Written under temporary names and renamed, JSON first, so a WAV present is a complete render."""
+    voicer = voicer or EspeakVoicer()
+    wav = cached_render_path(script, cache_dir, voicer.version, prefix=prefix)
+    if not (wav.is_file() and wav.with_suffix(".json").is_file()):
+        print(f"rendering {script.name} with {voicer.version} (once; later runs reuse it) ...", file=sys.stderr)
+        tmp = wav.with_name(f".{wav.stem}.{os.getpid()}.wav")
+        render_call(script, tmp, voicer=voicer)
+        tmp.with_suffix(".json").replace(wav.with_suffix(".json"))
+        tmp.replace(wav)
+    return wav
