@@ -189,7 +189,7 @@ def test_a_call_session_learns_the_headset_leak_for_the_next_call(models_dir: Pa
 # -- the gate and the guard use it ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vad_path(models_dir: Path) -> Path:
-    return models_dir / "silero-vad" / "silero_vad.onnx"
+    return models_dir / "silero-vad" / "current" / "silero_vad.onnx"  # the model store's current version
 
 
 @pytest.mark.parametrize("leak_db", LEAKS)
