@@ -292,6 +292,9 @@ class Telemetry(Event):
     tap_drops: int | None = None
     recognizer_rtf: float | None = None
     phone_link: PhoneLink | None = None
+    # The phone link's flags and counters (PhoneLink.health() without its "phone_" prefix:
+    # connected, bonded, pairing, queued, last_error (a code), sent, rejected_stale, ...).
+    phone: Mapping[str, int | bool] = field(default_factory=dict)
     calls: int | None = None
     calls_failed: int | None = None
     tips_by_moment: Mapping[str, int] = field(default_factory=dict)

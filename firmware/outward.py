@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from firmware.bus import EventBus
 from firmware.events import Event
+from firmware.fleet.counters import PHONE_MAX, PHONE_NAME
 
 Channel = Literal["phone", "fleet"]
 CHANNELS: tuple[Channel, ...] = ("phone", "fleet")
@@ -52,7 +53,7 @@ ALLOWLIST: Mapping[Channel, Mapping[str, frozenset[str]]] = {
         "box_status": frozenset({"t", "state", "agent", "group"}),
         "telemetry": frozenset({"t", "uptime_s", "cpu_percent", "load_1m", "temp_c", "throttled", "mem_used_mb",
                                 "mem_total_mb", "disk_free_mb", "bridge_xruns", "tap_drops", "recognizer_rtf",
-                                "phone_link", "calls", "calls_failed", "tips_by_moment", "versions"}),
+                                "phone_link", "phone", "calls", "calls_failed", "tips_by_moment", "versions"}),
         "update_progress": frozenset({"t", "update_id", "state", "reason", "artifact", "version", "bytes_done",
                                       "bytes_total"}),
     },
@@ -134,6 +135,10 @@ def _fleet_value(key: str, value: Any) -> bool:
     if key == "tips_by_moment":
         return isinstance(value, Mapping) and all(
             isinstance(k, str) and _MOMENT_KIND.fullmatch(k) and type(v) is int for k, v in value.items()
+        )
+    if key == "phone":  # the phone link's figures: fixed-shape names, numbers and flags, nothing else
+        return isinstance(value, Mapping) and len(value) <= PHONE_MAX and all(
+            isinstance(k, str) and PHONE_NAME.fullmatch(k) and type(v) in (bool, int) for k, v in value.items()
         )
     if key in FLEET_STRINGS:
         return value is None or (isinstance(value, str) and FLEET_STRINGS[key].fullmatch(value) is not None)

@@ -333,3 +333,41 @@ def test_a_control_racing_the_calls_end_is_answered_once(run: Run) -> None:
     # Once one went to the next call, none went to the ended call again.
     assert outcomes == sorted(outcomes, key=lambda o: o == "next_call")
     assert all(r.call_id == 1 for r in results if r.outcome == "applied")
+
+
+class _PairingSpy:
+    """Stands in for the PhoneLink that ``firmware.phone.link.attach`` wires: counts pairing requests."""
+
+    def __init__(self) -> None:
+        self.pairings = 0
+        self._control: Any = None
+        self._on_pairing: Any = None
+
+    def enter_pairing(self) -> None:
+        self.pairings += 1
+
+
+def test_a_long_press_during_a_call_pairs_and_does_not_snooze(tmp_path: Path) -> None:
+    """Issue 14's 5 s press (here 0.8 s) is pairing only; a hold released before it snoozes, at the release."""
+    from firmware.phone.link import attach
+
+    run = make_run(tmp_path, snooze_s=60.0)
+    spy = _PairingSpy()
+    attach(spy, run.kit, 0.8)  # type: ignore[arg-type]
+    try:
+        items = stream(synthetic_call())
+        play_until(run, items, 10.0)
+        pin = run.kit.pin_factory.pin(run.kit.pins.button)
+        pin.drive_low()
+        wait = time.monotonic() + 5.0
+        while spy.pairings == 0 and time.monotonic() < wait:
+            time.sleep(0.01)
+        pin.drive_high()
+        time.sleep(0.1)
+        assert spy.pairings == 1
+        assert not run.coach.snoozed and not any(c.action == "snooze" for c in of(Control, run.events))
+        press(run, hold_s=0.5)  # past the 0.3 s snooze hold, short of the long press
+        assert run.coach.snoozed and spy.pairings == 1
+        assert [c.action for c in of(Control, run.events)] == ["snooze"]
+    finally:
+        run.close()

@@ -138,7 +138,7 @@ def test_button_gestures(pins: PinMap, factory) -> None:  # type: ignore[no-unty
         button.close()
 
 
-def test_long_press_enters_pairing_and_a_shorter_hold_does_not(pins: PinMap, factory) -> None:  # type: ignore[no-untyped-def]
+def test_long_press_is_pairing_only_and_a_shorter_hold_snoozes_on_release(pins: PinMap, factory) -> None:  # type: ignore[no-untyped-def]
     actions: list[str] = []
     button = CoachButton(
         pins.button,
@@ -152,14 +152,22 @@ def test_long_press_enters_pairing_and_a_shorter_hold_does_not(pins: PinMap, fac
         with pytest.raises(ValueError):
             button.on_long_press(lambda: actions.append("pair"), 0.05)
         button.on_long_press(lambda: actions.append("pair"), 0.4)
-        press(factory, pins.button, hold_s=0.2)  # a snooze hold, released before the long press
-        time.sleep(0.4)
-        assert actions == ["snooze"]
+        # A snooze hold, released before the long press: it snoozes at the release, not before.
         factory.pin(pins.button).drive_low()
-        wait_until(lambda: actions == ["snooze", "snooze", "pair"])  # held on: snooze, then pairing
+        time.sleep(0.25)  # past the 0.1 s hold, short of the 0.4 s long press
+        assert actions == []  # undecided while the finger is down
         factory.pin(pins.button).drive_high()
-        time.sleep(0.05)
-        assert actions == ["snooze", "snooze", "pair"]  # the release adds nothing
+        wait_until(lambda: actions == ["snooze"])
+        time.sleep(0.4)
+        assert actions == ["snooze"]  # and the long press timer does not fire after the release
+        # Held on to the long press: pairing only, never also a snooze (nor on release).
+        factory.pin(pins.button).drive_low()
+        wait_until(lambda: actions == ["snooze", "pair"])
+        factory.pin(pins.button).drive_high()
+        time.sleep(0.1)
+        assert actions == ["snooze", "pair"]
+        press(factory, pins.button)  # a short press after all that is still a dismiss
+        assert actions == ["snooze", "pair", "dismiss"]
     finally:
         button.close()
 

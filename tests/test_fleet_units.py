@@ -147,3 +147,58 @@ def test_the_coach_counts_for_the_fleet_from_its_bus(tmp_path: Path) -> None:
     assert after["tips_by_moment"] == {"objection_price": 1}
     assert after["versions"] == {"intent": "1.4.0"} and after["fallbacks"] == {"intent": "1.5.0"}
     assert "compare" not in (counters_dir(tmp_path) / "coach.json").read_text()
+
+
+def test_the_phone_links_figures_reach_the_fleet_and_no_address_or_text_does(tmp_path: Path) -> None:
+    """Issue 14: the link's state and counters (PhoneLink.health) go coach file -> telemetry ->
+    outward("fleet"); the last error only as its code, never its text or the phone's address."""
+    from firmware.outward import outward
+    from firmware.phone.config import PhoneConfig
+    from firmware.phone.link import ERROR_CODES, PhoneLink, _Fault
+    from firmware.phone.secret import BondedPhone, PairingStore
+
+    mac = "AA:BB:CC:DD:EE:FF"
+    link = PhoneLink(PhoneConfig(), PairingStore(tmp_path / "phone"))
+    link._set(bonded=BondedPhone(mac, "Rep's phone"))  # noqa: SLF001 - what a bonding leaves
+    link._count("sent", 5)  # noqa: SLF001
+    link._count("rejected_stale", 2)  # noqa: SLF001
+    link._error(_Fault(f"bonded phone {mac} not in range", "not_in_range"))  # noqa: SLF001 - as the link raises it
+    assert mac in str(link.status()) and mac not in str(link.health())
+
+    state = tmp_path / "state"
+    coach = CoachCounters(state)
+    coach.set_phone_link("disconnected")
+    coach.set_phone_health(link.health())
+    coach.write()
+    cfg = FleetConfig(box_id="box-01", group="emea", admin_keys=(SigningKey.generate().public_line,),
+                      ca_file=tmp_path / "ca", cert_file=tmp_path / "c", key_file=tmp_path / "k")  # fmt: skip
+    agent = Agent(cfg, state, _NoStore())  # type: ignore[arg-type]
+    wire = json.loads(to_wire(agent.telemetry()) or b"{}")
+    phone = wire["phone"]
+    assert phone["connected"] is False and phone["bonded"] is True and phone["pairing"] is False
+    assert phone["sent"] == 5 and phone["rejected_stale"] == 2 and phone["link_errors"] == 1
+    assert phone["last_error"] == ERROR_CODES["not_in_range"] and phone["queued"] == 0
+    assert {"rejected_malformed", "rejected_unauthenticated", "dropped_expired", "dropped_handoff"} <= set(phone)
+    assert all(type(v) in (bool, int) for v in phone.values())
+    assert wire["phone_link"] == "disconnected"
+    assert mac not in json.dumps(wire) and "range" not in json.dumps(wire)
+
+    # The writer keeps only numbers and flags of the fixed name shape ...
+    coach.set_phone_health({"phone_bonded_phone": mac, "phone_last_error": "BleakError: hci0 gone", "phone_rtt": 1.5,
+                            "Phone Name": 1, "phone_sent": 7})  # fmt: skip
+    coach.write()
+    assert read_counters(counters_dir(state) / "coach.json")["phone"] == {"sent": 7}  # type: ignore[index]
+    # ... the agent drops what a tampered file smuggles in ...
+    raw = read_counters(counters_dir(state) / "coach.json")
+    assert raw is not None
+    raw["phone"] = {"bonded_phone": mac, "last_error": "the buyer said no", "sent": 7, "AA:BB": 1}
+    (counters_dir(state) / "coach.json").write_text(json.dumps(raw))
+    wire = json.loads(to_wire(agent.telemetry()) or b"{}")
+    assert wire["phone"] == {"sent": 7} and mac not in json.dumps(wire) and "buyer" not in json.dumps(wire)
+    # ... and the fleet allowlist refuses the whole field if a text value or an address reaches it.
+    from firmware.events import Telemetry
+
+    for bad in ({"bonded_phone": mac}, {"last_error": "BleakError: hci0 gone"}, {mac: 1}, {"rtt": 1.5}, {"sent": None}):
+        out = outward("fleet", Telemetry(t=1.0, phone=bad, calls=1))  # type: ignore[arg-type]
+        assert out is not None and "phone" not in out and out["calls"] == 1, bad
+    assert outward("fleet", Telemetry(t=1.0, phone={"connected": True, "sent": 3}))["phone"] == {"connected": True, "sent": 3}  # type: ignore[index]

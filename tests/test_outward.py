@@ -25,6 +25,7 @@ from firmware.events import (
     Utterance,
     parse_event,
 )
+from firmware.fleet.counters import PHONE_NAME
 from firmware.outward import ALLOWLIST, FLEET_STRINGS, attach, outward
 
 TIP = Tip(t=3.0, tip_id="0a1b2c3d-1", call_id=1, moment="objection_price", text="Ask what they compare it with.",
@@ -106,6 +107,8 @@ def test_every_outward_dict_is_allowlisted_and_parses(event: Event) -> None:
                     assert FLEET_STRINGS[key].fullmatch(value), (key, value)
                 elif key == "tips_by_moment":
                     assert all(type(v) is int for v in value.values()), value
+                elif key == "phone":  # the phone link's figures: numbers and flags under fixed-shape names
+                    assert all(PHONE_NAME.fullmatch(k) and type(v) in (bool, int) for k, v in value.items()), value
                 elif key not in {"type", "versions"}:
                     assert not isinstance(value, (str, list, tuple, dict)), (key, value)
 

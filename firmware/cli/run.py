@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _count_for_the_fleet(bus: EventBus, config: Config, link: PhoneLink | None) -> None:
     """The coach's counters file for the fleet agent (firmware/fleet/counters.py): written at start
-    and at each call's end, from the bus; tip counts by moment kind, never a tip's text."""
+    and at each call's end, from the bus; tip counts by moment kind, never a tip's text; the phone
+    link's state and its counters (``PhoneLink.health``), never an address or an error's text."""
     from firmware.events import Summary, Tip
     from firmware.fleet.counters import CoachCounters
 
@@ -48,7 +49,12 @@ def _count_for_the_fleet(bus: EventBus, config: Config, link: PhoneLink | None) 
     def phone_link() -> str:
         return "absent" if link is None else "connected" if link.health().get("phone_connected") else "disconnected"
 
-    counters.set_phone_link(phone_link())
+    def phone_state() -> None:
+        counters.set_phone_link(phone_link())
+        if link is not None:
+            counters.set_phone_health(link.health())  # numbers and flags only, never the bonded address
+
+    phone_state()
     counters.write()  # a new started_at: the agent counts coach restarts by it
 
     def on_event(event: object) -> None:
@@ -69,7 +75,7 @@ def _count_for_the_fleet(bus: EventBus, config: Config, link: PhoneLink | None) 
             # A call whose recognizer raised counts as failed: after an update that is the sign
             # of a model that loads but does not work.
             counters.call_ended(failed=bool(event.extra.get("recognizer_errors")), recognizer_rtf=rtf if isinstance(rtf, (int, float)) else None)
-            counters.set_phone_link(phone_link())
+            phone_state()
             counters.write()  # at the call's end, off the audio path
 
     bus.subscribe(on_event)  # type: ignore[arg-type]

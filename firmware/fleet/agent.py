@@ -28,7 +28,7 @@ from firmware import __version__
 from firmware.errors import ConfigError, ModelError, StoreBusyError
 from firmware.events import Event
 from firmware.fleet.config import FleetConfig
-from firmware.fleet.counters import BRIDGE_FILE, COACH_FILE, counters_dir, read_counters
+from firmware.fleet.counters import BRIDGE_FILE, COACH_FILE, counters_dir, phone_figures, read_counters
 from firmware.fleet.crashpoint import crashpoint
 from firmware.fleet.journal import FleetState, Journal
 from firmware.fleet.manifest import Artifact, Offer, Target, check_fresh, parse_command, parse_offer, version_key
@@ -219,6 +219,7 @@ class Agent:
             tap_drops=num(bridge, "tap_drops", int),
             recognizer_rtf=num(coach, "recognizer_rtf", float),
             phone_link=phone if phone in ("connected", "disconnected", "absent") else None,
+            phone=phone_figures(coach["phone"]) if isinstance(coach.get("phone"), dict) else {},
             calls=num(coach, "calls", int),
             calls_failed=num(coach, "calls_failed", int),
             tips_by_moment={str(k)[:40]: int(v) for k, v in tips.items() if isinstance(v, int)} if isinstance(tips, dict) else {},

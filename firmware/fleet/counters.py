@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -19,6 +20,23 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
+# The phone link's health figures (firmware.phone.link.PhoneLink.health, "phone_" dropped): a name of
+# this shape and a number or a flag. The file, the agent and the fleet allowlist all hold to it.
+PHONE_NAME = re.compile(r"[a-z][a-z_]{0,39}")
+PHONE_MAX = 64
+
+
+def phone_figures(health: Mapping[str, Any]) -> dict[str, bool | int]:
+    """The part of a phone health mapping the fleet may see: fixed-shape names, ints and bools only
+    (anything else, an address, an error text, a float, is left out); at most ``PHONE_MAX`` of them."""
+    out: dict[str, bool | int] = {}
+    for name, value in health.items():
+        if not isinstance(name, str):
+            continue
+        name = name.removeprefix("phone_")
+        if PHONE_NAME.fullmatch(name) and type(value) in (bool, int) and len(out) < PHONE_MAX:
+            out[name] = value
+    return out
 COACH_FILE = "coach.json"
 BRIDGE_FILE = "bridge.json"
 
@@ -64,6 +82,7 @@ class CoachCounters:
             "calls_failed": 0,
             "recognizer_rtf": None,
             "phone_link": None,
+            "phone": {},
             "tips_by_moment": {},
             "versions": dict(versions or {}),
             "fallbacks": {},
@@ -98,9 +117,15 @@ class CoachCounters:
         with self._lock:
             self._data["phone_link"] = state
 
+    def set_phone_health(self, health: Mapping[str, Any]) -> None:
+        """The phone link's figures (``PhoneLink.health()``): only numbers and flags are kept."""
+        figures = phone_figures(health)
+        with self._lock:
+            self._data["phone"] = figures
+
     def write(self) -> None:
         with self._lock:
-            data = {**self._data, "updated_at": time.time(), "tips_by_moment": dict(self._data["tips_by_moment"])}
+            data = {**self._data, "updated_at": time.time(), "tips_by_moment": dict(self._data["tips_by_moment"]), "phone": dict(self._data["phone"])}
         try:
             write_json_atomic(self.path, data)
         except OSError as exc:  # the fleet's view is worth less than the coach: log, carry on

@@ -48,6 +48,33 @@ COUNTERS = (
     "controls_applied", "controls_rejected",
 )  # fmt: skip
 
+# The fleet sees the last error as one of these codes (``phone_last_error`` in :meth:`PhoneLink.health`),
+# never its text, which can name the phone's address. Fixed: docs/fleet-protocol.md lists them.
+ERROR_CODES = {"none": 0, "not_in_range": 1, "no_answer": 2, "protocol": 3, "bluetooth": 4, "timeout": 5, "other": 9}
+
+
+class _Fault(PhoneLinkError):
+    """A link failure that knows its fleet category (a key of :data:`ERROR_CODES`)."""
+
+    def __init__(self, message: str, category: str) -> None:
+        super().__init__(message)
+        self.category = category
+
+
+def error_category(exc: BaseException) -> str:
+    """The coarse category of a link failure, for the fleet (a key of :data:`ERROR_CODES`)."""
+    category = getattr(exc, "category", None)
+    if isinstance(category, str) and category in ERROR_CODES:
+        return category
+    if isinstance(exc, p.ProtocolError):
+        return "protocol"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return "timeout"
+    module = type(exc).__module__ or ""
+    if module.startswith(("bleak", "dbus_fast")) or isinstance(exc, OSError):
+        return "bluetooth"  # BlueZ, D-Bus or the adapter
+    return "other"
+
 
 @dataclass
 class _Out:
@@ -67,6 +94,10 @@ class _Flight:
 
 class _SessionOver(Exception):
     """The session ended (phone gone, broken, or too many bad frames): reconnect."""
+
+    def __init__(self, message: str = "", category: str = "other") -> None:
+        super().__init__(message)
+        self.category = category
 
 
 class PhoneLink:
@@ -95,6 +126,7 @@ class PhoneLink:
         self._connected = False
         self._pairing = False
         self._last_error: str | None = None
+        self._last_error_code = 0
         self._bonded: BondedPhone | None = None
         self._latencies_ms: collections.deque[float] = collections.deque(maxlen=2000)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,18 +176,21 @@ class PhoneLink:
                 "pairing": self._pairing,
                 "bonded_phone": self._bonded.address if self._bonded else None,
                 "last_error": self._last_error,
+                "last_error_code": self._last_error_code,
                 "queued": len(self._queue),
                 "counters": counters,
             }
 
     def health(self) -> dict[str, bool | int]:
-        """For the fleet's health counters: numbers and flags only (no address, no error text)."""
+        """For the fleet's health counters: numbers and flags only (no address, no error text; the
+        last error as its :data:`ERROR_CODES` code, 0 when the link is up or never failed)."""
         status = self.status()
         out: dict[str, bool | int] = {
             "phone_connected": bool(status["connected"]),
             "phone_bonded": status["bonded_phone"] is not None,
             "phone_pairing": bool(status["pairing"]),
             "phone_queued": int(status["queued"]),
+            "phone_last_error": int(status["last_error_code"]),
         }
         out.update({f"phone_{name}": int(value) for name, value in status["counters"].items()})
         return out
@@ -358,7 +393,7 @@ class PhoneLink:
         want = bonded.address.upper()
         devices = await self._scan(lambda d, _a: str(d.address).upper() == want, service_filter=False)
         if not devices:
-            raise PhoneLinkError(f"bonded phone {bonded.address} not in range")
+            raise _Fault(f"bonded phone {bonded.address} not in range", "not_in_range")
         client = await self._connect(devices[0])
         try:
             notes: asyncio.Queue[bytes] = asyncio.Queue()
@@ -388,7 +423,7 @@ class PhoneLink:
         await client.start_notify(p.OUTBOX_UUID, on_note)
         inbox = client.services.get_characteristic(p.INBOX_UUID)
         if inbox is None:
-            raise PhoneLinkError("the phone offers no Parallax inbox characteristic")
+            raise _Fault("the phone offers no Parallax inbox characteristic", "protocol")
         payload = max(p.MIN_CHUNK, min(int(inbox.max_write_without_response_size), 512))
         box_nonce = p.new_nonce()
         await self._write(client, p.box_hello(secret.key_id, box_nonce), payload)
@@ -407,7 +442,7 @@ class PhoneLink:
         try:
             frame = await asyncio.wait_for(reply(), self.config.hello_timeout_s)
         except asyncio.TimeoutError:
-            raise PhoneLinkError("the phone did not answer HELLO") from None
+            raise _Fault("the phone did not answer HELLO", "no_answer") from None
         try:
             session = p.Session.box_side(secret.secret, secret.key_id, box_nonce, frame)
         except p.ProtocolError as exc:
@@ -451,7 +486,7 @@ class PhoneLink:
                         if exc.reason == "unauthenticated":
                             bad += 1
                             if bad >= cfg.max_bad_frames:
-                                raise _SessionOver("too many unauthenticated frames") from None
+                                raise _SessionOver("too many unauthenticated frames", "protocol") from None
                         continue
                     if opened.kind is p.Kind.ACK:
                         flight = flights.pop(opened.acked_seq, None)
@@ -479,7 +514,7 @@ class PhoneLink:
                 for flight in list(flights.values()):
                     if now - flight.sent_at >= cfg.ack_timeout_s:
                         if flight.writes >= cfg.max_writes:
-                            raise _SessionOver("the phone acknowledges nothing")
+                            raise _SessionOver("the phone acknowledges nothing", "no_answer")
                         flight.writes += 1
                         flight.sent_at = now
                         self._count("retried")
@@ -495,7 +530,7 @@ class PhoneLink:
                     if self._clock() - checked >= LIVENESS_S:
                         checked = self._clock()
                         if await self._agent.bluez_changed():
-                            raise _SessionOver("BlueZ restarted under the connection") from None
+                            raise _SessionOver("BlueZ restarted under the connection", "bluetooth") from None
         finally:
             # unacknowledged frames go out again, re-encrypted, in the next session
             for seq in sorted(flights, reverse=True):
@@ -598,6 +633,8 @@ class PhoneLink:
                 self._bonded = bonded
             if error is not self._UNSET:
                 self._last_error = error
+                if error is None:
+                    self._last_error_code = 0
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -609,6 +646,7 @@ class PhoneLink:
         with self._lock:
             self._counters["link_errors"] += 1
             self._last_error = text
+            self._last_error_code = ERROR_CODES[error_category(exc)]
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
