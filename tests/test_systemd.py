@@ -289,14 +289,10 @@ def test_bridge_process_notifies_ready_watchdog_and_stopping(systemd: FakeSystem
     assert "Traceback" not in err
 
 
-def _models_built() -> bool:
-    models = Path(__file__).resolve().parents[1] / "models"
-    return all((models / name / "current").is_symlink() for name in ("whisper-tiny.en", "silero-vad", "intent", "playbook"))
-
-
 @pytest.mark.model
-@pytest.mark.skipif(not _models_built(), reason="models not built (parallax models build)")
-def test_coach_process_notifies_ready_after_loading_then_pings_and_stops(systemd: FakeSystemd, tmp_path: Path) -> None:
+def test_coach_process_notifies_ready_after_loading_then_pings_and_stops(
+    systemd: FakeSystemd, tmp_path: Path, models_dir: Path
+) -> None:
     """The real `parallax run`: READY=1 only once its models are loaded and the tap socket bound,
     WATCHDOG=1 from the idle tap loop, STOPPING=1 on SIGTERM."""
     config = tmp_path / "parallax.toml"
