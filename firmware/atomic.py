@@ -30,17 +30,26 @@ def is_special(path: Path) -> bool:
 
 
 @overload
-def atomic_write(path: Path, mode: Literal["w"] = "w", *, encoding: str = "utf-8") -> Iterator[IO[str]]: ...
+def atomic_write(path: Path, mode: Literal["w"] = "w", *, encoding: str = "utf-8",
+                 perms: int | None = None) -> Iterator[IO[str]]: ...
 @overload
-def atomic_write(path: Path, mode: Literal["wb"], *, encoding: str = "utf-8") -> Iterator[IO[bytes]]: ...
+def atomic_write(path: Path, mode: Literal["wb"], *, encoding: str = "utf-8",
+                 perms: int | None = None) -> Iterator[IO[bytes]]: ...
 
 
 @contextmanager  # type: ignore[misc]
-def atomic_write(path: Path, mode: str = "w", *, encoding: str = "utf-8") -> Iterator[IO[str] | IO[bytes]]:
+def atomic_write(path: Path, mode: str = "w", *, encoding: str = "utf-8",
+                 perms: int | None = None) -> Iterator[IO[str] | IO[bytes]]:
     """Yield a file to write; on a clean exit it replaces ``path`` whole, else nothing changes.
 
     A symlinked destination is followed (the link's target is replaced, the link stays). An
     ``OSError`` while writing becomes :class:`StorageError` naming ``path``.
+
+    ``perms`` (e.g. ``0o600`` for secrets and private state) is the new file's mode whether or
+    not ``path`` existed, and the content is never readable under a wider mode on the way (the
+    temporary file is 0600 until the rename). Without it an existing file keeps its mode and a
+    new one gets the umask's default. A special file (``/dev/stderr``) is written in place and
+    keeps its own mode.
     """
     target = Path(os.path.realpath(path))
     if is_special(target):
@@ -49,7 +58,7 @@ def atomic_write(path: Path, mode: str = "w", *, encoding: str = "utf-8") -> Ite
             yield special
             special.flush()
         except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise _storage_error(path, exc) from None
         finally:
             try:
                 special.close()
@@ -60,27 +69,43 @@ def atomic_write(path: Path, mode: str = "w", *, encoding: str = "utf-8") -> Ite
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
     except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise _storage_error(path, exc) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as out:
             yield out
             out.flush()
             os.fsync(out.fileno())
-        _copy_mode(target, tmp)
+        if perms is None:
+            _copy_mode(target, tmp)
+        else:
+            os.chmod(tmp, stat.S_IMODE(perms))
         os.replace(tmp, target)
         _fsync_dir(folder)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc} (nothing was written)") from None
+        raise _storage_error(path, exc, " (nothing was written)") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_write(path) as out:
+def write_text_atomic(path: Path, text: str, *, perms: int | None = None) -> None:
+    with atomic_write(path, perms=perms) as out:
         out.write(text)
+
+
+def storage_reason(exc: StorageError) -> str:
+    """The operating system's reason behind a :class:`StorageError` from this module ("No space
+    left on device"), for callers that re-raise it as their own error with their own wording."""
+    return str(getattr(exc, "reason", exc))
+
+
+def _storage_error(path: Path, exc: OSError, suffix: str = "") -> StorageError:
+    reason = str(exc.strerror or exc)
+    err = StorageError(f"cannot write {path}: {reason}{suffix}")
+    err.reason = reason  # type: ignore[attr-defined]
+    return err
 
 
 def _copy_mode(target: Path, tmp: Path) -> None:

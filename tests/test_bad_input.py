@@ -472,3 +472,42 @@ def test_the_readme_documents_every_exit_status() -> None:
         if name.startswith("EXIT_"):
             assert f"| {getattr(errors, name)} |" in table, name
     assert EXIT_BAD_INPUT == 2
+
+
+def test_atomic_write_perms_sets_the_mode_of_a_new_and_an_existing_file(tmp_path: Path) -> None:
+    from firmware.atomic import write_text_atomic
+
+    new = tmp_path / "secret.json"
+    old_umask = os.umask(0o022)
+    try:
+        write_text_atomic(new, "{}", perms=0o600)
+        assert (new.stat().st_mode & 0o777) == 0o600  # not widened to the umask's 0644
+        existing = tmp_path / "state.json"
+        existing.write_text("old")
+        existing.chmod(0o644)
+        with atomic_write(existing, "wb", perms=0o600) as out:
+            out.write(b"new")
+        assert existing.read_bytes() == b"new" and (existing.stat().st_mode & 0o777) == 0o600  # perms wins
+        write_text_atomic(existing, "again")  # no perms: the existing file keeps its mode
+        assert (existing.stat().st_mode & 0o777) == 0o600
+        plain = tmp_path / "plain.txt"
+        write_text_atomic(plain, "x")  # no perms, new file: the umask's default, as before
+        assert (plain.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(old_umask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "secret.json", "state.json"]
+
+
+def test_a_failed_atomic_write_names_the_os_reason_for_callers_to_reword(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from firmware.atomic import storage_reason
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StorageError) as info:
+        with atomic_write(tmp_path / "x.json", perms=0o600) as out:
+            out.write("{}")
+    assert storage_reason(info.value) == "No space left on device"
+    assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,6 @@ fleet agent polls before applying an update (:func:`wait_until_idle`).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,11 +95,13 @@ class CallDetector:
 
 
 def write_state(path: Path, event: CallState) -> None:
-    """Atomically replace ``path`` with the event's JSON (readers never see half a file)."""
+    """Atomically replace ``path`` with the event's JSON (readers never see half a file).
+
+    Raises ``OSError`` (the folder) or :class:`~firmware.errors.StorageError` (the write)."""
+    from firmware.atomic import write_text_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(event.to_json() + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, event.to_json() + "\n")
 
 
 def read_state(path: Path) -> CallState | None:

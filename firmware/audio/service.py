@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from firmware.audio.bridge import Bridge
 from firmware.audio.callstate import CallChange, write_state
+from firmware.errors import StorageError
 from firmware.events import CallState
 from firmware.systemd import Notifier
 
@@ -128,5 +129,5 @@ class CallStatePublisher:
         try:
             write_state(self.path, event)
             self.published += 1
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
             log.warning("cannot write call state %s: %s", self.path, exc)

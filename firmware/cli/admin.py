@@ -68,6 +68,7 @@ def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def keygen(args: argparse.Namespace) -> int:
+    from firmware.atomic import write_text_atomic
     from firmware.errors import InputError
     from firmware.fleet.signing import SigningKey
 
@@ -77,9 +78,7 @@ def keygen(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     key = SigningKey.generate()
     key.save(out / "signing.key")
-    tmp = out / "signing.pub.tmp"
-    tmp.write_text(key.public_line + "\n")
-    os.replace(tmp, out / "signing.pub")
+    write_text_atomic(out / "signing.pub", key.public_line + "\n")
     print(f"key id {key.key_id}; pin it on the boxes with:\n[fleet]\nadmin_keys = [\"{key.public_line}\"]")
     return 0
 

@@ -3,7 +3,7 @@
 The file holds counters and nothing else (no transcript text, no tip text, no times): for each
 rep and moment kind how often the moment came up, how often it was handled well without a tip,
 a net score that makes tips fade as the rep improves, and how often the rep rated its tips
-helpful or not. It is written atomically (temp file in the same directory, then ``os.replace``)
+helpful or not. It is written atomically (``firmware.atomic``: temp file in the same directory, then rename)
 with mode 0600 and survives restarts.
 """
 
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Literal
 
 from firmware.coach.config import SKILL_LEVELS, MasteryConfig, SkillLevel
-from firmware.errors import CoachStateError
+from firmware.atomic import storage_reason, write_text_atomic
+from firmware.errors import CoachStateError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +129,11 @@ class MasteryStore:
             payload = json.dumps({"version": STATE_VERSION, "reps": self._reps}, sort_keys=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".mastery-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write(payload)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_text_atomic(self.path, payload, perms=0o600)
         except OSError as exc:
             raise CoachStateError(f"cannot write mastery state {self.path}: {exc.strerror or exc}") from None
+        except StorageError as exc:
+            raise CoachStateError(f"cannot write mastery state {self.path}: {storage_reason(exc)}") from None
 
     # -- internals -------------------------------------------------------------------------
     def _rep(self, rep_id: str) -> dict[str, Any]:

@@ -87,20 +87,11 @@ def render_report(events: Iterable[Event], title: str = "Call replay", phone: li
 
 def write_report(events: Iterable[Event], path: Path, title: str = "Call replay",
                  phone: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
-    """Written atomically (a temp file beside it, then renamed)."""
-    import os
-    import tempfile
+    """Written atomically (a temp file beside it, then renamed), mode 0644; a failed write raises
+    :class:`~firmware.errors.StorageError` and leaves ``path`` as it was."""
+    from firmware.atomic import write_text_atomic
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render_report(events, title, phone))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(Path(path), render_report(events, title, phone), perms=0o644)
 
 
 _PHONE_TYPES = ("tip", "status", "recap", "control_result")

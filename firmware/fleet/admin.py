@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import secrets
 import ssl
 import tarfile
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from firmware.atomic import atomic_write
 from firmware.errors import FleetError, InputError
 from firmware.fleet.manifest import is_version
 from firmware.fleet.signing import SigningKey
@@ -198,9 +198,8 @@ def publish_update(client: AdminClient, key: SigningKey, *, group: str, kind: st
             raise InputError("--url-base needs --artifact-dir: where to write the file to upload")
         artifact_dir.mkdir(parents=True, exist_ok=True)
         out = artifact_dir / art["sha256"]
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
+        with atomic_write(out, "wb") as f:
+            f.write(data)
     else:
         client.publish_many(chunks(art, data))
     offer = make_offer([art], group=group, life_s=life_s)

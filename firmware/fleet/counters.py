@@ -17,6 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from firmware.atomic import storage_reason, write_text_atomic
+from firmware.errors import StorageError
+
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
@@ -46,14 +49,11 @@ def counters_dir(state_dir: Path) -> Path:
 
 
 def write_json_atomic(path: Path, obj: Mapping[str, Any], mode: int = 0o644) -> None:
+    """``obj`` as compact JSON, replacing ``path`` whole with file mode ``mode``.
+
+    Raises ``OSError`` (the folder) or :class:`~firmware.errors.StorageError` (the write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, separators=(",", ":")), perms=mode)
 
 
 def read_counters(path: Path) -> dict[str, Any] | None:
@@ -128,12 +128,16 @@ class CoachCounters:
             data = {**self._data, "updated_at": time.time(), "tips_by_moment": dict(self._data["tips_by_moment"]), "phone": dict(self._data["phone"])}
         try:
             write_json_atomic(self.path, data)
-        except OSError as exc:  # the fleet's view is worth less than the coach: log, carry on
-            log.warning("cannot write coach counters %s: %s", self.path, exc.strerror)
+        except (OSError, StorageError) as exc:  # the fleet's view is worth less than the coach: log, carry on
+            log.warning("cannot write coach counters %s: %s", self.path, _reason(exc))
 
 
 def write_bridge_counters(state_dir: Path, xruns: int, tap_drops: int) -> None:
     try:
         write_json_atomic(counters_dir(state_dir) / BRIDGE_FILE, {"schema": SCHEMA, "updated_at": time.time(), "xruns": int(xruns), "tap_drops": int(tap_drops)})
-    except OSError as exc:
-        log.warning("cannot write bridge counters: %s", exc.strerror)
+    except (OSError, StorageError) as exc:
+        log.warning("cannot write bridge counters: %s", _reason(exc))
+
+
+def _reason(exc: OSError | StorageError) -> str:
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else storage_reason(exc)

@@ -10,11 +10,11 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from firmware.atomic import atomic_write
 from firmware.errors import FleetError, InputError
 
 MAX_ENVELOPE_BYTES = 1 << 20
@@ -136,11 +136,8 @@ class SigningKey:
         from cryptography.hazmat.primitives import serialization
 
         data = self._private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        tmp = Path(path).with_name(Path(path).name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(Path(path), "wb", perms=0o600) as f:  # a private key: 0600 from the first byte
             f.write(data)
-        os.replace(tmp, path)
 
     @property
     def public_line(self) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import PhoneLinkError
+from firmware.errors import PhoneLinkError, StorageError
 from firmware.handoff import ThreadToAsync
 from firmware.phone import protocol as p
 from firmware.phone.config import PhoneConfig
@@ -292,7 +292,7 @@ class PhoneLink:
                 try:
                     await asyncio.to_thread(write_status, path, now)
                     last = now
-                except OSError as exc:
+                except (OSError, StorageError) as exc:
                     log.warning("cannot write %s: %s", path, exc)
             await asyncio.sleep(1.0)
 
@@ -650,19 +650,13 @@ class PhoneLink:
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
-    """Atomically (temp file + rename, mode 0600): the link's state for other processes."""
-    import os
-    import tempfile
+    """Atomically (temp file + rename, mode 0600): the link's state for other processes.
+
+    Raises ``OSError`` (folder) or :class:`~firmware.errors.StorageError` (the write)."""
+    from firmware.atomic import write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({**status, "written_at": time.time()}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps({**status, "written_at": time.time()}), perms=0o600)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

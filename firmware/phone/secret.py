@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import PhoneLinkError
+from firmware.atomic import storage_reason, write_text_atomic
+from firmware.errors import PhoneLinkError, StorageError
 from firmware.phone.protocol import SECRET_LEN, VERSION
 
 SECRET_FILE = "phone-secret.json"
@@ -142,16 +142,8 @@ class PairingStore:
     def _write(self, name: str, data: dict[str, Any]) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.dir)  # mkstemp creates it 0600
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(data, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.dir / name)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_text_atomic(self.dir / name, json.dumps(data), perms=0o600)
         except OSError as exc:
             raise PhoneLinkError(f"cannot write {self.dir / name}: {exc}") from None
+        except StorageError as exc:
+            raise PhoneLinkError(f"cannot write {self.dir / name}: {storage_reason(exc)}") from None

@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -33,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from firmware.audio.frames import FRAME_MS, PcmF32
-from firmware.errors import SpeechStateError
+from firmware.atomic import storage_reason, write_text_atomic
+from firmware.errors import SpeechStateError, StorageError
 from firmware.speech.config import LeakGateConfig, check_headset_id
 
 log = logging.getLogger(__name__)
@@ -251,19 +250,11 @@ class LeakStore:
             payload = json.dumps({"version": STATE_VERSION, "headsets": self._headsets}, sort_keys=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".leak-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write(payload)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_text_atomic(self.path, payload, perms=0o600)
         except OSError as exc:
             raise SpeechStateError(f"cannot write leak state {self.path}: {exc.strerror or exc}") from None
+        except StorageError as exc:
+            raise SpeechStateError(f"cannot write leak state {self.path}: {storage_reason(exc)}") from None
 
     def _read(self) -> dict[str, dict[str, Any]]:
         try:
