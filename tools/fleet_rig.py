@@ -172,7 +172,8 @@ class EjabberdBroker(Broker):
         acl += [f"  group_{g}:\n    user: {q(sorted(b for b, bg in self.boxes.items() if bg == g))}" for g in groups]
         acl += [f"  boxes:\n    user: {q(sorted(self.boxes))}"]
         rules = ["  fleet_admin:\n    allow: admins", "  fleet_box:\n    allow: boxes"]
-        rules += [f"  fleet_group_{g}:\n    allow: [group_{g}, admins]" for g in groups]
+        # One "- allow:" line per ACL: a list under a single allow means all of them at once.
+        rules += [f"  fleet_group_{g}:\n    - allow: group_{g}\n    - allow: admins" for g in groups]
         box = "parallax/v1/box/%u"
         pub = {"parallax/v1/#": "fleet_admin", f"{box}/status": "fleet_box", f"{box}/telemetry": "fleet_box", f"{box}/progress": "fleet_box"}
         sub = {"parallax/v1/#": "fleet_admin", f"{box}/offer": "fleet_box", f"{box}/cmd": "fleet_box", f"{box}/artifact/#": "fleet_box"}
