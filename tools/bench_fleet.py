@@ -3,7 +3,8 @@
 
     .venv/bin/python tools/bench_fleet.py [--boxes 50] [--mb 100] [--modes mqtt,https] [--broker mosquitto|ejabberd]
 
-For each transport: a fresh mosquitto from board/mosquitto (mutual TLS, the ACL) on loopback, N
+For each transport: a fresh mosquitto from board/mosquitto (mutual TLS, the ACL) on loopback (or,
+with ``--broker ejabberd``, ejabberd's mod_mqtt set up the same way by tools/fleet_rig.py), N
 `parallax agent` processes (each its own box certificate, state folder and model store seeded
 with intent 1.4.0), and one signed offer of intent 1.5.0 whose folder carries ``--mb`` MB of
 random padding, so the artifact is that big. The clock runs from the start of the publish (for

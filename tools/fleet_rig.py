@@ -4,6 +4,9 @@
 settings, only the paths, the port and the loopback bind differ), starts ``/usr/sbin/mosquitto``,
 waits until it accepts TLS, and stops it. ``restart()`` keeps the port and the persistence file,
 as a broker restarted by systemd would. Test rig only: nothing on the device imports it.
+
+:class:`EjabberdBroker` is the same fleet on ejabberd's mod_mqtt, for a manual comparison
+(``tools/bench_fleet.py --broker ejabberd``); CI neither installs nor starts ejabberd.
 """
 
 from __future__ import annotations
