@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Fleet rollout benchmark: publish -> applied on N boxes sharing one broker, over MQTT and HTTPS.
 
-    .venv/bin/python tools/bench_fleet.py [--boxes 50] [--mb 100] [--modes mqtt,https]
+    .venv/bin/python tools/bench_fleet.py [--boxes 50] [--mb 100] [--modes mqtt,https] [--broker mosquitto|ejabberd]
 
-For each transport: a fresh mosquitto from board/mosquitto (mutual TLS, the ACL) on loopback, N
+For each transport: a fresh mosquitto from board/mosquitto (mutual TLS, the ACL) on loopback (or,
+with ``--broker ejabberd``, ejabberd's mod_mqtt set up the same way by tools/fleet_rig.py), N
 `parallax agent` processes (each its own box certificate, state folder and model store seeded
 with intent 1.4.0), and one signed offer of intent 1.5.0 whose folder carries ``--mb`` MB of
 random padding, so the artifact is that big. The clock runs from the start of the publish (for
@@ -34,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from fleet_rig import ArtifactServer, Broker  # noqa: E402
+from fleet_rig import BROKERS, ArtifactServer, Broker  # noqa: E402
 
 from firmware.fleet import admin  # noqa: E402
 from firmware.fleet.signing import SigningKey  # noqa: E402
@@ -98,9 +99,11 @@ def _box_config(root: Path, broker: Broker, box: str, pub_line: str) -> Path:
     return cfg
 
 
-def run_mode(mode: str, n: int, mb: int, work: Path, key: SigningKey, timeout_s: float) -> dict[str, Any]:
+def run_mode(mode: str, n: int, mb: int, work: Path, key: SigningKey, timeout_s: float, broker_kind: str = "mosquitto") -> dict[str, Any]:
     boxes = [f"box-{i:03d}" for i in range(1, n + 1)]
-    broker = Broker(work / "broker", {b: GROUP for b in boxes})
+    broker = BROKERS[broker_kind](work / "broker", {b: GROUP for b in boxes})
+    # ejabberd takes a certificate as the login only with the CN also given as username.
+    admin_user = "admin-ops" if broker_kind == "ejabberd" else None
     broker.start()
     seed_src = work / "seed"
     _model_folder(seed_src, 0, "1.4.0")
@@ -113,7 +116,7 @@ def run_mode(mode: str, n: int, mb: int, work: Path, key: SigningKey, timeout_s:
     applied: dict[str, float] = {}
     rejected: dict[str, str] = {}
     lock = threading.Lock()
-    watcher = admin.AdminClient(admin.Connection(broker.host, broker.port, *broker.cert("admin-ops")))
+    watcher = admin.AdminClient(admin.Connection(broker.host, broker.port, *broker.cert("admin-ops"), username=admin_user))
     online: set[str] = set()
     peak_broker = 0.0
     agent_peak = 0.0
@@ -147,7 +150,7 @@ def run_mode(mode: str, n: int, mb: int, work: Path, key: SigningKey, timeout_s:
             time.sleep(0.2)
         if len(online) < n:
             raise RuntimeError(f"only {len(online)} of {n} agents came online")
-        publisher = admin.AdminClient(admin.Connection(broker.host, broker.port, *broker.cert("admin-ops")))
+        publisher = admin.AdminClient(admin.Connection(broker.host, broker.port, *broker.cert("admin-ops"), username=admin_user))
         t0 = time.monotonic()
         admin.publish_update(publisher, key, group=GROUP, kind="model", name="intent", version="1.5.0", data=data,
                              url_base=server.url_base if server else None, artifact_dir=work / "cdn")
@@ -215,6 +218,7 @@ def main() -> int:
     parser.add_argument("--boxes", type=int, default=50)
     parser.add_argument("--mb", type=int, default=100, help="artifact size in MB (random padding in the model folder)")
     parser.add_argument("--modes", default="mqtt,https")
+    parser.add_argument("--broker", choices=sorted(BROKERS), default="mosquitto", help="ejabberd (mod_mqtt) is a manual comparison; CI uses mosquitto")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for every box per mode")
     args = parser.parse_args()
     if args.boxes < 1 or args.mb < 0:
@@ -224,8 +228,8 @@ def main() -> int:
     results = []
     for mode in args.modes.split(","):
         with tempfile.TemporaryDirectory(prefix=f"bench-fleet-{mode}-") as d:
-            print(f"{mode}: {args.boxes} boxes, {args.mb} MB artifact ...", file=sys.stderr, flush=True)
-            results.append(run_mode(mode, args.boxes, args.mb, Path(d), key, args.timeout))
+            print(f"{mode} via {args.broker}: {args.boxes} boxes, {args.mb} MB artifact ...", file=sys.stderr, flush=True)
+            results.append(run_mode(mode, args.boxes, args.mb, Path(d), key, args.timeout, args.broker))
     print(f"{'transport':<10} {'boxes':>5} {'MB':>6} {'applied':>7} {'publish s':>9} {'first s':>8} {'median s':>8} {'all s':>8} {'broker MB':>9} {'agent MB':>8} {'corrupt':>7}")
     for r in results:
         print(f"{r['mode']:<10} {r['boxes']:>5} {r['artifact_mb']:>6.1f} {r['applied']:>7} {r['publish_s']:>9.1f} {r['first_applied_s']:>8.1f} "

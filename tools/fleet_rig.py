@@ -4,6 +4,9 @@
 settings, only the paths, the port and the loopback bind differ), starts ``/usr/sbin/mosquitto``,
 waits until it accepts TLS, and stops it. ``restart()`` keeps the port and the persistence file,
 as a broker restarted by systemd would. Test rig only: nothing on the device imports it.
+
+:class:`EjabberdBroker` is the same fleet on ejabberd's mod_mqtt, for a manual comparison
+(``tools/bench_fleet.py --broker ejabberd``); CI neither installs nor starts ejabberd.
 """
 
 from __future__ import annotations
@@ -126,6 +129,130 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class EjabberdBroker(Broker):
+    """The same fleet on ejabberd's mod_mqtt (MQTT 5) instead of mosquitto: a second implementation
+    for docs/fleet-protocol.md's "Beyond one broker". Manual comparison only: CI never installs
+    ejabberd (``apt-get install ejabberd``, then stop/disable its packaged service).
+
+    It runs ``erl -s ejabberd`` directly, without Erlang distribution (no node name, so no epmd
+    and no distribution port), from a config written here: one mod_mqtt listener on 127.0.0.1,
+    TLS with ``tls_verify`` (the fleet CA). ejabberd maps a client certificate to an identity
+    only when the client also names it: an empty password plus a username (or, without one, the
+    client id) equal to the certificate's CN. The agent's client id is its box id, so it needs
+    no change; admins pass their CN as username (``Connection.username``). The mosquitto ACL
+    becomes mod_mqtt ``access_publish``/``access_subscribe`` topic filters (``%u`` = the
+    authenticated user) mapped to access rules over per-group ACLs.
+    """
+
+    ERL = shutil.which("erl") or "/usr/bin/erl"
+    LIBS = "/usr/lib/x86_64-linux-gnu"  # where Debian's ejabberd-23.01 and its deps live
+
+    def __init__(self, root: Path, boxes: Mapping[str, str], admins: tuple[str, ...] = ("ops",)) -> None:
+        if not any(p.name.startswith("ejabberd-") for p in Path(self.LIBS).glob("ejabberd-*")):
+            raise RuntimeError("ejabberd is not installed (apt-get install ejabberd); it is a manual comparison only")
+        self.root = root
+        self.tls = make_fleet(root / "tls", boxes, admins)
+        self.boxes = dict(boxes)
+        self.admins = tuple(admins)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        (root / "spool").mkdir(exist_ok=True)
+        (root / "logs").mkdir(exist_ok=True)
+        (self.tls / "server.pem").write_bytes((self.tls / "server.crt").read_bytes() + (self.tls / "server.key").read_bytes())
+        self.conf = root / "ejabberd.yml"
+        self.conf.write_text(self._render(), encoding="utf-8")
+        self.log = root / "logs" / "ejabberd.log"
+        self.proc = None
+
+    def _render(self) -> str:
+        import json as _j
+
+        q = _j.dumps  # YAML accepts JSON scalars: quoting made safe
+        groups = sorted(set(self.boxes.values()))
+        acl = [f"  admins:\n    user: {q([f'admin-{a}' for a in self.admins])}"]
+        acl += [f"  group_{g}:\n    user: {q(sorted(b for b, bg in self.boxes.items() if bg == g))}" for g in groups]
+        acl += [f"  boxes:\n    user: {q(sorted(self.boxes))}"]
+        rules = ["  fleet_admin:\n    allow: admins", "  fleet_box:\n    allow: boxes"]
+        # One "- allow:" line per ACL: a list under a single allow means all of them at once.
+        rules += [f"  fleet_group_{g}:\n    - allow: group_{g}\n    - allow: admins" for g in groups]
+        box = "parallax/v1/box/%u"
+        pub = {"parallax/v1/#": "fleet_admin", f"{box}/status": "fleet_box", f"{box}/telemetry": "fleet_box", f"{box}/progress": "fleet_box"}
+        sub = {"parallax/v1/#": "fleet_admin", f"{box}/offer": "fleet_box", f"{box}/cmd": "fleet_box", f"{box}/artifact/#": "fleet_box"}
+        for g in groups:
+            for leaf in ("offer", "cmd", "artifact/#"):
+                sub[f"parallax/v1/group/{g}/{leaf}"] = f"fleet_group_{g}"
+        fmt = lambda m: "\n".join(f"      {q(k)}: {v}" for k, v in m.items())  # noqa: E731
+        return f"""# Written by tools/fleet_rig.py (EjabberdBroker): loopback only, mutual TLS, mod_mqtt.
+hosts: ["localhost"]
+loglevel: info
+log_rotate_count: 0
+# A mod_mqtt listener takes no certificate options of its own: the server certificate comes from
+# certfiles, and tls_verify checks clients against c2s_cafile (the fleet CA; not ca_file, which
+# is for ejabberd's outgoing connections).
+certfiles: [{q(str(self.tls / 'server.pem'))}]
+c2s_cafile: {q(str(self.tls / 'ca.crt'))}
+acl:
+{chr(10).join(acl)}
+access_rules:
+{chr(10).join(rules)}
+listen:
+  - port: {self.port}
+    ip: "127.0.0.1"
+    module: mod_mqtt
+    tls: true
+    tls_verify: true
+    backlog: 1000
+    max_payload_size: 4194304
+modules:
+  mod_mqtt:
+    session_expiry: 0
+    max_queue: 5000
+    access_publish:
+{fmt(pub)}
+    access_subscribe:
+{fmt(sub)}
+"""
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        env = dict(os.environ, ERL_LIBS=self.LIBS, EJABBERD_CONFIG_PATH=str(self.conf), EJABBERD_LOG_PATH=str(self.log),
+                   EJABBERD_PID_PATH=str(self.root / "ejabberd.pid"), ERL_CRASH_DUMP=str(self.root / "logs" / "erl_crash.dump"))
+        cmd = [self.ERL, "-noinput", "-noshell", "-mnesia", "dir", f'"{self.root / "spool"}"', "-s", "ejabberd"]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+                raise RuntimeError(f"ejabberd exited with {self.proc.returncode}: {err}{log}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"ejabberd did not listen on port {self.port} within {timeout_s} s") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)  # the BEAM stops on SIGTERM (init:stop)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+    def reload_acl(self) -> None:
+        raise NotImplementedError("ejabberd reloads its config via ejabberdctl, which needs distribution")
+
+
+BROKERS = {"mosquitto": Broker, "ejabberd": EjabberdBroker}
 
 
 class ArtifactServer:

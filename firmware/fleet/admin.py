@@ -36,6 +36,10 @@ class Connection:
     ca: Path
     cert: Path
     key: Path
+    # Sent as the MQTT username with no password. mosquitto ignores it (use_identity_as_username
+    # takes the CN); ejabberd's mod_mqtt needs it equal to the certificate's CN to accept the
+    # certificate as the login (tools/fleet_rig.py EjabberdBroker).
+    username: str | None = None
 
     @classmethod
     def from_tls_dir(cls, broker: str, tls_dir: Path, admin: str) -> Connection:
@@ -56,6 +60,8 @@ class AdminClient:
                 raise InputError(f"TLS file not found: {path}")
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"admin-{secrets.token_hex(4)}", protocol=mqtt.MQTTv5)
         self.c.tls_set(ca_certs=str(conn.ca), certfile=str(conn.cert), keyfile=str(conn.key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if conn.username:
+            self.c.username_pw_set(conn.username)
         self.c.max_inflight_messages_set(64)
         self.c.max_queued_messages_set(0)
         self.messages: list[tuple[str, bytes]] = []
