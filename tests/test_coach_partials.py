@@ -44,8 +44,17 @@ def test_a_confident_partial_raises_the_moment_and_the_tip_before_the_buyer_stop
     assert len(tips) == 1 and tips[0].t < 16.0, "tip lands while the buyer still holds the floor"
 
 
+def _small_talk_first(run: Run) -> None:
+    """The buyer's first turn is the call's opening, held to its own, higher bar (reading.opening_*)."""
+    _frames(run, 0.0, 2.0)
+    _frames(run, 2.0, 4.0, buyer=True)
+    run.coach.on_event(Utterance(t=4.2, speaker="buyer", start=2.0, end=4.0, text="good thanks, and you",
+                                 intent="other", confidence=0.9))  # fmt: skip
+    _frames(run, 4.0, 10.0)
+
+
 def test_an_unsure_partial_waits_for_the_final_transcript(run: Run) -> None:
-    _frames(run, 0.0, 10.0)
+    _small_talk_first(run)
     _frames(run, 10.0, 12.5, buyer=True)
     run.coach.on_event(_objection(Partial, 12.5, 12.5, 0.45))
     _frames(run, 12.5, 16.0, buyer=True)
