@@ -29,39 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from bench_asr import _REPORTING_MAIN, normalise, read_call, record_segments, wer  # noqa: E402,F401
+from bench_asr import _REPORTING_MAIN, TimedRecognizer, normalise, read_call, record_segments, wer  # noqa: E402,F401
 
-CORPORA = {"dev": REPO.parent / "shared" / "corpus" / "dev" / "calls",
-           "dev-kokoro": REPO.parent / "shared" / "corpus" / "dev-kokoro" / "calls"}
-
-
-class ThreadTimed:
-    """The pipeline's recogniser, timed in CPU seconds of the thread that runs it."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", "recognizer")
-        self.cpu_s = 0.0
-        self.audio_s = 0.0
-
-    def transcribe(self, samples: np.ndarray) -> str:
-        started = time.thread_time()
-        text = self.inner.transcribe(samples)  # type: ignore[attr-defined]
-        self.cpu_s += time.thread_time() - started
-        self.audio_s += len(samples) / 16000
-        return text
-
-
-def corpus_dir(spec: str) -> Path:
-    path = CORPORA.get(spec, Path(spec))
-    return path / "calls" if (path / "calls").is_dir() else path
-
+from firmware.testing.corpora import resolve  # noqa: E402
 
 def playbook_names() -> str:
     """The names the box's playbook knows (its battlecards), as one prompt line."""
@@ -88,7 +63,7 @@ def pipeline_cpu(call: Path, overrides: dict[str, str]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", action="append", help="dev, dev-kokoro or a folder of calls (repeatable)")
+    ap.add_argument("--corpus", action="append", help="calibration, dev, dev-kokoro or a folder of calls (repeatable)")
     ap.add_argument("--calls", type=int, default=0, help="only the first N calls of each corpus")
     ap.add_argument("--beams", default="1,2,3,4,5")
     ap.add_argument("--prompt-beam", type=int, default=0, help="also decode with the playbook's names as a prompt at this beam size")
@@ -131,16 +106,20 @@ def main() -> int:
 
     runs: list[dict] = []  # type: ignore[type-arg]
     for spec in args.corpus or ["dev-kokoro"]:
-        folder = corpus_dir(spec)
-        calls = sorted(folder.glob("*.wav"))[: args.calls or None]
+        try:
+            corpus = resolve(spec)  # calibration, dev, dev-kokoro or a folder
+        except ValueError as exc:
+            print(f"bench_decoding: {exc}", file=sys.stderr)
+            return 2
+        calls = [p.with_suffix(".wav") for p in corpus.calls][: args.calls or None]
         if args.shard:
             index, count = (int(x) for x in args.shard.split("/"))
             calls = calls[index::count]
         if not calls:
-            print(f"no calls at {folder}", file=sys.stderr)
+            print(f"bench_decoding: no calls in {corpus.root} for this selection", file=sys.stderr)
             return 2
         engines = load_engines(config)
-        timed = ThreadTimed(engines.recognizer)
+        timed = TimedRecognizer(engines.recognizer)
         engines = dataclasses.replace(engines, recognizer=timed)
         refs: dict[str, list[str]] = {"rep": [], "buyer": []}
         hyps = {s: {"rep": [], "buyer": []} for s in settings}
@@ -184,7 +163,7 @@ def main() -> int:
                 worst_pipeline = max(worst_pipeline, pipeline_cpu(call, overrides))
             print(f"  {spec}: {call.stem} done", file=sys.stderr, flush=True)
         cpu[settings[0]] = timed.cpu_s
-        runs.append({"corpus": (spec if spec in CORPORA else Path(spec).name) + (" (no band fill)" if args.no_band_fill else ""), "calls": [c.stem for c in calls],
+        runs.append({"corpus": corpus.name + (" (no band fill)" if args.no_band_fill else ""), "calls": [c.stem for c in calls],
                      "settings": settings, "refs": refs, "hyps": hyps, "cpu_s": cpu, "audio_s": audio_s,
                      "sherpa_audio_s": timed.audio_s, "prompt": prompt_text,
                      "pipeline": {"settings": args.pipeline_cpu, "worst_cpu_s_per_call_s": worst_pipeline} if overrides else None})
