@@ -445,6 +445,36 @@ def test_sigterm_removes_the_temporary_folder_and_keeps_old_outputs(command: str
     assert part() == []
 
 
+def test_sigterm_turned_into_another_error_by_a_native_library_still_reads_terminated(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM that lands while a model's native library loads: the library's own init (numpy's
+    import_array, pybind11) turns our Terminated into an ImportError. Still status 143, one line."""
+    import argparse
+
+    import firmware.cli.main as cli
+
+    def loading_a_native_library(args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises Terminated here
+        except BaseException:
+            raise ImportError("numpy.core.multiarray failed to import") from None
+        return EXIT_OK
+
+    def parser() -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog="parallax")
+        p.add_argument("-v", "--verbose", action="count", default=0)
+        p.set_defaults(handler=loading_a_native_library)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    previous = signal.getsignal(signal.SIGTERM)
+    assert cli.main([]) == EXIT_TERMINATED
+    assert capsys.readouterr().err.splitlines() == ["parallax: terminated"]
+    assert signal.getsignal(signal.SIGTERM) is previous  # main() put the old handler back
+
+
 @pytest.mark.parametrize("json_to_stdout", [False, True])
 def test_a_reader_that_goes_away_ends_the_command_quietly(json_to_stdout: bool, tmp_path: Path) -> None:
     """`parallax coach simulate CALL | head -1`: status 0 and no traceback, although the timeline

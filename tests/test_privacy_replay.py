@@ -1,7 +1,7 @@
 """Privacy end to end: `parallax replay` through the real pipeline writes none of the call's words
 to any file, and logs none of them even at debug level; of its events, the fleet channel would
-carry no call word and no tip text, the phone channel only its allowlist. Runs on a fresh clone
-(the demo call)."""
+carry no call word and no tip text, the phone channel only its allowlist; and no library leaves
+its own record of the run in HOME or TMPDIR. Runs on a fresh clone (the demo call)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def test_replay_leaves_no_words_in_files_or_logs(models_dir: Path, demo_call: Pa
         if path.is_file() and path != config:
             found = {w.lower() for w in re.findall(r"[A-Za-z]+", path.read_text(encoding="utf-8", errors="replace"))}
             assert not words & found, f"{path} holds call words: {sorted(words & found)}"
+    # Nor does any library keep its own record of the run: no telemetry database, device id or
+    # session file in HOME or TMPDIR (onnxruntime's, switched off in firmware/speech/ort.py).
+    left = sorted(str(p.relative_to(box)) for p in [*(box / "tmp").rglob("*"), *(box / "home").rglob("*")])
+    assert left == [], f"written outside the outputs: {left}"
 
     # Every event the call produced, through the outward channels as they attach.
     events = [parse_event(line) for line in (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -224,8 +224,9 @@ def test_synthetic_tokens_file_round_trips_bytes(synthetic_build: Path) -> None:
 
 
 def _decoder_session(models_dir: Path, name: str):  # type: ignore[no-untyped-def]
-    import onnxruntime as ort
+    from firmware.speech.ort import import_onnxruntime
 
+    ort = import_onnxruntime()
     manifest = load_manifest(models_dir, name)
     enc = ort.InferenceSession(str(manifest.file("encoder")), providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(manifest.file("decoder")), providers=["CPUExecutionProvider"])

@@ -87,30 +87,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         if guard.reader_gone:
             raise BrokenPipeError()
         return status
-    except ParallaxError as exc:
-        return _fail(str(exc), exc.exit_status)
-    except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED, prefix="parallax:")
     except Terminated:
         return _fail("terminated", EXIT_TERMINATED, prefix="parallax:")
-    except BrokenPipeError:
-        # The reader of our stdout went away (`| head`): not an error. Point stdout at /dev/null
-        # so the interpreter's final flush does not complain a second time.
-        _silence_stdout()
-        return EXIT_OK
-    except OSError as exc:
-        # Expected I/O failures that no module turned into a ParallaxError: a full disk, a device
-        # gone, a permission. One line naming the file, not a traceback.
-        return _fail(describe_os_error(exc), EXIT_BAD_INPUT if exc.errno in _INPUT_ERRNOS else EXIT_DEVICE_IO)
-    except Exception:  # noqa: BLE001 - the one place a bug is reported as such
-        traceback.print_exc()
-        return _fail("internal error (a bug in parallax, please report it with the traceback above)", EXIT_BUG)
+    except BaseException as exc:  # noqa: BLE001 - sorted by _failure, which re-raises what is not ours
+        if _sigterm.arrived:
+            # Terminated was raised inside a C extension (a model's native library loading) that
+            # turned it into an error of its own, such as ImportError: still the SIGTERM's doing.
+            return _fail("terminated", EXIT_TERMINATED, prefix="parallax:")
+        return _failure(exc)
     finally:
         sys.stdout = real_stdout
         if guard.reader_gone:
             _silence_stdout()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _failure(exc: BaseException) -> int:
+    """One line on stderr and the exit status for the exception that ended a command."""
+    if isinstance(exc, ParallaxError):
+        return _fail(str(exc), exc.exit_status)
+    if isinstance(exc, KeyboardInterrupt):
+        return _fail("interrupted", EXIT_INTERRUPTED, prefix="parallax:")
+    if isinstance(exc, BrokenPipeError):
+        # The reader of our stdout went away (`| head`): not an error. Point stdout at /dev/null
+        # so the interpreter's final flush does not complain a second time.
+        _silence_stdout()
+        return EXIT_OK
+    if isinstance(exc, OSError):
+        # Expected I/O failures that no module turned into a ParallaxError: a full disk, a device
+        # gone, a permission. One line naming the file, not a traceback.
+        return _fail(describe_os_error(exc), EXIT_BAD_INPUT if exc.errno in _INPUT_ERRNOS else EXIT_DEVICE_IO)
+    if isinstance(exc, Exception):  # the one place a bug is reported as such
+        traceback.print_exception(exc)
+        return _fail("internal error (a bug in parallax, please report it with the traceback above)", EXIT_BUG)
+    raise exc  # SystemExit and the like: not a failure of ours to report
 
 
 # A path that is absent or of the wrong kind is the caller's input, not a failing device.
@@ -128,8 +139,20 @@ def _fail(message: str, status: int, prefix: str = "parallax: error:") -> int:
     return status
 
 
+class _Sigterm:
+    """Whether SIGTERM arrived during this command (main() sorts the exception it ends with)."""
+
+    arrived = False
+
+
+_sigterm = _Sigterm()
+
+
 def _raise_on_sigterm():  # type: ignore[no-untyped-def]
+    _sigterm.arrived = False
+
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        _sigterm.arrived = True
         raise Terminated()
 
     try:

@@ -44,10 +44,14 @@ class IntentResult(NamedTuple):
 def _make_interpreter(model: bytes, num_threads: int) -> Any:
     try:
         from tflite_runtime.interpreter import Interpreter  # Python 3.11 wheels (Pi OS Bookworm)
-    except ImportError:
+    except ImportError as first:
         try:
             from ai_edge_litert.interpreter import Interpreter  # its successor, Python >= 3.12
-        except ImportError:
+        except ImportError as second:
+            # Installed but broken (a NumPy it was not built for) is another fix than not installed.
+            broken = next((e for e in (first, second) if not isinstance(e, ModuleNotFoundError)), None)
+            if broken is not None:
+                raise ModelError(f"the TensorFlow Lite runtime failed to load: {broken}") from None
             raise ModelError("no TensorFlow Lite runtime installed (pip install tflite-runtime or ai-edge-litert)") from None
     try:
         interpreter = Interpreter(model_content=model, num_threads=num_threads)

@@ -60,6 +60,10 @@ def convert_whisper(
     """Write ``encoder.int8.onnx``, ``decoder.int8.onnx`` and ``tokens.txt`` into ``out_dir``."""
     try:
         import onnx
+
+        from firmware.speech.ort import import_onnxruntime
+
+        import_onnxruntime()  # telemetry off before onnxruntime.quantization loads it
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
         raise ProvisioningError(f"model conversion needs the build extra (pip install -e '.[build]'): {exc}") from None

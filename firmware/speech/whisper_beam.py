@@ -80,8 +80,10 @@ class WhisperOnnx:
 
     def __init__(self, encoder: Path, decoder: Path, tokens: Path, *, num_threads: int = 1, tail_paddings: int = 1000) -> None:
         import kaldi_native_fbank  # lazy: native libraries, loaded only when beam search is configured
-        import onnxruntime as ort
 
+        from firmware.speech.ort import import_onnxruntime
+
+        ort = import_onnxruntime()
         self._knf = kaldi_native_fbank
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads

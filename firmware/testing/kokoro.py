@@ -236,8 +236,9 @@ class Kokoro:
     def __init__(self, assets: KokoroAssets, *, threads: int = 1) -> None:
         if not assets.ready():
             raise ProvisioningError(f"Kokoro assets are missing under {assets.root} (run tools/bootstrap or provision())")
-        import onnxruntime as ort
+        from firmware.speech.ort import import_onnxruntime
 
+        ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
