@@ -81,13 +81,15 @@ def test_forty_calls_cover_lines_noise_leaks_voices_and_openings() -> None:
     assert all((c.opus_kbps is None) == (c.line == "pstn") for c in conditions)
     groups = {(lines[0].voice[:2], next(line.voice for line in lines if line.speaker == "buyer")[:2]) for _, lines, _ in planned}
     assert {r for r, _ in groups} == {b for _, b in groups} == {"af", "am", "bf", "bm"} and len(groups) >= 12
-    # Each conversation is heard over three lines: both kinds, and never twice the same noise and leak.
+    assert len({id(lines) for _, lines, _ in planned}) == 40  # by default every call its own conversation
+    # With --per-script 3 each conversation is heard over three lines: both kinds, and never twice
+    # the same noise and leak.
+    by_three = rc.plan_corpus(40, seed=1, per_script=3)
     for start in range(0, 39, 3):
-        triple = planned[start : start + 3]
+        triple = by_three[start : start + 3]
         assert all(lines is triple[0][1] for _, lines, _ in triple)
         assert {c.line for _, _, c in triple} == {"pstn", "voip"}
         assert len({(c.snr_db, c.leak_db) for _, _, c in triple}) == 3
-    assert len({id(lines) for _, lines, _ in rc.plan_corpus(40, seed=1, per_script=1)}) == 40
     assert len({line.voice for _, lines, _ in planned for line in lines}) >= 16
     for _, lines, _ in planned:
         first = next(i for i, line in enumerate(lines) if line.label != "other")
@@ -159,10 +161,10 @@ def test_a_rendered_call_matches_its_truth_and_conditions(tmp_path: Path, n: int
 
 def test_calls_are_reproducible_and_a_corpus_can_grow(tmp_path: Path) -> None:
     voicer = rc.CachedVoicer(ToneVoicer(), tmp_path / "clips")
-    [a] = rc.render_corpus(tmp_path / "a", 1, seed=3, voicer=voicer)
+    [a] = rc.render_corpus(tmp_path / "a", 1, seed=3, voicer=voicer, per_script=3)
     spoken = voicer.speech_s
-    b = rc.render_corpus(tmp_path / "b", 3, seed=3, voicer=voicer)
+    b = rc.render_corpus(tmp_path / "b", 3, seed=3, voicer=voicer, per_script=3)
     assert voicer.speech_s == spoken  # calls 2 and 3 are the first conversation over other lines: nothing new to say
-    rc.render_corpus(tmp_path / "b", 4, seed=3, voicer=voicer)
+    rc.render_corpus(tmp_path / "b", 4, seed=3, voicer=voicer, per_script=3)
     assert voicer.speech_s > spoken  # the fourth is a new conversation; the first three were not rendered again
     assert b[0].read_bytes() == a.read_bytes() and b[0].with_suffix(".wav").read_bytes() == a.with_suffix(".wav").read_bytes()

@@ -6,9 +6,11 @@ So nothing in them comes from what was tuned on: the sentences are filled from t
 ``tools/calibration_bank.toml``, written for this set and checked against the intent model's
 data (training and held-out rows) and the dev calls (tests/test_render_calibration.py).
 
-Each conversation is heard three times by default (``--per-script 3``), over PSTN and VoIP lines
-with other noise and leak levels each time: synthesis costs ~0.8 CPU-s per second of speech, and
-on a shared two-core machine 40 distinct conversations took longer than there was.
+Every call is its own conversation by default: 40 calls are 40 scripts, so a rule chosen here
+meets 40 different buyers. Synthesis costs ~0.7 CPU-s per second of speech: the 40 calls of seed 1
+(43 min of audio) took 1,365 CPU-s, 21 min on two shards of a shared two-core machine.
+``--per-script 2`` or ``3`` hears each conversation over that many lines (PSTN and VoIP, other
+noise and leak levels) for a half or a third of the synthesis.
 
 Each call, in the dev corpus format (``OUT/calls/<call_id>.wav`` + ``.json``, see the dev
 README), opens with greetings and small talk, then alternates the rep's questions with the
@@ -373,11 +375,11 @@ def render_call(lines: list[Line], call_id: str, out_dir: Path, rng: np.random.G
 
 
 def plan_corpus(calls: int, seed: int, bank: dict[str, list[str]] | None = None,
-                per_script: int = 3) -> list[tuple[str, list[Line], Conditions]]:  # fmt: skip
-    """The calls: script ``n // per_script`` over call ``n``'s line. With ``per_script`` 3 (the
-    default, a third of the synthesis: ~0.8 CPU-s per second of speech) each conversation is heard
-    over three lines, PSTN and VoIP alternating, each with other noise and leak levels; 1 makes
-    every call its own conversation. Script k is the same whatever ``per_script``."""
+                per_script: int = 1) -> list[tuple[str, list[Line], Conditions]]:  # fmt: skip
+    """The calls: script ``n // per_script`` over call ``n``'s line. With ``per_script`` 1 (the
+    default) every call is its own conversation; 2 or 3 hear each conversation over that many
+    lines, PSTN and VoIP alternating, each with other noise and leak levels, for a half or a third
+    of the synthesis. Script k is the same whatever ``per_script``."""
     bank = bank or load_bank()
     deck = _Deck(np.random.default_rng([seed, 9999]))
     scripts: list[list[Line]] = []
@@ -393,7 +395,7 @@ def plan_corpus(calls: int, seed: int, bank: dict[str, list[str]] | None = None,
 
 
 def render_corpus(out: Path, calls: int, seed: int, voicer: Voicer, shard: tuple[int, int] = (0, 1),
-                  log: bool = False, per_script: int = 3) -> list[Path]:  # fmt: skip
+                  log: bool = False, per_script: int = 1) -> list[Path]:  # fmt: skip
     written = []
     for n, (call_id, lines, conditions) in enumerate(plan_corpus(calls, seed, per_script=per_script)):
         if (n // per_script) % shard[1] != shard[0]:  # by conversation: a shard voices its own lines
@@ -419,8 +421,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--shard", default="0/1", help="i/k: render the conversations c with c %% k == i (parallel runs)")
-    parser.add_argument("--per-script", type=int, choices=(1, 2, 3), default=3,
-                        help="calls per conversation, each over another line (default 3; 1 = all distinct)")
+    parser.add_argument("--per-script", type=int, choices=(1, 2, 3), default=1,
+                        help="calls per conversation, each over another line (default 1: all distinct)")
     parser.add_argument("--models", type=Path, default=REPO / "models", help="models dir (Kokoro assets in .cache/kokoro)")
     args = parser.parse_args()
     try:
