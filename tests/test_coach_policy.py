@@ -31,6 +31,18 @@ def test_only_at_a_natural_pause() -> None:
     assert p.due(10.3, rep_speaking=False, rep_silent_s=0.1, buyer_speaking=True) is not None
 
 
+def test_a_ready_tip_settles_before_it_goes() -> None:
+    """A rep may start talking the very frame a tip is ready; the onset guard hears it a frame or
+    two later, so a tip waits settle_s, the rep still silent, before it goes."""
+    p = policy(settle_s=0.04)
+    p.offer(cand("pain_point", 10.0), 10.0)
+    assert p.due(10.0, **QUIET) is None
+    assert p.due(10.02, **QUIET) is None
+    assert p.due(10.04, rep_speaking=True, rep_silent_s=0.0, buyer_speaking=False) is None  # the guard heard the rep
+    tip = p.due(12.0, **QUIET)  # the rep's next pause: the tip is still fresh and goes
+    assert tip is not None and tip.kind == "pain_point"
+
+
 def test_higher_priority_first_and_duplicates_merged() -> None:
     p = policy(min_gap_s=0.0)
     p.offer(cand("pain_point", 10.0, priority=2), 10.0)

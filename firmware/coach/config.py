@@ -61,6 +61,14 @@ class DynamicsConfig(Checked):
 @dataclass(frozen=True)
 class DeliveryConfig(Checked):
     pause_s: float = setting(0.3, ge=0.0, le=10.0)
+    # A ready tip waits this long, the rep still silent, before it goes: a rep who starts to talk the
+    # instant a tip is ready is heard by the onset guard (firmware/coach/onset.py) a frame or two
+    # later, and would be cued mid-word. On the 40 calibration calls, 0 -> 0.04 s took the tips
+    # given while the rep speaks from 1 of 71 to 0 (that tip went out 10 ms after the rep's onset),
+    # for 0.08 s more median latency (0.47 -> 0.55 s). 0.02-0.06 s all do it; at 0.1 and 0.2 s a
+    # tip held that long met another rep onset. Confirmed on dev and dev-kokoro: still 0 of 13 and
+    # 0 of 14, latency +0.04 s.
+    settle_s: float = setting(0.04, ge=0.0, le=2.0)
     min_gap_s: float = setting(30.0, ge=0.0, le=3600.0)
     max_tips_per_call: int = setting(8, ge=0, le=1000)
     tip_ttl_s: float = setting(10.0, gt=0.0, le=600.0)

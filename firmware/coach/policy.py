@@ -88,7 +88,11 @@ class DeliveryPolicy:
             return None
         if now - self._last_tip_t < self.config.min_gap_s:
             return None
-        ready = [c for c in self._pending.values() if now - self._last_by_kind.get(c.kind, float("-inf")) >= c.cooldown_s]
+        ready = [
+            c for c in self._pending.values()
+            if now - c.moment_t >= self.config.settle_s
+            and now - self._last_by_kind.get(c.kind, float("-inf")) >= c.cooldown_s
+        ]
         if not ready:
             return None
         best = max(ready, key=lambda c: (c.priority, c.moment_t))
