@@ -38,6 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from firmware.coach.build import build_coach  # noqa: E402
 from firmware.testing.evaluate import (  # noqa: E402
+    GROUND_TRUTH_DYNAMICS,
+    Match,
     dynamic_moments,
     expected_dynamics,
     expected_moments,
@@ -70,6 +72,8 @@ class CallResult:
     latencies: list[float]
     transcript_delays: list[float]
     wall_s: float
+    # Per dynamic kind: [hit, false, expected].
+    dynamics_by_kind: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 def run_truth(call: TruthCall, config: Config, delay_s: float) -> list[Event]:
@@ -185,7 +189,21 @@ def score(call: TruthCall, events: list[Event], wall_s: float) -> CallResult:
         latencies=tip_latencies(events, call),
         transcript_delays=transcript_delays(call, events),
         wall_s=wall_s,
+        dynamics_by_kind=by_kind(dynamics),
     )
+
+
+def by_kind(dynamics: Match) -> dict[str, list[int]]:
+    """[hit, false, expected] for each ground-truth dynamic kind."""
+    out = {kind: [0, 0, 0] for kind in GROUND_TRUTH_DYNAMICS}
+    for _, expected in dynamics.pairs:
+        out[expected.kind][0] += 1
+        out[expected.kind][2] += 1
+    for moment in dynamics.false_positives:
+        out[moment.kind][1] += 1
+    for expected in dynamics.missed:
+        out[expected.kind][2] += 1
+    return out
 
 
 def transcript_delays(call: TruthCall, events: list[Event]) -> list[float]:
@@ -219,6 +237,32 @@ def explain(call: TruthCall, events: list[Event]) -> None:
     for m in result.false_positives:
         truth = [u.label for u in call.utterances if u.speaker == "buyer" and u.start < m.end and u.end > m.start]
         print(f"    false  {m.kind:20} {m.start:7.1f}-{m.end:7.1f}  c={m.confidence:.2f} at {m.t:.1f}; truth: {'/'.join(truth) or 'no buyer speech'}")
+    explain_dynamics(call, events)
+
+
+def explain_dynamics(call: TruthCall, events: list[Event]) -> None:
+    """Each dynamic found, missed and false, with the rep's pace over its span as the truth and
+    as the box heard it (words per minute of each rep utterance: counts and times, no text)."""
+    result = match(dynamic_moments(events), expected_dynamics(call))
+    heard = [e for e in events if isinstance(e, Utterance) and e.speaker == "rep"]
+
+    def paces(start: float, end: float) -> str:
+        truth = [u for u in call.utterances if u.speaker == "rep" and u.start < end + 0.5 and u.end > start - 0.5]
+        box = [e for e in heard if e.start < end + 0.5 and e.end > start - 0.5]
+        def fmt(items: list[tuple[float, float, str]]) -> str:
+            return " ".join(f"{a:.1f}-{b:.1f}:{len(text.split()) * 60 / max(b - a, 1e-3):.0f}" for a, b, text in items) or "-"
+        return (f"truth wpm {fmt([(u.start, u.end, u.text) for u in truth])} | "
+                f"box wpm {fmt([(e.start, e.end, e.text) for e in box])}")  # fmt: skip
+
+    print(f"  {call.call_id}: dynamics")
+    for m, e in result.pairs:
+        print(f"    found  {e.kind:20} {e.start:7.1f}-{e.end:7.1f}  box {m.start:.1f}-{m.end:.1f} at {m.t:.1f}")
+    for e in sorted(result.missed, key=lambda e: e.start):
+        extra = f"  {paces(e.start, e.end)}" if e.kind == "rep_fast_speech" else ""
+        print(f"    missed {e.kind:20} {e.start:7.1f}-{e.end:7.1f}{extra}")
+    for m in result.false_positives:
+        extra = f"  {paces(m.start, m.end)}" if m.kind == "rep_fast_speech" else ""
+        print(f"    false  {m.kind:20} {m.start:7.1f}-{m.end:7.1f}  c={m.confidence:.2f} at {m.t:.1f}{extra}")
 
 
 def main() -> int:
@@ -326,6 +370,11 @@ def report(results: list[CallResult], source: str, speed: str, corpus: Corpus | 
         "dynamics_expected": sum(r.dynamics_expected for r in results),
         "dynamics_detected": sum(r.dynamics_hit for r in results),
         "dynamics_false": sum(r.dynamics_false for r in results),
+        # {kind: {"found", "false", "expected"}}: which dynamics are found and which are false.
+        "dynamics_by_kind": {
+            kind: dict(zip(("found", "false", "expected"), (sum(r.dynamics_by_kind[kind][i] for r in results) for i in range(3))))
+            for kind in GROUND_TRUTH_DYNAMICS
+        },
         "tips_total": sum(r.tips for r in results),
         "tips_while_rep_speaking": sum(r.tips_in_rep_speech for r in results),
         "tip_latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
@@ -335,6 +384,8 @@ def report(results: list[CallResult], source: str, speed: str, corpus: Corpus | 
         "wall_s": round(sum(r.wall_s for r in results), 1),
     }
     print("-" * len(head))
+    print("dynamics found/false/expected: " + ", ".join(
+        f"{kind} {v['found']}/{v['false']}/{v['expected']}" for kind, v in figures["dynamics_by_kind"].items()))  # type: ignore[attr-defined]
     print(
         f"moment recall {figures['moment_recall']}, precision {figures['moment_precision']}, F1 {figures['moment_f1']}; dynamics "
         f"{figures['dynamics_detected']}/{figures['dynamics_expected']} found, {figures['dynamics_false']} false; "

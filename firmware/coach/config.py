@@ -28,6 +28,9 @@ class DynamicsConfig(Checked):
     fast_wpm: float = setting(190.0, gt=0.0, le=1000.0)
     fast_min_span_s: float = setting(5.0, gt=0.0, le=600.0)
     pace_window_s: float = setting(20.0, gt=0.0, le=600.0)
+    # Rep speech (s) the rolling pace over the rep's turn (last pace_window_s) must hold, and be at
+    # least fast_wpm, before a fast stretch is cued; None: the corpus definition alone.
+    fast_confirm_speech_s: float | None = setting(10.0, ge=0.0, le=600.0, optional=True)
     baseline_delta_wpm: float = setting(15.0, ge=0.0, le=500.0)
     baseline_sustain_s: float = setting(20.0, ge=0.0, le=3600.0)
     # The rep's own baseline is trusted only after this much rep speech has been heard.
