@@ -113,7 +113,7 @@ def run_replay(wav: Path, config: Config, engines: object, speed: float | None, 
                 # Who speaks and, for silences, who sounds (rep_speaking, buyer_speaking, rep_sound,
                 # buyer_sound): tapes of two flags, recorded before sound mattered, still play.
                 session.on_activity(lambda a: tape.append(
-                    {"a": [a.rep_speaking, a.buyer_speaking, a.rep_sound, a.buyer_sound]}))
+                    {"a": [bool(a.rep_speaking), bool(a.buyer_speaking), bool(a.rep_sound), bool(a.buyer_sound)]}))
             coached = CoachedSession(session, box, bus)
             wall_start = time.monotonic()
             for frame in iter_call_frames(wav, (0, 1)):
