@@ -163,8 +163,9 @@ class PaceTracker:
         words = sum(s.words for s in self._run)
         if self._run_cued or length < self._cfg.fast_min_span_s or words * 60.0 / length < self._cfg.fast_wpm:
             return []
-        # Transcript word counts are noisy per segment (a misheard long word becomes three short
-        # ones): the rolling pace over this rep turn, with fast_confirm_speech_s of speech, must agree.
+        # Optionally (off by default, see DynamicsConfig): transcript word counts are noisy per
+        # segment (a misheard long word becomes three short ones), so the rolling pace over this rep
+        # turn, with fast_confirm_speech_s of speech, must agree.
         confirm = self._cfg.fast_confirm_speech_s
         if confirm is not None:
             rolling = self.rolling_wpm(span.end, min_speech_s=confirm, spans=self._this_turn())
