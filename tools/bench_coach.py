@@ -11,14 +11,15 @@ calibration calls, tools/render_calibration.py: choose on these), ``dev`` and ``
   tools/bench_coach.py --speed max --record DIR    # also keep what the pipeline gave the coach
   tools/bench_coach.py --source recorded --record DIR  # the coach alone on those transcripts,
                                             # re-classified by today's intent model (seconds)
-  tools/bench_coach.py ... --explain         # where each missed and each false moment came from
+  tools/bench_coach.py ... --explain         # where each missed and each false moment came from, and
+                                            # each dynamic found, missed and false (with the rep's pace)
   tools/bench_coach.py --corpus dev-kokoro --corpus models/.cache/synthetic-calls ...
                                             # named corpora or other calls in the dev layout
 
 A moment matches an expected one of the same kind within the utterance's span + 3 s; dynamics
 likewise within their span + 3 s. Tip latency runs from the end of the triggering buyer utterance
 (ground truth) to the tip event. Prints a table per corpus, then one JSON object as the very last line: each corpus's figures under
-``corpora`` (moment F1 included), keyed by its name.
+``corpora`` (moment F1 included, dynamics found/false/expected per kind under ``dynamics_by_kind``), keyed by its name.
 """
 
 from __future__ import annotations
