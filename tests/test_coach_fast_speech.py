@@ -1,5 +1,6 @@
 """Fast speech as the corpus defines it (dev README): consecutive rep utterances each >= 190 wpm,
-span >= 5 s, words / span >= 190 wpm, and its tip given only at a natural pause."""
+span >= 5 s, words / span >= 190 wpm; confirmed by the rep's pace over the turn (10 s of speech) or,
+for a shorter turn, over the call so far; and its tip given only at a natural pause."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def fast_moments(tmp_path: Path, call: TruthCall) -> tuple[list[Moment], Run]:
 
 
 def test_a_six_second_fast_line_between_buyer_turns_is_fast_speech(tmp_path: Path) -> None:
-    # The calibration calls' fast stretches: one rep line of 5.3-9.8 s at 208-264 wpm, the buyer
-    # speaking before and after (a turn of under 10 s of rep speech, which the old rule never cued).
-    call = call_of(("rep", 3.0, 170), ("buyer", 5.0, 160), ("rep", 6.0, 220), ("buyer", 5.0, 160), ("rep", 3.0, 170))
+    # The calibration calls' fast stretches: a rep who speaks fast all call (there 200-270 wpm) and
+    # one line of 5.2-9.8 s between buyer turns: under 10 s of rep speech in the turn, so the turn's
+    # rolling pace cannot confirm it (the old rule found none of 26); the call's pace does.
+    call = call_of(("rep", 3.0, 210), ("buyer", 5.0, 160), ("rep", 6.0, 220), ("buyer", 5.0, 160), ("rep", 3.0, 210))
     found, run = fast_moments(tmp_path, call)
     try:
         assert len(found) == 1
@@ -53,6 +55,29 @@ def test_a_single_fast_sentence_is_not_fast_speech(tmp_path: Path) -> None:
         assert found == []
     finally:
         run.close()
+
+
+def test_a_lone_fast_line_from_a_rep_at_an_ordinary_pace_is_not_cued(tmp_path: Path) -> None:
+    # What a misheard line looks like (dev dcall03: 14 words heard as 20, 160 wpm read as 223): one
+    # short turn fast, the rep's pace over the call ordinary. Not enough to tell the rep to slow down.
+    lines = [("rep", 5.0, 160), ("buyer", 4.0, 160), ("rep", 5.0, 160), ("buyer", 4.0, 160), ("rep", 5.0, 160),
+             ("buyer", 4.0, 160), ("rep", 5.5, 225), ("buyer", 4.0, 160)]  # fmt: skip
+    found, run = fast_moments(tmp_path, call_of(*lines))
+    try:
+        assert found == []
+    finally:
+        run.close()
+
+
+def test_a_long_fast_turn_from_a_rep_at_an_ordinary_pace_is_fast_speech() -> None:
+    # 12 s of fast speech in one turn: the turn's own rolling pace confirms it (dev dcall02's stretch).
+    turn_starts = 12.0
+    pace = PaceTracker(DynamicsConfig(), lambda a, b: a < turn_starts - 0.3 < b)
+    hits = pace.on_rep_utterance(0.5, 5.5, words_at(160, 5.0), now=6.0)
+    hits += pace.on_rep_utterance(6.0, 11.0, words_at(160, 5.0), now=11.5)
+    hits += pace.on_rep_utterance(12.0, 18.0, words_at(220, 6.0), now=18.5)
+    hits += pace.on_rep_utterance(18.3, 24.3, words_at(220, 6.0), now=24.8)
+    assert [(h.kind, h.start, h.end) for h in hits] == [("rep_fast_speech", 12.0, 24.3)]
 
 
 def test_a_long_line_at_an_ordinary_pace_is_not_fast_speech(tmp_path: Path) -> None:
@@ -116,10 +141,10 @@ def test_the_slow_down_tip_waits_for_a_pause(tmp_path: Path) -> None:
         run.close()
 
 
-def test_the_optional_turn_guard_wants_that_much_speech_in_the_turn() -> None:
-    # With the guard at 10 s (the rule before the calibration set) a 6 s fast line between buyer
-    # turns is not enough speech to cue; a 12 s fast turn is.
-    guarded = dataclasses.replace(DynamicsConfig(), fast_confirm_speech_s=10.0)
+def test_the_turn_check_alone_wants_that_much_speech_in_the_turn() -> None:
+    # Without the call's pace (the rule before the calibration set) a 6 s fast line between buyer
+    # turns is not enough speech to cue, even from a rep fast all along; a 12 s fast turn is.
+    guarded = dataclasses.replace(DynamicsConfig(), fast_call_pace_confirms=False)
     buyer_at = (0.0, 7.0, 7.5, 20.0)  # the buyer speaks just before and after each rep turn
 
     def buyer_between(a: float, b: float) -> bool:
@@ -131,6 +156,6 @@ def test_the_optional_turn_guard_wants_that_much_speech_in_the_turn() -> None:
     hits = pace.on_rep_utterance(7.6, 13.6, words_at(220, 6.0), now=14.0)
     hits += pace.on_rep_utterance(13.9, 19.9, words_at(220, 6.0), now=20.4)
     assert [(h.kind, h.start, h.end) for h in hits] == [("rep_fast_speech", 7.6, 19.9)]
-    # Unset (the default), the 6 s line alone is a stretch, as the corpus counts it.
-    pace = PaceTracker(DynamicsConfig(), buyer_between)
+    # No check at all: the 6 s line alone is a stretch, as the corpus counts it.
+    pace = PaceTracker(dataclasses.replace(DynamicsConfig(), fast_confirm_speech_s=None), buyer_between)
     assert [h.kind for h in pace.on_rep_utterance(0.5, 6.5, words_at(220, 6.0), now=7.0)] == ["rep_fast_speech"]
