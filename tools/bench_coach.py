@@ -11,14 +11,15 @@ calibration calls, tools/render_calibration.py: choose on these), ``dev`` and ``
   tools/bench_coach.py --speed max --record DIR    # also keep what the pipeline gave the coach
   tools/bench_coach.py --source recorded --record DIR  # the coach alone on those transcripts,
                                             # re-classified by today's intent model (seconds)
-  tools/bench_coach.py ... --explain         # where each missed and each false moment came from
+  tools/bench_coach.py ... --explain         # where each missed and each false moment came from, and
+                                            # each dynamic found, missed and false (with the rep's pace)
   tools/bench_coach.py --corpus dev-kokoro --corpus models/.cache/synthetic-calls ...
                                             # named corpora or other calls in the dev layout
 
 A moment matches an expected one of the same kind within the utterance's span + 3 s; dynamics
 likewise within their span + 3 s. Tip latency runs from the end of the triggering buyer utterance
 (ground truth) to the tip event. Prints a table per corpus, then one JSON object as the very last line: each corpus's figures under
-``corpora`` (moment F1 included), keyed by its name.
+``corpora`` (moment F1 included, dynamics found/false/expected per kind under ``dynamics_by_kind``), keyed by its name.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from firmware.coach.build import build_coach  # noqa: E402
 from firmware.testing.evaluate import (  # noqa: E402
+    GROUND_TRUTH_DYNAMICS,
+    Match,
     dynamic_moments,
     expected_dynamics,
     expected_moments,
@@ -70,6 +73,8 @@ class CallResult:
     latencies: list[float]
     transcript_delays: list[float]
     wall_s: float
+    # Per dynamic kind: [hit, false, expected].
+    dynamics_by_kind: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 def run_truth(call: TruthCall, config: Config, delay_s: float) -> list[Event]:
@@ -106,7 +111,10 @@ def run_replay(wav: Path, config: Config, engines: object, speed: float | None, 
         with CallSession(config, engines, bus, lockstep=speed is None) as session:  # type: ignore[arg-type]
             if record is not None:
                 bus.subscribe(lambda e: _tape_event(tape, e))
-                session.on_activity(lambda a: tape.append({"a": [a.rep_speaking, a.buyer_speaking]}))
+                # Who speaks and, for silences, who sounds (rep_speaking, buyer_speaking, rep_sound,
+                # buyer_sound): tapes of two flags, recorded before sound mattered, still play.
+                session.on_activity(lambda a: tape.append(
+                    {"a": [bool(a.rep_speaking), bool(a.buyer_speaking), bool(a.rep_sound), bool(a.buyer_sound)]}))
             coached = CoachedSession(session, box, bus)
             wall_start = time.monotonic()
             for frame in iter_call_frames(wav, (0, 1)):
@@ -185,7 +193,21 @@ def score(call: TruthCall, events: list[Event], wall_s: float) -> CallResult:
         latencies=tip_latencies(events, call),
         transcript_delays=transcript_delays(call, events),
         wall_s=wall_s,
+        dynamics_by_kind=by_kind(dynamics),
     )
+
+
+def by_kind(dynamics: Match) -> dict[str, list[int]]:
+    """[hit, false, expected] for each ground-truth dynamic kind."""
+    out = {kind: [0, 0, 0] for kind in GROUND_TRUTH_DYNAMICS}
+    for _, expected in dynamics.pairs:
+        out[expected.kind][0] += 1
+        out[expected.kind][2] += 1
+    for moment in dynamics.false_positives:
+        out[moment.kind][1] += 1
+    for expected in dynamics.missed:
+        out[expected.kind][2] += 1
+    return out
 
 
 def transcript_delays(call: TruthCall, events: list[Event]) -> list[float]:
@@ -219,6 +241,32 @@ def explain(call: TruthCall, events: list[Event]) -> None:
     for m in result.false_positives:
         truth = [u.label for u in call.utterances if u.speaker == "buyer" and u.start < m.end and u.end > m.start]
         print(f"    false  {m.kind:20} {m.start:7.1f}-{m.end:7.1f}  c={m.confidence:.2f} at {m.t:.1f}; truth: {'/'.join(truth) or 'no buyer speech'}")
+    explain_dynamics(call, events)
+
+
+def explain_dynamics(call: TruthCall, events: list[Event]) -> None:
+    """Each dynamic found, missed and false, with the rep's pace over its span as the truth and
+    as the box heard it (words per minute of each rep utterance: counts and times, no text)."""
+    result = match(dynamic_moments(events), expected_dynamics(call))
+    heard = [e for e in events if isinstance(e, Utterance) and e.speaker == "rep"]
+
+    def paces(start: float, end: float) -> str:
+        truth = [u for u in call.utterances if u.speaker == "rep" and u.start < end + 0.5 and u.end > start - 0.5]
+        box = [e for e in heard if e.start < end + 0.5 and e.end > start - 0.5]
+        def fmt(items: list[tuple[float, float, str]]) -> str:
+            return " ".join(f"{a:.1f}-{b:.1f}:{len(text.split()) * 60 / max(b - a, 1e-3):.0f}" for a, b, text in items) or "-"
+        return (f"truth wpm {fmt([(u.start, u.end, u.text) for u in truth])} | "
+                f"box wpm {fmt([(e.start, e.end, e.text) for e in box])}")  # fmt: skip
+
+    print(f"  {call.call_id}: dynamics")
+    for m, e in result.pairs:
+        print(f"    found  {e.kind:20} {e.start:7.1f}-{e.end:7.1f}  box {m.start:.1f}-{m.end:.1f} at {m.t:.1f}")
+    for e in sorted(result.missed, key=lambda e: e.start):
+        extra = f"  {paces(e.start, e.end)}" if e.kind == "rep_fast_speech" else ""
+        print(f"    missed {e.kind:20} {e.start:7.1f}-{e.end:7.1f}{extra}")
+    for m in result.false_positives:
+        extra = f"  {paces(m.start, m.end)}" if m.kind == "rep_fast_speech" else ""
+        print(f"    false  {m.kind:20} {m.start:7.1f}-{m.end:7.1f}  c={m.confidence:.2f} at {m.t:.1f}{extra}")
 
 
 def main() -> int:
@@ -326,6 +374,11 @@ def report(results: list[CallResult], source: str, speed: str, corpus: Corpus | 
         "dynamics_expected": sum(r.dynamics_expected for r in results),
         "dynamics_detected": sum(r.dynamics_hit for r in results),
         "dynamics_false": sum(r.dynamics_false for r in results),
+        # {kind: {"found", "false", "expected"}}: which dynamics are found and which are false.
+        "dynamics_by_kind": {
+            kind: dict(zip(("found", "false", "expected"), (sum(r.dynamics_by_kind[kind][i] for r in results) for i in range(3))))
+            for kind in GROUND_TRUTH_DYNAMICS
+        },
         "tips_total": sum(r.tips for r in results),
         "tips_while_rep_speaking": sum(r.tips_in_rep_speech for r in results),
         "tip_latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
@@ -335,6 +388,8 @@ def report(results: list[CallResult], source: str, speed: str, corpus: Corpus | 
         "wall_s": round(sum(r.wall_s for r in results), 1),
     }
     print("-" * len(head))
+    print("dynamics found/false/expected: " + ", ".join(
+        f"{kind} {v['found']}/{v['false']}/{v['expected']}" for kind, v in figures["dynamics_by_kind"].items()))  # type: ignore[attr-defined]
     print(
         f"moment recall {figures['moment_recall']}, precision {figures['moment_precision']}, F1 {figures['moment_f1']}; dynamics "
         f"{figures['dynamics_detected']}/{figures['dynamics_expected']} found, {figures['dynamics_false']} false; "

@@ -164,10 +164,15 @@ class PaceTracker:
         if self._run_cued or length < self._cfg.fast_min_span_s or words * 60.0 / length < self._cfg.fast_wpm:
             return []
         # Transcript word counts are noisy per segment (a misheard long word becomes three short
-        # ones): the rolling pace over this rep turn, with half a window of speech, must agree.
-        rolling = self.rolling_wpm(span.end, min_speech_s=self._cfg.pace_window_s / 2, spans=self._this_turn())
-        if rolling is None or rolling < self._cfg.fast_wpm:
-            return []
+        # ones): the rolling pace over this rep turn, with fast_confirm_speech_s of speech, must agree,
+        # or, a turn too short for that, the rep's pace over the call so far (DynamicsConfig).
+        confirm = self._cfg.fast_confirm_speech_s
+        if confirm is not None:
+            rolling = self.rolling_wpm(span.end, min_speech_s=confirm, spans=self._this_turn())
+            if rolling is None or rolling < self._cfg.fast_wpm:
+                pace = self.pace_wpm() if self._cfg.fast_call_pace_confirms else None
+                if pace is None or pace < self._cfg.fast_wpm:
+                    return []
         self._run_cued = True
         if first.start <= self._last_fast_end:
             return []  # the baseline rule already flagged this stretch
