@@ -101,6 +101,17 @@ def test_forty_calls_cover_lines_noise_leaks_voices_and_openings() -> None:
         assert not any("{" in line.text for line in lines)
 
 
+def test_most_reps_talk_at_a_natural_pace_and_some_fast() -> None:
+    """Ordinary reps show whether the box cries wolf about fast speech; fast ones give it stretches to find."""
+    speeds = [lines[0].speed for _, lines, _ in rc.plan_corpus(40, seed=1)]
+    assert all(line.speed == speeds[i] for i, (_, lines, _) in enumerate(rc.plan_corpus(40, seed=1))
+               for line in lines if line.speaker == "rep")  # fmt: skip
+    fast = [s for s in speeds if s >= 0.92]
+    assert 0.15 <= len(fast) / len(speeds) <= 0.45
+    assert all(0.70 <= s <= 0.84 for s in speeds if s < 0.92)
+    assert rc.rep_speed_for(0.0) == 0.92 and rc.rep_speed_for(0.999) == 0.84
+
+
 class ToneVoicer:
     """A stand-in voice: steady noise, its length from the word count (so levels measure exactly)."""
 

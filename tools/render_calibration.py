@@ -62,7 +62,7 @@ from firmware.intent.labels import FALLBACK_LABEL  # noqa: E402
 
 BANK = REPO / "tools" / "calibration_bank.toml"
 RATE_HZ = 16000
-VERSION = 1  # of the planning and line models: bump when a seed's calls change
+VERSION = 2  # of the planning and line models: bump when a seed's calls change (2: reps at a natural pace)
 INTENTS = ("objection_price", "objection_timing", "objection_authority", "objection_need", "objection_risk",
            "competitor_mention", "buying_signal", "pain_point", "product_question")  # fmt: skip
 # af_nicole is a breathy near-whisper, an edge case of its own (dev-kokoro/edge), not a regular buyer.
@@ -158,10 +158,26 @@ def call_conditions(n: int, rng: np.random.Generator) -> Conditions:
     return conditions
 
 
+# Kokoro speaks these lines at about 220 wpm per unit of speed. Real reps average ~173 wpm
+# (engineering notes); some talk fast throughout. So most reps here are ordinary (speed 0.70-0.84,
+# about 155-185 wpm) and FAST_REP_SHARE of them fast (0.92-1.08, about 205-240 wpm): the fast-speech
+# dynamics have stretches to find, and the ordinary reps show whether the box cries wolf. (v1 drew
+# every rep at 0.95-1.12, 229 wpm median: 82 % of rep lines were fast and false alarms unmeasurable.)
+FAST_REP_SHARE = 0.3
+
+
+def rep_speed_for(u: float) -> float:
+    """The rep's Kokoro speed for a uniform draw ``u`` in [0, 1) (one draw, so the rest of a
+    call's plan, the buyer's lines included, does not move)."""
+    if u < FAST_REP_SHARE:
+        return round(0.92 + 0.16 * u / FAST_REP_SHARE, 2)
+    return round(0.70 + 0.14 * (u - FAST_REP_SHARE) / (1.0 - FAST_REP_SHARE), 2)
+
+
 def plan_call(bank: dict[str, list[str]], rng: np.random.Generator, deck: _Deck, voices: tuple[str, str]) -> list[Line]:
     slots = {name: str(rng.choice(values)) for name, values in bank["slots"].items()}  # type: ignore[arg-type]
     rep_voice, buyer_voice = voices
-    rep_speed, buyer_speed = round(float(rng.uniform(0.95, 1.12)), 2), round(float(rng.uniform(0.92, 1.08)), 2)
+    rep_speed, buyer_speed = rep_speed_for(float(rng.uniform(0.0, 1.0))), round(float(rng.uniform(0.92, 1.08)), 2)
     lines: list[Line] = []
 
     def gap() -> float:
