@@ -68,3 +68,35 @@ def test_calibrate_finds_a_threshold_when_unsure_answers_are_mostly_other() -> N
     logits[np.arange(n), guess] = np.where(unsure, 0.5, 6.0)
     _, threshold = train_intent.calibrate(logits, truth)
     assert 0.0 < threshold <= 0.6
+
+
+def test_selection_figures_are_the_scored_models_own_against_the_reference() -> None:
+    entry = {"moment_f1": 0.85, "moment_precision": 0.82, "moment_recall": 0.88, "moment_f1_delta_ci90": [0.01, 0.06],
+             "calls": 40, "calls_better": 8, "calls_worse": 4}  # fmt: skip
+    ref = {**entry, "moment_f1": 0.818, "moment_f1_delta_ci90": [0.0, 0.0], "calls_better": 0, "calls_worse": 0}
+    scores = {"reference": "old", "models": {"old": {"version": "1.4.0"}, "new": {"version": "1.5.0"}},
+              "corpora": {"calibration": {"old": ref, "new": entry}}}  # fmt: skip
+    figures = train_intent.selection_figures(scores, "new")
+    assert figures["reference"] == "1.4.0"
+    assert figures["calibration"] == {"moment_f1": 0.85, "moment_precision": 0.82, "moment_recall": 0.88,
+                                      "reference_moment_f1": 0.818, "moment_f1_delta_ci90": [0.01, 0.06],
+                                      "calls": 40, "calls_better": 8, "calls_worse": 4}  # fmt: skip
+    with pytest.raises(KeyError, match="other"):
+        train_intent.selection_figures(scores, "other")
+
+
+def test_recorded_selection_survives_recalibration(tmp_path: Path) -> None:
+    # --report-only rewrites the manifest; the calls figures written before must stay in it.
+    import shutil
+
+    out = tmp_path / "version"
+    out.mkdir()
+    for name in ("intent.tflite", "manifest.toml"):
+        shutil.copy(REPO / "models" / "intent" / "current" / name, out / name)
+    manifest = train_intent.load_manifest(out)
+    assert "selection" not in manifest
+    manifest["selection"] = {"reference": "1.3.0", "calibration": {"moment_f1": 0.8}}
+    train_intent.save_manifest(out, manifest)
+    again = train_intent.load_manifest(out)
+    train_intent.save_manifest(out, again)
+    assert train_intent.load_manifest(out)["selection"] == {"reference": "1.3.0", "calibration": {"moment_f1": 0.8}}

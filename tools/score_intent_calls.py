@@ -163,7 +163,7 @@ def main() -> int:
             table[name] = {"moment_precision": round(precision, 3), "moment_recall": round(recall, 3), "moment_f1": round(f1, 3),
                            "moment_f1_delta": round(delta, 3), "moment_f1_delta_ci90": [round(low, 3), round(high, 3)],
                            "moments_hit": hit, "moments_raised": found, "moments_expected": expected,
-                           "calls_better": better, "calls_worse": worse}  # fmt: skip
+                           "calls": len(calls), "calls_better": better, "calls_worse": worse}  # fmt: skip
         result["corpora"][corpus.name] = table  # type: ignore[index]
 
     print(f"\n{'model':14} {'version':>8} {'held-out acc clean+spk':>23} {'asr+spk':>8} {'p50 ms':>7} {'p99 CPU ms':>10}")

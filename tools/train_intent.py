@@ -56,14 +56,38 @@ def save_manifest(out: Path, manifest: dict) -> None:  # type: ignore[type-arg]
         description="Hashed n-gram features into an int8 tflite network: an utterance -> one of the coach's labels",
         files={"model": manifest["model_file"]},
         options={key: manifest[key] for key in ("labels", "features", "calibration")},
-        provenance={key: manifest[key] for key in ("training", "metrics") if key in manifest},
+        provenance={key: manifest[key] for key in ("training", "metrics", "selection") if key in manifest},
     )
 
 
 def load_manifest(out: Path) -> dict:  # type: ignore[type-arg]
     from firmware.intent.classifier import read_manifest
+    from firmware.store import read_manifest as read_store_manifest
 
-    return read_manifest(out)
+    fields = read_manifest(out)
+    selection = read_store_manifest(out).provenance.get("selection")
+    if selection:
+        fields["selection"] = dict(selection)
+    return fields
+
+
+def selection_figures(scores: dict, model: str) -> dict:  # type: ignore[type-arg]
+    """What tools/score_intent_calls.py measured for ``model`` (its folder name) on whole calls, per
+    corpus, against its reference: the figures the version was chosen (calibration) and confirmed
+    (dev, dev-kokoro) on, for the manifest's provenance."""
+    reference = scores["reference"]
+    out: dict[str, object] = {"tool": "tools/score_intent_calls.py (recorded tapes, the coach's rules of the day)",
+                              "reference": str(scores["models"][reference]["version"])}  # fmt: skip
+    for corpus, table in scores["corpora"].items():
+        if model not in table:
+            raise KeyError(f"no figures for {model!r} on {corpus} (models scored: {', '.join(table)})")
+        mine, ref = table[model], table[reference]
+        out[corpus] = {
+            "moment_f1": mine["moment_f1"], "moment_precision": mine["moment_precision"], "moment_recall": mine["moment_recall"],
+            "reference_moment_f1": ref["moment_f1"], "moment_f1_delta_ci90": mine["moment_f1_delta_ci90"],
+            "calls": mine["calls"], "calls_better": mine["calls_better"], "calls_worse": mine["calls_worse"],
+        }  # fmt: skip
+    return out
 
 
 def sha256(path: Path) -> str:
@@ -249,9 +273,19 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--dev", type=Path, default=DEV_TSV, help="dev corpus utterances (reported, never trained on)")
     parser.add_argument("--report-only", action="store_true", help="calibrate and report an already trained model")
+    parser.add_argument("--record-selection", type=Path, metavar="SCORES",
+                        help="write into --out's provenance what tools/score_intent_calls.py measured for it "
+                             "(its output; the last line's JSON) and exit")  # fmt: skip
     args = parser.parse_args()
     if args.report_only:
         return calibrate_and_report(args)
+    if args.record_selection:
+        scores = json.loads(args.record_selection.read_text(encoding="utf-8").strip().splitlines()[-1])
+        manifest = load_manifest(args.out)
+        manifest["selection"] = selection_figures(scores, args.out.name)
+        save_manifest(args.out, manifest)
+        print(json.dumps(manifest["selection"]))
+        return 0
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     random.seed(args.seed)
