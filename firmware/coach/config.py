@@ -116,6 +116,9 @@ class ReadingConfig(Checked):
     # calls (seed 2) that took no part in choosing either.
     fragment_max_words: int = setting(6, ge=0, le=1000)
     fragment_min_confidence: float = setting(0.8, ge=0.0, le=1.0)
+    # One buyer turn, one moment: TODO figures.
+    turn_max_moments: int = setting(9, ge=1, le=100)
+    extra_moment_min_confidence: float = setting(0.0, ge=0.0, le=1.0)
     # A competitor mention must name something: a playbook battlecard, or a word written like a
     # product's name (capitalised mid-sentence, or CamelCase; not "I", a weekday, a month or a
     # short acronym). Off: on the 40 held-out calibration calls (tools/render_calibration.py,

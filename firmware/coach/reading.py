@@ -78,6 +78,22 @@ def competitor_like(text: str) -> str | None:
     return None
 
 
+def competitor_named(text: str, known_words: frozenset[str] | None = None) -> str | None:
+    """Evidence that ``text`` names a product or company: a word written like a name
+    (:func:`competitor_like`), or, given the recogniser's whole words (firmware/speech/vocabulary.py),
+    a word of three letters or more it does not know whole, however it was capitalised
+    ("tidewell", or "Tidewell" opening a sentence). A contraction's or a hyphenated word's parts
+    count one by one ("we've", "two-year")."""
+    like = competitor_like(text)
+    if like is not None or not known_words:
+        return like
+    for word in _WORD.findall(text):
+        for part in re.split(r"['&-]+", word):
+            if len(part) >= 3 and part.lower() not in known_words:
+                return part
+    return None
+
+
 def _last_sentence(text: str) -> str:
     sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
     return sentences[-1] if sentences else text
@@ -118,8 +134,12 @@ class BuyerReader:
         competitor_in: Callable[[str], str | None],
         rep_onset_between: Callable[[float, float], bool],
         scorer: IntentScorer | None = None,
+        known_words: frozenset[str] | None = None,
     ) -> None:
+        """``known_words``: the recogniser's whole words (:func:`competitor_named`); None tests a
+        competitor's name by its capitals alone."""
         self._cfg = config
+        self._known_words = known_words
         self._min_confidence = delivery.min_confidence
         self._final_floor = max(delivery.min_confidence, config.final_min_confidence)
         self._turn_floor = max(delivery.min_confidence, config.turn_min_confidence)
@@ -165,7 +185,7 @@ class BuyerReader:
             and before.kind == reading.kind
             and min(before.confidence, reading.confidence) >= self._partial_min_confidence
         )
-        if not (sure or agreed):
+        if not (sure or agreed) or not self._room_for(turn, reading):
             return []
         turn.raised.add(reading.kind)
         return [reading]
@@ -183,10 +203,11 @@ class BuyerReader:
         turn.texts.append(u.text)
         new: list[Reading] = []
         watch: list[str] = []
-        for reading in readings:
-            if reading is None:
-                continue
+        # The surer reading first: when the turn has room for one more moment, it gets it.
+        for reading in sorted((r for r in readings if r is not None), key=lambda r: -r.confidence):
             if reading.kind not in turn.raised:
+                if not self._room_for(turn, reading):
+                    continue  # not believed: its reply is not watched either
                 turn.raised.add(reading.kind)
                 new.append(reading)
             if reading.kind not in turn.watched:
@@ -195,6 +216,13 @@ class BuyerReader:
         return new, watch
 
     # -- internals -----------------------------------------------------------------------------
+    def _room_for(self, turn: _Turn, reading: Reading) -> bool:
+        """Whether ``turn`` may raise one more moment, ``reading``'s: at most ``turn_max_moments``,
+        and each after the first at least ``extra_moment_min_confidence`` sure."""
+        if not turn.raised:
+            return True
+        return len(turn.raised) < self._cfg.turn_max_moments and reading.confidence >= self._cfg.extra_moment_min_confidence
+
     def _enter(self, start: float, end: float) -> _Turn:
         """The turn a buyer segment belongs to: the current one, or a new one after rep speech or a long gap."""
         turn = self._turn
@@ -235,7 +263,7 @@ class BuyerReader:
         clear = clear and kind in INTENT_KINDS and conf >= floor
         named = self._competitor_in(text)
         if clear and kind == "competitor_mention" and named is None and self._cfg.competitor_needs_name:
-            clear = competitor_like(text) is not None
+            clear = competitor_named(text, self._known_words) is not None
         if named is not None and not clear and _NAMED_COMPETITOR_CONFIDENCE >= floor:
             # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
             kind, conf, clear = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE, True
