@@ -119,8 +119,8 @@ class CoachBox:
 
     def known_words(self) -> frozenset[str] | None:
         """The recogniser's whole words (firmware/speech/vocabulary.py), the coach's evidence of a
-        competitor's name when ``coach.reading.competitor_needs_name`` is on; read once per box (the
-        recogniser's vocabulary does not change with a model's update). None when the rule is off,
+        competitor's name when ``coach.reading.competitor_needs_name`` is on; read once per box (a new
+        version of the recogniser keeps its tokenizer). None when the rule is off,
         or without the recogniser's model: then a name is told by its capitals alone."""
         if not self._known_words_loaded and self.config.coach.reading.competitor_needs_name:
             from firmware.speech.vocabulary import load_whole_words

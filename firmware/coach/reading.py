@@ -6,6 +6,12 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
 
 - A buyer *turn* is consecutive buyer segments with no rep speech in between (and gaps no longer
   than ``turn_max_gap_s``). A kind is raised at most once per turn.
+- One turn, one moment: the VAD cuts a buyer's thought into segments, and each segment (and the
+  turn read whole) may read as another kind, so one objection became two or three moments. A turn
+  raises at most ``turn_max_moments``, the first come. Moments go out as they are read, not at the turn's end:
+  the turn's end is known only when the rep speaks or after ``turn_max_gap_s`` of silence, by
+  when the tip would be late (tips wait for the rep's silence and go stale as the rep answers).
+  When a final transcript and the turn read whole both raise, the surer reading is taken first.
 - A final transcript is read alone and, once the turn has earlier segments, as the turn so far:
   a thought cut in two is often only recognisable whole.
 - A partial raises a kind only when it is sure on its own (``partial_sure_confidence``) or when
@@ -22,8 +28,11 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
   turn read whole ``turn_min_confidence``, and the winning kind must lead the runner-up (``other``
   included) by ``min_margin``: a reading torn between two kinds is as often the wrong kind as a
   moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls.
-- Evidence a kind needs (``competitor_needs_name``): a competitor mention names something, a
-  battlecard or a word written like a product's name (:func:`competitor_like`).
+- Evidence a kind needs (``competitor_needs_name``): a competitor mention names something: a
+  battlecard (matched in any case), a word written like a product's name (:func:`competitor_like`),
+  or a word the recogniser spelt from pieces rather than knew whole (:func:`competitor_named`):
+  names open sentences ("Tidewell pitched us...") and Whisper writes some in lower case, where
+  capitals say nothing, but it knows "pounds" and "facilities" whole and "Tidewell" not.
 - The opening (``opening_turns``): greetings and small talk come first in a call; the buyer's
   first turns raise a moment only at ``opening_min_confidence``.
 - A final transcript of only a few words (``fragment_max_words``) read alone is a fragment, like a
@@ -185,7 +194,7 @@ class BuyerReader:
             and before.kind == reading.kind
             and min(before.confidence, reading.confidence) >= self._partial_min_confidence
         )
-        if not (sure or agreed) or not self._room_for(turn, reading):
+        if not (sure or agreed) or not self._room_for(turn):
             return []
         turn.raised.add(reading.kind)
         return [reading]
@@ -206,7 +215,7 @@ class BuyerReader:
         # The surer reading first: when the turn has room for one more moment, it gets it.
         for reading in sorted((r for r in readings if r is not None), key=lambda r: -r.confidence):
             if reading.kind not in turn.raised:
-                if not self._room_for(turn, reading):
+                if not self._room_for(turn):
                     continue  # not believed: its reply is not watched either
                 turn.raised.add(reading.kind)
                 new.append(reading)
@@ -216,12 +225,10 @@ class BuyerReader:
         return new, watch
 
     # -- internals -----------------------------------------------------------------------------
-    def _room_for(self, turn: _Turn, reading: Reading) -> bool:
-        """Whether ``turn`` may raise one more moment, ``reading``'s: at most ``turn_max_moments``,
-        and each after the first at least ``extra_moment_min_confidence`` sure."""
-        if not turn.raised:
-            return True
-        return len(turn.raised) < self._cfg.turn_max_moments and reading.confidence >= self._cfg.extra_moment_min_confidence
+    def _room_for(self, turn: _Turn) -> bool:
+        """Whether ``turn`` may raise one more moment: at most ``turn_max_moments`` per turn, the
+        first come (of two read at once, the surer) taking the room."""
+        return len(turn.raised) < self._cfg.turn_max_moments
 
     def _enter(self, start: float, end: float) -> _Turn:
         """The turn a buyer segment belongs to: the current one, or a new one after rep speech or a long gap."""
@@ -262,7 +269,10 @@ class BuyerReader:
             kind, conf = intent or _OTHER, confidence if confidence is not None else 0.0
         clear = clear and kind in INTENT_KINDS and conf >= floor
         named = self._competitor_in(text)
-        if clear and kind == "competitor_mention" and named is None and self._cfg.competitor_needs_name:
+        if (
+            clear and kind == "competitor_mention" and named is None and self._cfg.competitor_needs_name
+            and conf < self._cfg.competitor_sure_confidence
+        ):
             clear = competitor_named(text, self._known_words) is not None
         if named is not None and not clear and _NAMED_COMPETITOR_CONFIDENCE >= floor:
             # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
