@@ -6,12 +6,14 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
 
 - A buyer *turn* is consecutive buyer segments with no rep speech in between (and gaps no longer
   than ``turn_max_gap_s``). A kind is raised at most once per turn.
-- One turn, one moment: the VAD cuts a buyer's thought into segments, and each segment (and the
-  turn read whole) may read as another kind, so one objection became two or three moments. A turn
-  raises at most ``turn_max_moments``, the first come. Moments go out as they are read, not at the turn's end:
-  the turn's end is known only when the rep speaks or after ``turn_max_gap_s`` of silence, by
-  when the tip would be late (tips wait for the rep's silence and go stale as the rep answers).
-  When a final transcript and the turn read whole both raise, the surer reading is taken first.
+- The VAD cuts a buyer's thought into segments, and each segment (and the turn read whole) may
+  read as another kind, so one objection can become two or three moments. A turn raises at most
+  ``turn_max_moments``, the first come (of a segment and the turn read at once, the surer); no cap
+  by default, since the calibration calls cannot choose one (see config.py). Moments go out as
+  they are read, not at the turn's end: that end is known only when the rep speaks or after
+  ``turn_max_gap_s`` of silence, by when the tip is late (tips wait for the rep's silence and go
+  stale as the rep answers); on dev-kokoro the median tip goes out 2.9 s before the buyer stops,
+  from partials.
 - A final transcript is read alone and, once the turn has earlier segments, as the turn so far:
   a thought cut in two is often only recognisable whole.
 - A partial raises a kind only when it is sure on its own (``partial_sure_confidence``) or when
@@ -27,12 +29,15 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
   for interrupting a rep. A final transcript read alone must reach ``final_min_confidence``, the
   turn read whole ``turn_min_confidence``, and the winning kind must lead the runner-up (``other``
   included) by ``min_margin``: a reading torn between two kinds is as often the wrong kind as a
-  moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls.
+  moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls,
+  and re-checked on the calibration calls (config.py says what each found).
 - Evidence a kind needs (``competitor_needs_name``): a competitor mention names something: a
   battlecard (matched in any case), a word written like a product's name (:func:`competitor_like`),
   or a word the recogniser spelt from pieces rather than knew whole (:func:`competitor_named`):
   names open sentences ("Tidewell pitched us...") and Whisper writes some in lower case, where
-  capitals say nothing, but it knows "pounds" and "facilities" whole and "Tidewell" not.
+  capitals say nothing, but it knows "pounds" and "facilities" whole and "Tidewell" not. A reading
+  at least ``competitor_sure_confidence`` sure needs no name: Whisper also writes a name as common
+  words ("pipe drive").
 - The opening (``opening_turns``): greetings and small talk come first in a call; the buyer's
   first turns raise a moment only at ``opening_min_confidence``.
 - A final transcript of only a few words (``fragment_max_words``) read alone is a fragment, like a
