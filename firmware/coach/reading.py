@@ -97,7 +97,7 @@ def competitor_named(text: str, known_words: frozenset[str] | None = None) -> st
     (:func:`competitor_like`), or, given the recogniser's whole words (firmware/speech/vocabulary.py),
     a word of three letters or more it does not know whole, however it was capitalised
     ("tidewell", or "Tidewell" opening a sentence). A contraction's or a hyphenated word's parts
-    count one by one ("we've", "two-year")."""
+    count one by one ("we've", "plug-in")."""
     like = competitor_like(text)
     if like is not None or not known_words:
         return like
