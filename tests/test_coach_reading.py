@@ -120,6 +120,7 @@ def test_a_partial_below_the_partial_bar_does_not_count_as_agreement(call: Call)
 
 
 def test_one_turn_in_several_segments_raises_each_kind_once(call: Call) -> None:
+    assert ReadingConfig().turn_max_moments >= len(INTENT_KINDS)  # shipped without a cap (config.py says why)
     call.rep(0.0, 3.0, "what do you think")
     call.buyer(3.5, 6.0, "that is far too pricey for us", "objection_price", 0.6)
     call.buyer(6.8, 9.0, "honestly it is way too pricey for a team our size", "objection_price", 0.7)
@@ -342,14 +343,15 @@ def test_competitor_like_names_and_what_is_not_one() -> None:
 
 @pytest.mark.parametrize("needs_name", [False, True])
 def test_a_competitor_mention_needs_a_name_when_asked(tmp_path: Path, needs_name: bool) -> None:
-    scorer = TableScorer({"we already have a tool for that": {"competitor_mention": 0.8},
-                          "we already have Tidewell for that": {"competitor_mention": 0.8},
+    # Read at 0.7: under competitor_sure_confidence (0.8), where the name is asked for.
+    scorer = TableScorer({"we already have a tool for that": {"competitor_mention": 0.7},
+                          "we already have Tidewell for all of that": {"competitor_mention": 0.7},
                           "we pay for Salesforce and it works": {"other": 0.5}})  # fmt: skip
     with Call(_config(tmp_path, competitor_needs_name=needs_name), scorer) as call:
         call.rep(0.0, 2.0, "what do you use now?")
         call.buyer(2.5, 5.0, "we already have a tool for that")
         call.rep(6.0, 8.0, "and the other office?")
-        call.buyer(8.5, 11.0, "we already have Tidewell for that")
+        call.buyer(8.5, 11.0, "we already have Tidewell for all of that")
         call.rep(12.0, 14.0, "and finance?")
         call.buyer(14.5, 17.0, "we pay for Salesforce and it works")  # a battlecard named outright
         starts = [m.start for m in call.moments() if m.kind == "competitor_mention"]
@@ -370,3 +372,151 @@ def test_the_opening_raises_only_sure_readings(tmp_path: Path) -> None:
         call.buyer(14.5, 17.0, "we lose orders every single week because nobody sees them")  # the third turn
         call.frames(20.0)
         assert [(m.kind, m.start) for m in call.moments()] == [("objection_price", 8.5), ("pain_point", 14.5)]
+
+
+# -- one buyer turn, one moment (reading.turn_max_moments, extra_moment_min_confidence) ------------
+
+NEED = "I guess my question is whether we need sensors at all."
+WALK = "Our facilities guys already walk the buildings and they kind of know where the waste is."
+
+
+def test_a_turn_the_vad_splits_in_segments_raises_one_moment(tmp_path: Path) -> None:
+    # One objection cut in two by a pause: its second half reads (wrongly) as another kind, early
+    # and sure enough to raise on its own. The turn has had its moment.
+    with Call(_config(tmp_path, turn_max_moments=1, competitor_needs_name=False)) as call:  # its kind needs no name here
+        call.rep(0.0, 3.0, "So what would hold you back?")
+        call.buyer(3.5, 7.0, NEED, "objection_need", 0.6)
+        call.buyer(7.5, 12.0, WALK, "competitor_mention", 0.75,
+                   partials=((10.0, "Our facilities guys already walk the buildings", "competitor_mention", 0.8),))
+        assert [m.kind for m in call.moments()] == ["objection_need"]
+        call.rep(12.5, 14.0, "Fair. And what does it cost you today?")  # the rep's turn: the buyer's next is new
+        call.buyer(14.5, 18.0, "Honestly the whole thing is way over what we budgeted.", "objection_price", 0.7)
+        assert [m.kind for m in call.moments()] == ["objection_need", "objection_price"]
+
+
+@pytest.mark.parametrize(("cap", "expected"), [
+    (1, ["objection_price"]),
+    (2, ["objection_price", "objection_timing"]),
+    (9, ["objection_price", "objection_timing", "objection_risk"]),
+])  # fmt: skip
+def test_a_turn_raises_at_most_its_cap_the_first_come(tmp_path: Path, cap: int, expected: list[str]) -> None:
+    with Call(_config(tmp_path, turn_max_moments=cap)) as call:
+        call.buyer(3.5, 6.0, "that is far too pricey for us", "objection_price", 0.6)
+        call.buyer(6.5, 9.0, "and we cannot start before april anyway", "objection_timing", 0.9)
+        call.buyer(9.5, 12.0, "what if the install goes wrong in our busy week", "objection_risk", 0.95)
+        assert [m.kind for m in call.moments()] == expected
+
+
+def test_the_surer_of_the_segment_and_the_whole_turn_takes_the_turns_one_moment(tmp_path: Path) -> None:
+    scorer = TableScorer({
+        "I'll be honest": {"objection_need": 0.2},
+        "we kind of know where the waste is": {"pain_point": 0.5},
+        "I'll be honest we kind of know where the waste is": {"objection_need": 0.7},
+    })  # fmt: skip
+    with Call(_config(tmp_path, turn_max_moments=1, turn_min_confidence=0.5), scorer) as call:
+        call.buyer(3.0, 4.0, "I'll be honest")
+        call.buyer(4.5, 7.0, "we kind of know where the waste is")
+        assert [m.kind for m in call.moments()] == ["objection_need"]
+
+
+def test_the_turn_budget_is_checked() -> None:
+    for bad in ({"turn_max_moments": 0}, {"competitor_sure_confidence": 1.5}):
+        with pytest.raises(ValueError, match="reading"):
+            CoachConfig(reading=ReadingConfig(**bad))  # type: ignore[arg-type]
+
+
+# -- a competitor mention names something (reading.competitor_needs_name) -----------------------
+
+# What the recogniser knows whole, for a store of our own: these words and no product's name.
+COMMON = ("our sister company uses and they seem happy enough pitched nearly the same thing few weeks ago right now "
+          "everything runs through set aside about pounds for whole project hardware included facilities guys "
+          "already walk buildings kind know where waste is what you think how are different from monday").split()
+
+
+def _store_with_recogniser_words(tmp_path: Path, words: tuple[str, ...] | list[str]) -> Path:
+    """A model store holding the repo's playbook and a recogniser whose tokenizer knows ``words`` whole."""
+    import base64
+
+    from firmware.store import ModelStore, write_manifest
+
+    import shutil
+
+    store = ModelStore(tmp_path / "models")
+    book = tmp_path / "src-playbook"
+    book.mkdir()
+    for name in ("manifest.toml", "playbook.toml"):
+        shutil.copy(Path(__file__).resolve().parent.parent / "models" / "playbook" / "1" / name, book / name)
+    store.stage("playbook", "1", book)
+    store.activate("playbook", "1")
+    src = tmp_path / "src-whisper"
+    src.mkdir()
+    pieces = [" " + w for w in words] + ["ing", "Tide", "well", " Pipe", "drive", " 15"]
+    (src / "tokens.txt").write_text(
+        "".join(f"{base64.b64encode(p.encode()).decode()} {i}\n" for i, p in enumerate(pieces)), encoding="ascii"
+    )
+    write_manifest(src, name="whisper-tiny.en", version="1", family="whisper", licence="test", files={"tokens": "tokens.txt"})
+    store.stage("whisper-tiny.en", "1", src)
+    store.activate("whisper-tiny.en", "1")
+    return tmp_path / "models"
+
+
+def _with_models(config: Config, models: Path) -> Config:
+    return dataclasses.replace(config, paths=dataclasses.replace(config.paths, models_dir=models))
+
+
+COMPETITOR_LINES = [
+    ("hubspot pitched us nearly the same thing a few weeks ago", True),  # a battlecard, lower case, opening
+    ("Tidewell pitched us nearly the same thing a few weeks ago.", True),  # a name opening its sentence
+    ("right now everything runs through pipedrive for us", True),  # a name the recogniser wrote in lower case
+    ("Our sister company uses Kinnect and they seem happy enough.", True),  # capitalised mid-sentence
+    ("We've set aside about 15,000 pounds for the whole project, hardware included.", False),  # a price
+    ("Our facilities guys already walk the buildings and they kind of know where the waste is.", False),
+]
+
+
+@pytest.mark.parametrize(("text", "named"), COMPETITOR_LINES)
+def test_a_competitor_mention_needs_a_name_the_recogniser_spelt_out_or_capitalised(
+    tmp_path: Path, text: str, named: bool
+) -> None:
+    config = _with_models(_config(tmp_path, competitor_needs_name=True), _store_with_recogniser_words(tmp_path, COMMON))
+    with Call(config) as call:
+        call.rep(0.0, 2.0, "What are you using today?")
+        call.buyer(2.5, 6.0, text, "competitor_mention", 0.7)
+        assert [m.kind for m in call.moments()] == (["competitor_mention"] if named else [])
+
+
+def test_without_the_recognisers_words_a_name_is_told_by_its_capitals(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    models = _store_with_recogniser_words(tmp_path, COMMON)
+    (models / "whisper-tiny.en" / "current").unlink()  # no recogniser in the store
+    with Call(_with_models(_config(tmp_path, competitor_needs_name=True), models)) as call:
+        call.rep(0.0, 2.0, "What are you using today?")
+        call.buyer(2.5, 6.0, "right now everything runs through pipedrive for us", "competitor_mention", 0.7)
+        call.rep(7.0, 9.0, "And the other office?")
+        call.buyer(9.5, 12.0, "Our sister company uses Kinnect and they seem happy enough.", "competitor_mention", 0.7)
+        assert [m.start for m in call.moments()] == [9.5]
+    assert "capitals alone" in caplog.text
+
+
+def test_the_recognisers_whole_words() -> None:
+    from firmware.coach.reading import competitor_named
+
+    words = frozenset({"we", "ve", "set", "two", "year", "deal", "with", "signed"})
+    assert competitor_named("We've signed a two-year deal with Routemaster.", words) == "Routemaster"
+    assert competitor_named("we've signed a two-year deal with routemaster", words) == "routemaster"
+    assert competitor_named("We've signed a two-year deal.", words) is None  # parts of words count one by one
+    assert competitor_named("we've signed a two-year deal with routemaster", None) is None  # capitals alone
+
+
+def test_whole_words_are_the_tokenizers_word_pieces_after_a_space(tmp_path: Path) -> None:
+    import base64
+
+    from firmware.errors import ModelError
+    from firmware.speech.vocabulary import whole_words
+
+    pieces = [" Monday", " pounds", "well", " Pipe", " 15", " a", "<|endoftext|>"]
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("".join(f"{base64.b64encode(p.encode()).decode()} {i}\n" for i, p in enumerate(pieces)), encoding="ascii")
+    assert whole_words(tokens) == {"monday", "pounds", "pipe"}
+    tokens.write_text("@@@@ 1\n", encoding="ascii")
+    with pytest.raises(ModelError, match="tokens"):
+        whole_words(tokens)

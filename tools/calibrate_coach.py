@@ -23,7 +23,11 @@ The shipped [coach.reading] defaults were chosen on 32 calls (seed 1) by F1 ther
 (``--target-f1 0.47``); see firmware/coach/config.py for why the 0.75 ranking was not kept. The
 fragment bar was searched first with the other settings held (``--grid fragment_max_words=0,3,4,5,6,7,8
 --grid fragment_min_confidence=0.4,0.5,0.6,0.7,0.8`` plus one value for each default setting), then
-the default grid was run with the winner fixed; 16 calls of seed 2 checked the result.
+the default grid was run with the winner fixed; 16 calls of seed 2 checked the result. On the 40
+distinct calibration conversations (``--per-script 1``) the other settings were re-checked one at a
+time with the rest held, e.g. ``--grid competitor_sure_confidence=0.5,0.6,0.7,0.8,0.9`` or
+``--grid turn_max_moments=1,2,10`` plus one value for each default-grid setting; a bool is given as
+0 or 1 (``--grid competitor_needs_name=0,1``). firmware/coach/config.py has what each found.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from firmware.cues.button import CoachButton
 from firmware.cues.pins import PinMap, load_pin_map, make_pin_factory
 from firmware.cues.render import TerminalCues
 from firmware.cues.spec import CueSink
-from firmware.errors import ConfigError
+from firmware.errors import ConfigError, ModelError
 from firmware.events import Control, ControlAction, ControlOutcome, ControlResult, Event, RecapEvent, Status
 from firmware.outward import outward
 
@@ -69,6 +69,8 @@ class CoachBox:
         # Re-entrant: a bus handler may ask the box (status, a control) from inside a publish.
         self._lock = threading.RLock()
         self.coach: Coach | None = None
+        self._known_words: frozenset[str] | None = None
+        self._known_words_loaded = False
         self.cues = _gpio(lambda: GpioCues(self.pins, config.cues, pin_factory=self.pin_factory))
         self._cue_sink: CueSink = self.cues if cue_view is None else TerminalCues(self.cues, cue_view)
         try:
@@ -105,6 +107,7 @@ class CoachBox:
             coach = Coach(
                 self.config.coach, self.playbook, self._cue_sink, self._to_phone, self.mastery, publish,
                 rep_id=self.rep_id, intent=intent, call_id=self._last_call_id, tip_ids=self.tip_ids,
+                known_words=self.known_words(),
             )  # fmt: skip
             if self._next_persona is not None:
                 coach.set_persona(self._next_persona)  # checked when the control came in
@@ -113,6 +116,23 @@ class CoachBox:
             self._last_publish = publish
             coach.announce_status()
             return coach
+
+    def known_words(self) -> frozenset[str] | None:
+        """The recogniser's whole words (firmware/speech/vocabulary.py), the coach's evidence of a
+        competitor's name when ``coach.reading.competitor_needs_name`` is on; read once per box (a new
+        version of the recogniser keeps its tokenizer). None when the rule is off,
+        or without the recogniser's model: then a name is told by its capitals alone."""
+        if not self._known_words_loaded and self.config.coach.reading.competitor_needs_name:
+            from firmware.speech.vocabulary import load_whole_words
+
+            self._known_words_loaded = True
+            try:
+                self._known_words = load_whole_words(
+                    self.config.paths.resolve(self.config.paths.models_dir), self.config.speech.recognizer.model
+                )
+            except ModelError as exc:
+                log.warning("competitor names are told by their capitals alone: %s", exc)
+        return self._known_words
 
     def end_call(self, t: float) -> RecapEvent:
         with self._lock:

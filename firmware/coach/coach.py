@@ -75,10 +75,13 @@ class Coach:
         *,
         call_id: int = 0,
         tip_ids: TipIds | None = None,
+        known_words: frozenset[str] | None = None,
     ) -> None:
         """``intent``: the classifier that labelled the transcripts; given it, the coach also reads
         whole buyer turns and weighs the rep's preceding question (see :mod:`reading`).
-        ``call_id`` goes on every tip; ``tip_ids`` is the box's id source (one per process)."""
+        ``call_id`` goes on every tip; ``tip_ids`` is the box's id source (one per process).
+        ``known_words``: the recogniser's whole words, evidence of a competitor's name (see
+        :func:`firmware.coach.reading.competitor_named`)."""
         self._cfg = config
         self._playbook = playbook
         self._cues = cues
@@ -100,7 +103,8 @@ class Coach:
         self._replies = ReplyWatch(config.dynamics, self._activity.buyer_heard_end)
         self._onset = RepOnsetGuard()
         self._reader = BuyerReader(
-            config.reading, config.delivery, playbook, self._tips.competitor_in, self._rep_onset_between, intent
+            config.reading, config.delivery, playbook, self._tips.competitor_in, self._rep_onset_between, intent,
+            known_words,
         )
         self.moment_counts: Counter[str] = Counter()
         self._delivered: list[_Delivered] = []

@@ -6,6 +6,14 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
 
 - A buyer *turn* is consecutive buyer segments with no rep speech in between (and gaps no longer
   than ``turn_max_gap_s``). A kind is raised at most once per turn.
+- The VAD cuts a buyer's thought into segments, and each segment (and the turn read whole) may
+  read as another kind, so one objection can become two or three moments. A turn raises at most
+  ``turn_max_moments``, the first come (of a segment and the turn read at once, the surer); no cap
+  by default, since the calibration calls cannot choose one (see config.py). Moments go out as
+  they are read, not at the turn's end: that end is known only when the rep speaks or after
+  ``turn_max_gap_s`` of silence, by when the tip is late (tips wait for the rep's silence and go
+  stale as the rep answers); on dev-kokoro the median tip goes out 2.9 s before the buyer stops,
+  from partials.
 - A final transcript is read alone and, once the turn has earlier segments, as the turn so far:
   a thought cut in two is often only recognisable whole.
 - A partial raises a kind only when it is sure on its own (``partial_sure_confidence``) or when
@@ -21,9 +29,15 @@ the same thought raises a moment twice, or a wrong one from a half sentence. So:
   for interrupting a rep. A final transcript read alone must reach ``final_min_confidence``, the
   turn read whole ``turn_min_confidence``, and the winning kind must lead the runner-up (``other``
   included) by ``min_margin``: a reading torn between two kinds is as often the wrong kind as a
-  moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls.
-- Evidence a kind needs (``competitor_needs_name``): a competitor mention names something, a
-  battlecard or a word written like a product's name (:func:`competitor_like`).
+  moment. These were calibrated on synthetic calls (tools/render_calls.py), not on the dev calls,
+  and re-checked on the calibration calls (config.py says what each found).
+- Evidence a kind needs (``competitor_needs_name``): a competitor mention names something: a
+  battlecard (matched in any case), a word written like a product's name (:func:`competitor_like`),
+  or a word the recogniser spelt from pieces rather than knew whole (:func:`competitor_named`):
+  names open sentences ("Tidewell pitched us...") and Whisper writes some in lower case, where
+  capitals say nothing, but it knows "pounds" and "facilities" whole and "Tidewell" not. A reading
+  at least ``competitor_sure_confidence`` sure needs no name: Whisper also writes a name as common
+  words ("pipe drive").
 - The opening (``opening_turns``): greetings and small talk come first in a call; the buyer's
   first turns raise a moment only at ``opening_min_confidence``.
 - A final transcript of only a few words (``fragment_max_words``) read alone is a fragment, like a
@@ -78,6 +92,22 @@ def competitor_like(text: str) -> str | None:
     return None
 
 
+def competitor_named(text: str, known_words: frozenset[str] | None = None) -> str | None:
+    """Evidence that ``text`` names a product or company: a word written like a name
+    (:func:`competitor_like`), or, given the recogniser's whole words (firmware/speech/vocabulary.py),
+    a word of three letters or more it does not know whole, however it was capitalised
+    ("tidewell", or "Tidewell" opening a sentence). A contraction's or a hyphenated word's parts
+    count one by one ("we've", "plug-in")."""
+    like = competitor_like(text)
+    if like is not None or not known_words:
+        return like
+    for word in _WORD.findall(text):
+        for part in re.split(r"['&-]+", word):
+            if len(part) >= 3 and part.lower() not in known_words:
+                return part
+    return None
+
+
 def _last_sentence(text: str) -> str:
     sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
     return sentences[-1] if sentences else text
@@ -118,8 +148,12 @@ class BuyerReader:
         competitor_in: Callable[[str], str | None],
         rep_onset_between: Callable[[float, float], bool],
         scorer: IntentScorer | None = None,
+        known_words: frozenset[str] | None = None,
     ) -> None:
+        """``known_words``: the recogniser's whole words (:func:`competitor_named`); None tests a
+        competitor's name by its capitals alone."""
         self._cfg = config
+        self._known_words = known_words
         self._min_confidence = delivery.min_confidence
         self._final_floor = max(delivery.min_confidence, config.final_min_confidence)
         self._turn_floor = max(delivery.min_confidence, config.turn_min_confidence)
@@ -165,7 +199,7 @@ class BuyerReader:
             and before.kind == reading.kind
             and min(before.confidence, reading.confidence) >= self._partial_min_confidence
         )
-        if not (sure or agreed):
+        if not (sure or agreed) or not self._room_for(turn):
             return []
         turn.raised.add(reading.kind)
         return [reading]
@@ -183,10 +217,11 @@ class BuyerReader:
         turn.texts.append(u.text)
         new: list[Reading] = []
         watch: list[str] = []
-        for reading in readings:
-            if reading is None:
-                continue
+        # The surer reading first: when the turn has room for one more moment, it gets it.
+        for reading in sorted((r for r in readings if r is not None), key=lambda r: -r.confidence):
             if reading.kind not in turn.raised:
+                if not self._room_for(turn):
+                    continue  # not believed: its reply is not watched either
                 turn.raised.add(reading.kind)
                 new.append(reading)
             if reading.kind not in turn.watched:
@@ -195,6 +230,11 @@ class BuyerReader:
         return new, watch
 
     # -- internals -----------------------------------------------------------------------------
+    def _room_for(self, turn: _Turn) -> bool:
+        """Whether ``turn`` may raise one more moment: at most ``turn_max_moments`` per turn, the
+        first come (of two read at once, the surer) taking the room."""
+        return len(turn.raised) < self._cfg.turn_max_moments
+
     def _enter(self, start: float, end: float) -> _Turn:
         """The turn a buyer segment belongs to: the current one, or a new one after rep speech or a long gap."""
         turn = self._turn
@@ -234,8 +274,11 @@ class BuyerReader:
             kind, conf = intent or _OTHER, confidence if confidence is not None else 0.0
         clear = clear and kind in INTENT_KINDS and conf >= floor
         named = self._competitor_in(text)
-        if clear and kind == "competitor_mention" and named is None and self._cfg.competitor_needs_name:
-            clear = competitor_like(text) is not None
+        if (
+            clear and kind == "competitor_mention" and named is None and self._cfg.competitor_needs_name
+            and conf < self._cfg.competitor_sure_confidence
+        ):
+            clear = competitor_named(text, self._known_words) is not None
         if named is not None and not clear and _NAMED_COMPETITOR_CONFIDENCE >= floor:
             # A battlecard competitor named outright is a competitor mention even if the classifier missed it.
             kind, conf, clear = "competitor_mention", _NAMED_COMPETITOR_CONFIDENCE, True
