@@ -78,14 +78,20 @@ class DynamicsConfig(Checked):
 
 @dataclass(frozen=True)
 class DeliveryConfig(Checked):
-    pause_s: float = setting(0.3, ge=0.0, le=10.0)
+    # A natural pause: the rep silent this long (or the buyer holding the floor). Reps breathe
+    # between sentences of one line: at a natural pace (calibration set v2, reps at ~155-185 wpm)
+    # those pauses run to ~0.75 s. On its 40 calls 0.3 s gave 2 of 75 tips inside a rep's line (one
+    # in such a pause, one in a line's soft tail), 0.5 s 1, 0.7 s none, 0.9 and 1.2 s none either;
+    # tips 75 and median latency 0.51 -> 0.53 s. Confirmed on dev (0 of 12, latency 0.53 -> 0.42 s)
+    # and dev-kokoro (0 of 14, unchanged).
+    pause_s: float = setting(0.7, ge=0.0, le=10.0)
     # A ready tip waits this long, the rep still silent, before it goes: a rep who starts to talk the
     # instant a tip is ready is heard by the onset guard (firmware/coach/onset.py) a frame or two
-    # later, and would be cued mid-word. On the 40 calibration calls, 0 -> 0.04 s took the tips
-    # given while the rep speaks from 1 of 71 to 0 (that tip went out 10 ms after the rep's onset),
-    # for 0.08 s more median latency (0.47 -> 0.55 s). 0.02-0.06 s all do it; at 0.1 and 0.2 s a
-    # tip held that long met another rep onset. Confirmed on dev and dev-kokoro: still 0 of 13 and
-    # 0 of 14, latency +0.04 s.
+    # later, and would be cued mid-word. On the first calibration set (v1, reps at 229 wpm), 0 ->
+    # 0.04 s took the tips given while the rep speaks from 1 of 71 to 0 (that tip went out 10 ms
+    # after the rep's onset), for 0.08 s more median latency (0.47 -> 0.55 s); 0.02-0.06 s all did
+    # it, at 0.1 and 0.2 s a tip held that long met another rep onset. On v2 with pause_s 0.7 it
+    # changes no tip (latency 0.47 -> 0.53 s). Dev and dev-kokoro: 0 of 13 and 0 of 14 either way.
     settle_s: float = setting(0.04, ge=0.0, le=2.0)
     min_gap_s: float = setting(30.0, ge=0.0, le=3600.0)
     max_tips_per_call: int = setting(8, ge=0, le=1000)
