@@ -23,7 +23,11 @@ variants of 1.4.0's recipe (docs/intent-model-selection.md). 16,384 buckets rais
 moment F1 at three seeds out of three (0.831 -> 0.858 on average; 1.4.0 itself 0.818). The
 default-seed model still lost to 1.4.0 on the dev and dev-kokoro calls (0.815 -> 0.759, 0.820 ->
 0.787) and missed the dev-sentence target (0.828 < 0.85), so 1.4.0 stays. The seed alone moves
-calibration F1 by up to 0.026.
+calibration F1 by up to 0.026. Later in session 7, ``--average-seeds K`` (the mean of K seeds'
+weights: exactly their mean logits, one tflite) and 144 small-talk rows (models/intent/data/
+smalltalk_pending.tsv, not yet in utterances.tsv) were tried: opening false moments 14 -> 8, but
+calibration F1 within noise of the averaged baseline (+0.005, CI -0.014..+0.024) and the dev calls
+below the dev-lucky 1.4.0, so 1.4.0 still stays (docs/intent-model-selection.md).
 """
 
 from __future__ import annotations
