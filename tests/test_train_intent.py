@@ -100,3 +100,18 @@ def test_recorded_selection_survives_recalibration(tmp_path: Path) -> None:
     again = train_intent.load_manifest(out)
     train_intent.save_manifest(out, again)
     assert train_intent.load_manifest(out)["selection"] == {"reference": "1.3.0", "calibration": {"moment_f1": 0.8}}
+
+
+def test_averaging_a_linear_models_seeds_averages_their_logits_exactly() -> None:
+    # --average-seeds ships the mean of K linear models' weights: its logits must be the mean of
+    # the K models' logits for any input, which is what makes averaging seeds a noise reduction
+    # (not a new model whose behaviour has to be found out).
+    rng = np.random.default_rng(2)
+    runs = [[rng.normal(size=(50, len(LABELS))), rng.normal(size=len(LABELS))] for _ in range(3)]
+    kernel, bias = train_intent.average_weights(runs)
+    x = rng.random((7, 50))
+    mean_logits = np.mean([x @ w + b for w, b in runs], axis=0)
+    assert np.allclose(x @ kernel + bias, mean_logits)
+    assert [a.shape for a in train_intent.average_weights(runs[:1])] == [(50, len(LABELS)), (len(LABELS),)]
+    with pytest.raises(ValueError):
+        train_intent.average_weights([runs[0], runs[1][:1]])
