@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from firmware.testing.corpora import available, resolve  # noqa: E402
+from firmware.testing.corpora import select  # noqa: E402
 
 
 def normalise(text: str) -> str:
@@ -185,12 +185,9 @@ def main() -> int:
                                          recognizer=dataclasses.replace(base.speech.recognizer, model=args.model))
     )
     try:
-        corpora = [resolve(spec) for spec in args.corpus] if args.corpus else available()
+        corpora = select(args.corpus)
     except ValueError as exc:
         print(f"bench_asr: {exc}", file=sys.stderr)
-        return 2
-    if not corpora:
-        print("bench_asr: no corpus found (tools/render_calibration.py renders the calibration set)", file=sys.stderr)
         return 2
     engines = load_engines(config)
     fw = None if args.no_baseline else faster_whisper_model(read_recipe(RECIPES_DIR / f"{args.model}.toml"))

@@ -56,7 +56,7 @@ from firmware.events import Event, Partial, Utterance  # noqa: E402
 from firmware.intent.classifier import IntentClassifier  # noqa: E402
 from firmware.testing.truth import TruthCall, drive, load_truth  # noqa: E402
 
-from firmware.testing.corpora import Corpus, available, resolve  # noqa: E402
+from firmware.testing.corpora import Corpus, select  # noqa: E402
 
 
 @dataclass
@@ -284,12 +284,9 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true", help="print where each missed and false moment came from")
     args = parser.parse_args()
     try:
-        corpora = [resolve(spec) for spec in args.corpus] if args.corpus else available()
+        corpora = select(args.corpus)
     except ValueError as exc:
         print(f"bench_coach: {exc}", file=sys.stderr)
-        return 2
-    if not corpora:
-        print("bench_coach: no corpus found (tools/render_calibration.py renders the calibration set)", file=sys.stderr)
         return 2
     speed = None if args.speed == "max" else float(args.speed)
     base = load_config(args.config) if args.config else Config()

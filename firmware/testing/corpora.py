@@ -55,3 +55,12 @@ def available() -> list[Corpus]:
         except ValueError:
             pass
     return out
+
+
+def select(specs: list[str]) -> list[Corpus]:
+    """The corpora a benchmark's ``--corpus`` options name, or every known one present when none
+    is named; raises ValueError with the reason when one holds no calls or none is found."""
+    corpora = [resolve(spec) for spec in specs] if specs else available()
+    if not corpora:
+        raise ValueError("no corpus found (tools/render_calibration.py renders the calibration set)")
+    return corpora
