@@ -123,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(link.stop)  # stopped (and joined) before the box closes
         # The headset's earpiece leak is measured on each call and kept for the next one.
         leak_store = LeakStore.in_dir(config.paths.resolve(config.paths.state_dir))
+        # The recogniser's word list (~0.1 s to read) now, at start-up, not under the box's lock at
+        # the first call's start, where a phone control would wait on it.
+        coach_box.known_words()
         coach = LiveCoach(session_opener(config, follower, coach_box, bus, leak_store=leak_store), bus)
         notifier = stack.enter_context(closing(Notifier()))
         notifier.ready("waiting for the bridge's taps")
